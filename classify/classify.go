@@ -1,0 +1,242 @@
+// Package classify decides, without any I/O, what an HTTP attempt's outcome
+// means for the links of a rebound chain: whether to retry it, whether it
+// counts against the server's health, and how long the server asked the
+// client to wait.
+//
+// Everything here is a pure function of a request, a response, an error and,
+// for wait hints, an injected instant, so it is table-tested without fakes
+// and safe for concurrent use.
+package classify
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// Outcome is what an attempt's result means for the retry loop.
+// The zero value is Success.
+type Outcome uint8
+
+const (
+	// Success: hand the result to the caller.
+	Success Outcome = iota
+	// Retryable: a transient failure; another attempt may succeed and is
+	// safe to send.
+	Retryable
+	// Final: a failure that another attempt would not fix, or that is not
+	// safe to repeat; hand it to the caller.
+	Final
+)
+
+// String returns "success", "retryable" or "final".
+func (o Outcome) String() string {
+	switch o {
+	case Success:
+		return "success"
+	case Retryable:
+		return "retryable"
+	case Final:
+		return "final"
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Verdict is the classification of one attempt. The zero value is a
+// success with no reason.
+type Verdict struct {
+	// Outcome says whether to retry.
+	Outcome Outcome
+	// Reason is a short, stable, machine-readable cause such as
+	// "status 503", "connection refused", "timeout" or "tls". It is one of
+	// a fixed set of strings (see the Reason constants and StatusReason),
+	// so observers can use it as a metric label.
+	Reason string
+	// NotSent reports that the request provably never reached the server:
+	// a dial-phase error or a gate's refusal. Such an attempt is safe to
+	// repeat whatever the method.
+	NotSent bool
+}
+
+// Reasons for transport errors. Status reasons come from StatusReason.
+const (
+	ReasonOK                = "ok"
+	ReasonNotSent           = "not sent"
+	ReasonCanceled          = "canceled"
+	ReasonDeadline          = "deadline exceeded"
+	ReasonTimeout           = "timeout"
+	ReasonRefused           = "connection refused"
+	ReasonReset             = "connection reset"
+	ReasonEOF               = "unexpected eof"
+	ReasonDial              = "dial"
+	ReasonDNS               = "dns"
+	ReasonHTTP2             = "http2"
+	ReasonTLS               = "tls"
+	ReasonInvalidRequest    = "invalid request"
+	ReasonRedirects         = "too many redirects"
+	ReasonTransport         = "transport error"
+	ReasonNotIdempotent     = "not idempotent"
+	ReasonNotIdempotentResp = "not idempotent, may have been processed"
+)
+
+// Statuses is a set of HTTP status codes in [100, 599], stored as a bitmap
+// so a lookup costs a shift and a mask. The zero value is the empty set.
+type Statuses struct{ bits [10]uint64 }
+
+// NewStatuses returns the set of the given codes. Codes outside [100, 599]
+// are ignored.
+func NewStatuses(codes ...int) Statuses {
+	var s Statuses
+	for _, c := range codes {
+		if c >= 100 && c <= 599 {
+			s.bits[c>>6] |= 1 << (uint(c) & 63)
+		}
+	}
+	return s
+}
+
+// Has reports whether code is in the set.
+func (s *Statuses) Has(code int) bool {
+	if code < 100 || code > 599 {
+		return false
+	}
+	return s.bits[code>>6]&(1<<(uint(code)&63)) != 0
+}
+
+// DefaultRetryable is the set of statuses retried by default: 408, 429, 500,
+// 502, 503 and 504. 501 and every other status are final.
+var DefaultRetryable = NewStatuses(
+	http.StatusRequestTimeout,
+	http.StatusTooManyRequests,
+	http.StatusInternalServerError,
+	http.StatusBadGateway,
+	http.StatusServiceUnavailable,
+	http.StatusGatewayTimeout,
+)
+
+// Classifier classifies attempts. The zero value uses DefaultRetryable and
+// is ready to use; a Classifier is never modified by its methods and is
+// safe for concurrent use.
+type Classifier struct {
+	// Retryable is the set of retryable statuses. Nil means
+	// DefaultRetryable.
+	Retryable *Statuses
+}
+
+// Classify returns the verdict for one attempt of req, which returned resp
+// or err. req is the caller's request: its context decides whether an error
+// is the caller's own cancellation, its method and headers whether a repeat
+// is safe.
+//
+// Rules, in order:
+//   - an error after the caller's context ended is final ("canceled" or
+//     "deadline exceeded");
+//   - a refusal by a gate (errors.Is(err, ErrNotSent)) is final and NotSent:
+//     the retry loop stops there;
+//   - other errors are retryable when transient (see ErrorReason) and either
+//     the request is idempotent or it provably was not sent; TLS
+//     certificate, invalid-request and redirect errors are final;
+//   - a 2xx or 3xx status, or any status outside the retryable set, is
+//     Success below 400 and Final from 400;
+//   - 429 is retryable for every method (the server did not process it);
+//   - 409 is retryable only for a request with an idempotency key (the
+//     IETF draft's "a request with this key is still in flight");
+//   - any other retryable status is retried only for idempotent requests.
+func (c *Classifier) Classify(req *http.Request, resp *http.Response, err error) Verdict {
+	if err != nil {
+		return classifyError(req, err)
+	}
+	if resp == nil {
+		return Verdict{Outcome: Final, Reason: ReasonTransport}
+	}
+	code := resp.StatusCode
+	set := c.Retryable
+	if set == nil {
+		set = &DefaultRetryable
+	}
+	switch {
+	case code == http.StatusConflict && req != nil && HasIdempotencyKey(req.Header):
+		return Verdict{Outcome: Retryable, Reason: StatusReason(code)}
+	case !set.Has(code):
+		if code < 400 {
+			return Verdict{Outcome: Success, Reason: ReasonOK}
+		}
+		return Verdict{Outcome: Final, Reason: StatusReason(code)}
+	case code == http.StatusTooManyRequests || Idempotent(req):
+		return Verdict{Outcome: Retryable, Reason: StatusReason(code)}
+	default:
+		return Verdict{Outcome: Final, Reason: StatusReason(code)}
+	}
+}
+
+// Classify classifies with the zero Classifier (the default statuses).
+func Classify(req *http.Request, resp *http.Response, err error) Verdict {
+	var c Classifier
+	return c.Classify(req, resp, err)
+}
+
+// statusReasons holds "status NNN" for every code in [100, 599], built once
+// so that a verdict never allocates.
+var statusReasons = func() (r [500]string) {
+	for i := range r {
+		r[i] = "status " + strconv.Itoa(i+100)
+	}
+	return r
+}()
+
+// StatusReason returns "status NNN" for code, without allocating for codes
+// in [100, 599]; other codes read "status other".
+func StatusReason(code int) string {
+	if code < 100 || code > 599 {
+		return "status other"
+	}
+	return statusReasons[code-100]
+}
+
+// Health is what an attempt says about the server's health, for circuit
+// breakers and client-side throttling. The zero value is Healthy.
+type Health uint8
+
+const (
+	// Healthy: the server answered with a status below 500.
+	Healthy Health = iota
+	// Unhealthy: a network error or a 5xx status.
+	Unhealthy
+	// Neutral: the attempt says nothing about the server: the caller
+	// cancelled, a gate refused it, or the request itself was invalid.
+	Neutral
+)
+
+// String returns "healthy", "unhealthy" or "neutral".
+func (h Health) String() string {
+	switch h {
+	case Healthy:
+		return "healthy"
+	case Unhealthy:
+		return "unhealthy"
+	case Neutral:
+		return "neutral"
+	}
+	return "health(" + strconv.Itoa(int(h)) + ")"
+}
+
+// ServerHealth says what an attempt of req, which returned resp or err,
+// tells about the server: 5xx and network errors are Unhealthy, any other
+// status (including 4xx and 429: a server that refuses politely is up) is
+// Healthy, and the caller's own cancellation, a gate's refusal or an
+// invalid request are Neutral.
+func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
+	if err != nil {
+		if req != nil && req.Context().Err() != nil {
+			return Neutral
+		}
+		switch ErrorReason(err) {
+		case ReasonNotSent, ReasonInvalidRequest, ReasonRedirects, ReasonCanceled:
+			return Neutral
+		}
+		return Unhealthy
+	}
+	if resp == nil || resp.StatusCode >= 500 {
+		return Unhealthy
+	}
+	return Healthy
+}

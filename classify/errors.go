@@ -1,0 +1,213 @@
+package classify
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+)
+
+// ErrNotSent is matched, with errors.Is, by every error that means "this
+// attempt was refused before anything was sent". The gates of a rebound
+// chain (the retry budget, the circuit breaker) return errors that match it
+// while carrying their own type; the retry loop then stops and hands the
+// caller the previous attempt's real outcome, or the refusal when there was
+// no previous attempt.
+var ErrNotSent = errors.New("classify: request not sent")
+
+// NotSentError is an error, with its own message, that matches ErrNotSent.
+// Gates that need no fields of their own can declare their sentinel as one:
+//
+//	var ErrExhausted error = &classify.NotSentError{Msg: "budget: retry budget exhausted"}
+type NotSentError struct {
+	// Msg is the error text. The zero value reads "classify: request not sent".
+	Msg string
+}
+
+// Error returns Msg.
+func (e *NotSentError) Error() string {
+	if e.Msg == "" {
+		return ErrNotSent.Error()
+	}
+	return e.Msg
+}
+
+// Is reports whether target is ErrNotSent.
+func (e *NotSentError) Is(target error) bool { return target == ErrNotSent }
+
+// NotSent reports whether err proves the request never reached the server:
+// a gate's refusal (ErrNotSent), or a failure while dialling (connection
+// refused, DNS, a dial timeout). Errors after the connection was made,
+// including a reset or EOF while writing, may have reached the server.
+func NotSent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrNotSent) {
+		return true
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// ErrorReason names the cause of a transport error with one of the Reason
+// constants. It looks at types and sentinels (errors.Is / errors.As) and,
+// only for HTTP/2 errors and redirect limits, whose types net/http does not
+// export, at the message.
+func ErrorReason(err error) string {
+	var (
+		dnsErr  *net.DNSError
+		opErr   *net.OpError
+		certErr *tls.CertificateVerificationError
+		unkErr  x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		invErr  x509.CertificateInvalidError
+		recErr  tls.RecordHeaderError
+		alert   tls.AlertError
+		netErr  net.Error
+	)
+	switch {
+	case err == nil:
+		return ReasonOK
+	case errors.Is(err, ErrNotSent):
+		return ReasonNotSent
+	case errors.Is(err, context.Canceled):
+		return ReasonCanceled
+	case errors.As(err, &certErr), errors.As(err, &unkErr), errors.As(err, &hostErr),
+		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert),
+		errors.Is(err, http.ErrSchemeMismatch):
+		return ReasonTLS
+	case errors.As(err, &dnsErr):
+		return ReasonDNS
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ReasonRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+		return ReasonReset
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return ReasonTimeout
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonTimeout
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return ReasonDial
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return ReasonEOF
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "http2:"), strings.Contains(msg, "stream error:"):
+		return ReasonHTTP2
+	case strings.Contains(msg, "stopped after") && strings.Contains(msg, "redirects"):
+		return ReasonRedirects
+	case strings.Contains(msg, "unsupported protocol scheme"),
+		strings.Contains(msg, "invalid header field"),
+		strings.Contains(msg, "no Host in request URL"),
+		strings.Contains(msg, "nil Request"):
+		return ReasonInvalidRequest
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) && urlErr.Err != nil && urlErr.Err != err {
+		return ErrorReason(urlErr.Err)
+	}
+	return ReasonTransport
+}
+
+// classifyError is Classify for a non-nil err.
+func classifyError(req *http.Request, err error) Verdict {
+	if req != nil {
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			if errors.Is(ctxErr, context.DeadlineExceeded) {
+				return Verdict{Outcome: Final, Reason: ReasonDeadline}
+			}
+			return Verdict{Outcome: Final, Reason: ReasonCanceled}
+		}
+	}
+	reason := ErrorReason(err)
+	switch reason {
+	case ReasonNotSent:
+		return Verdict{Outcome: Final, Reason: reason, NotSent: true}
+	case ReasonTLS, ReasonInvalidRequest, ReasonRedirects, ReasonCanceled:
+		return Verdict{Outcome: Final, Reason: reason}
+	}
+	if req != nil && RequestProblem(req) != "" {
+		return Verdict{Outcome: Final, Reason: ReasonInvalidRequest}
+	}
+	if reason == ReasonDNS {
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return Verdict{Outcome: Final, Reason: reason, NotSent: true}
+		}
+	}
+	notSent := NotSent(err)
+	if notSent || Idempotent(req) {
+		return Verdict{Outcome: Retryable, Reason: reason, NotSent: notSent}
+	}
+	return Verdict{Outcome: Final, Reason: reason}
+}
+
+// RequestProblem returns a short description of what makes req impossible
+// to send (a nil URL, a scheme other than http or https, no host, an
+// invalid header name or value), or "" when it is well formed. An attempt
+// that failed because of such a problem would fail again.
+func RequestProblem(req *http.Request) string {
+	switch {
+	case req == nil:
+		return "nil request"
+	case req.URL == nil:
+		return "nil URL"
+	case req.URL.Scheme != "http" && req.URL.Scheme != "https":
+		return "unsupported scheme"
+	case req.URL.Host == "":
+		return "no host"
+	}
+	for name, values := range req.Header {
+		if !validHeaderName(name) {
+			return "invalid header name"
+		}
+		for _, v := range values {
+			if !validHeaderValue(v) {
+				return "invalid header value"
+			}
+		}
+	}
+	return ""
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether s has no control bytes other than tab.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

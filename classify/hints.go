@@ -1,0 +1,137 @@
+package classify
+
+import (
+	"math"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// maxHintSeconds is the largest number of seconds that fits a time.Duration.
+// A larger value is an overflow, treated as malformed.
+const maxHintSeconds = math.MaxInt64 / int64(time.Second)
+
+// unixThreshold separates a count of seconds from a Unix timestamp in
+// X-RateLimit-Reset: values from this one (September 2001) on are instants.
+const unixThreshold = 1_000_000_000
+
+// WaitHint returns how long the server asked the client to wait before the
+// next attempt, from the response headers h, measured from now. It reads, in
+// order of precedence:
+//
+//   - Retry-After (RFC 9110 §10.2.3), as delay-seconds or as an HTTP-date in
+//     any of the three formats http.ParseTime knows; an HTTP-date is
+//     measured against the response's Date header when that parses, so the
+//     local clock's skew does not distort the wait;
+//   - RateLimit's t parameter (IETF httpapi RateLimit draft, "t=N" seconds)
+//     or the older draft's RateLimit-Reset;
+//   - X-RateLimit-Reset, as seconds or, from 1,000,000,000 on, as a Unix
+//     timestamp.
+//
+// A date in the past means zero. Negative, overflowing or malformed values
+// are ignored and the next header is tried; ok is false when none gave a
+// value. WaitHint never panics, whatever the input.
+func WaitHint(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	if len(h) == 0 {
+		return 0, false
+	}
+	if d, ok := RetryAfter(h, now); ok {
+		return d, true
+	}
+	if d, ok := RateLimitReset(h); ok {
+		return d, true
+	}
+	return XRateLimitReset(h, now)
+}
+
+// RetryAfter parses the Retry-After header of h, measured from now (or from
+// h's Date header when the value is an HTTP-date). See WaitHint.
+func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if secs, ok := parseSeconds(v); ok {
+		return time.Duration(secs) * time.Second, true
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	if date := h.Get("Date"); date != "" {
+		if d, err := http.ParseTime(date); err == nil {
+			now = d
+		}
+	}
+	return until(now, at)
+}
+
+// RateLimitReset parses the IETF RateLimit header's t parameter
+// ("RateLimit: \"default\";r=0;t=30", or the older "limit=10, remaining=0,
+// reset=30" form) and, failing that, the older draft's RateLimit-Reset
+// header, all in seconds. See WaitHint.
+func RateLimitReset(h http.Header) (time.Duration, bool) {
+	if v := h.Get("RateLimit"); v != "" {
+		for _, item := range strings.Split(v, ",") {
+			for _, param := range strings.Split(item, ";") {
+				name, val, found := strings.Cut(strings.TrimSpace(param), "=")
+				if !found || (name != "t" && name != "reset") {
+					continue
+				}
+				if secs, ok := parseSeconds(strings.TrimSpace(val)); ok {
+					return time.Duration(secs) * time.Second, true
+				}
+			}
+		}
+	}
+	if secs, ok := parseSeconds(strings.TrimSpace(h.Get("RateLimit-Reset"))); ok {
+		return time.Duration(secs) * time.Second, true
+	}
+	return 0, false
+}
+
+// XRateLimitReset parses X-RateLimit-Reset as seconds or, from 1,000,000,000
+// on, as a Unix timestamp measured from now. See WaitHint.
+func XRateLimitReset(h http.Header, now time.Time) (time.Duration, bool) {
+	secs, ok := parseSeconds(strings.TrimSpace(h.Get("X-RateLimit-Reset")))
+	if !ok {
+		return 0, false
+	}
+	if secs >= unixThreshold {
+		return until(now, time.Unix(secs, 0))
+	}
+	return time.Duration(secs) * time.Second, true
+}
+
+// until returns the non-negative time from now to at; ok is false when the
+// difference overflows.
+func until(now, at time.Time) (time.Duration, bool) {
+	if !at.After(now) {
+		return 0, true
+	}
+	d := at.Sub(now)
+	if d == math.MaxInt64 { // Sub saturates on overflow
+		return 0, false
+	}
+	return d, true
+}
+
+// parseSeconds parses 1*DIGIT as a count of seconds that fits a
+// time.Duration. Signs, spaces, fractions and overflow are rejected.
+func parseSeconds(s string) (int64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+		if n > maxHintSeconds {
+			return 0, false
+		}
+	}
+	return n, true
+}
