@@ -9,6 +9,7 @@
 package classify
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 )
@@ -226,6 +227,9 @@ func (h Health) String() string {
 // invalid request are Neutral.
 func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
 	if err != nil {
+		if attemptTimedOut(req) || errors.Is(err, ErrAttemptTimeout) {
+			return Unhealthy
+		}
 		if req != nil && req.Context().Err() != nil {
 			return Neutral
 		}

@@ -21,6 +21,18 @@ import (
 // no previous attempt.
 var ErrNotSent = errors.New("classify: request not sent")
 
+// ErrAttemptTimeout is the cause (context.Cause) of an attempt's context
+// when the retry loop's per-attempt timeout, not the caller, ended it. An
+// error that matches it is a retryable timeout and counts against the
+// server's health, although the attempt's context reads as cancelled.
+var ErrAttemptTimeout = errors.New("classify: attempt timed out")
+
+// attemptTimedOut reports whether req's context was ended by the retry
+// loop's per-attempt timeout.
+func attemptTimedOut(req *http.Request) bool {
+	return req != nil && context.Cause(req.Context()) == ErrAttemptTimeout
+}
+
 // NotSentError is an error, with its own message, that matches ErrNotSent.
 // Gates that need no fields of their own can declare their sentinel as one:
 //
@@ -84,6 +96,8 @@ func ErrorReason(err error) string {
 		return ReasonOK
 	case errors.Is(err, ErrNotSent):
 		return ReasonNotSent
+	case errors.Is(err, ErrAttemptTimeout):
+		return ReasonTimeout
 	case errors.Is(err, context.Canceled):
 		return ReasonCanceled
 	case errors.As(err, &certErr), errors.As(err, &unkErr), errors.As(err, &hostErr),
@@ -126,7 +140,7 @@ func ErrorReason(err error) string {
 
 // classifyError is Classify for a non-nil err.
 func classifyError(req *http.Request, err error) Verdict {
-	if req != nil {
+	if req != nil && !attemptTimedOut(req) {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			if errors.Is(ctxErr, context.DeadlineExceeded) {
 				return Verdict{Outcome: Final, Reason: ReasonDeadline}
