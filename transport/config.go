@@ -1,0 +1,121 @@
+package transport
+
+import (
+	"time"
+
+	"github.com/rebound-http/rebound/classify"
+)
+
+// Defaults applied by New to the zero fields of a Config.
+const (
+	DefaultMaxAttempts      = 4
+	DefaultBaseDelay        = 100 * time.Millisecond
+	DefaultMaxDelay         = 10 * time.Second
+	DefaultMaxRetryAfter    = 60 * time.Second
+	DefaultMaxBodyBytes     = 1 << 20
+	DefaultMaxResponseBytes = 1 << 20
+)
+
+// Jitter selects how backoff waits are randomised. The zero value is
+// FullJitter.
+type Jitter uint8
+
+const (
+	// FullJitter waits a uniform random time in [0, min(MaxDelay,
+	// BaseDelay·2^(n-1))) before retry n. It spreads a fleet's retries the
+	// most evenly (Brooker, "Exponential Backoff and Jitter").
+	FullJitter Jitter = iota
+	// DecorrelatedJitter waits min(MaxDelay, uniform[BaseDelay, 3·previous
+	// wait)), growing from the previous wait rather than the attempt number.
+	DecorrelatedJitter
+)
+
+// Config is the retry loop's configuration. The zero value is the documented
+// default of every field; New normalises it and never modifies the caller's
+// copy.
+type Config struct {
+	// MaxAttempts is the most attempts per call, the first included.
+	// Zero means 4 (3 retries); 1 disables retrying; negative means 1.
+	MaxAttempts int
+
+	// BaseDelay is the first backoff ceiling. Zero means 100 ms.
+	BaseDelay time.Duration
+	// MaxDelay caps every backoff wait. Zero means 10 s.
+	MaxDelay time.Duration
+	// Jitter selects the backoff algorithm. The zero value is FullJitter.
+	Jitter Jitter
+
+	// MaxRetryAfter caps the wait a server may ask for (Retry-After and
+	// rate-limit headers, see classify.WaitHint). A larger request ends the
+	// loop at once and hands its response to the caller, rather than being
+	// ignored or silently shortened. Zero means 60 s.
+	MaxRetryAfter time.Duration
+	// DisableWaitHints makes the loop ignore the server's wait headers and
+	// always use backoff. The zero value honours them.
+	DisableWaitHints bool
+
+	// MaxBodyBytes bounds how much of a request body without GetBody is
+	// recorded, while it streams out, for replay. A larger body is sent
+	// once and its call is not retried. Zero means 1 MiB; negative disables
+	// recording (such bodies are never retried).
+	MaxBodyBytes int64
+	// MaxResponseBytes bounds how much of a retryable response's body is
+	// buffered before its connection is released for the next attempt, so
+	// the response can still be returned if the loop stops. A response with
+	// a larger body is handed to the caller at once, unread, instead of
+	// being retried. Zero means 1 MiB.
+	MaxResponseBytes int64
+
+	// AttemptTimeout, when positive, bounds each attempt's wait for
+	// response headers. It cancels only that attempt (which is then a
+	// retryable timeout); the body of a response handed to the caller is
+	// never cut off by it. Zero means no per-attempt limit: only the
+	// caller's context bounds an attempt.
+	AttemptTimeout time.Duration
+
+	// Classifier decides which outcomes are retryable. Nil means the zero
+	// classify.Classifier (statuses 408, 429, 500, 502, 503, 504).
+	Classifier *classify.Classifier
+
+	// Observer, when non-nil, receives an Event for every attempt, every
+	// scheduled retry and every give-up. Nil costs nothing.
+	Observer Observer
+
+	// AttemptHeader, when non-empty, is a header the loop sets on every
+	// attempt to its number ("1", "2", ...), for servers that log it. It
+	// costs a copy of the request and its header map per attempt. The zero
+	// value sets nothing.
+	AttemptHeader string
+}
+
+// normalize returns c with defaults in place of zero values.
+func (c Config) normalize() Config {
+	switch {
+	case c.MaxAttempts == 0:
+		c.MaxAttempts = DefaultMaxAttempts
+	case c.MaxAttempts < 0:
+		c.MaxAttempts = 1
+	}
+	if c.BaseDelay <= 0 {
+		c.BaseDelay = DefaultBaseDelay
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = DefaultMaxDelay
+	}
+	if c.MaxDelay < c.BaseDelay {
+		c.MaxDelay = c.BaseDelay
+	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if c.Classifier == nil {
+		c.Classifier = &classify.Classifier{}
+	}
+	return c
+}

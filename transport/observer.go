@@ -1,0 +1,82 @@
+package transport
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// EventKind says what an Event reports. The zero value is EventAttempt.
+type EventKind uint8
+
+const (
+	// EventAttempt: an attempt is about to be sent.
+	EventAttempt EventKind = iota
+	// EventRetry: an attempt failed retryably and the loop will wait Delay
+	// before the next one.
+	EventRetry
+	// EventGiveUp: the call ends on a failure; Stop says why the loop did
+	// not (or could not) try again.
+	EventGiveUp
+)
+
+// String returns "attempt", "retry" or "give up".
+func (k EventKind) String() string {
+	switch k {
+	case EventAttempt:
+		return "attempt"
+	case EventRetry:
+		return "retry"
+	case EventGiveUp:
+		return "give up"
+	}
+	return "event(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Reasons the loop stops, reported in Event.Stop and Error.Stop.
+const (
+	StopFinal          = "final outcome"
+	StopAttempts       = "attempts exhausted"
+	StopRefused        = "refused by gate"
+	StopDeadline       = "deadline before next attempt"
+	StopHintOverCap    = "server wait over cap"
+	StopBodyNotReplay  = "body not replayable"
+	StopResponseTooBig = "response too large to buffer"
+	StopCanceled       = "canceled while waiting"
+)
+
+// Event is one decision of the retry loop, reported to an Observer. The
+// zero value is an EventAttempt with no request.
+type Event struct {
+	Kind EventKind
+	// Request is the caller's request (never modify it).
+	Request *http.Request
+	// Attempt is the number of the attempt the event is about, from 1.
+	Attempt int
+	// Reason is the classification reason of the attempt's outcome
+	// (classify.Verdict.Reason); empty for EventAttempt.
+	Reason string
+	// StatusCode is the attempt's response status, or 0 after an error.
+	StatusCode int
+	// Err is the attempt's transport error, if any.
+	Err error
+	// Delay is the wait before the next attempt (EventRetry).
+	Delay time.Duration
+	// FromServer reports that Delay honours the server's wait hint rather
+	// than backoff (EventRetry).
+	FromServer bool
+	// Stop says why the loop ended (EventGiveUp); one of the Stop constants.
+	Stop string
+}
+
+// Observer receives the loop's events, synchronously, on the goroutine of
+// the call; it must be safe for concurrent use and should return quickly.
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(Event)
+
+// Observe calls f(e).
+func (f ObserverFunc) Observe(e Event) { f(e) }

@@ -1,0 +1,360 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/rebound-http/rebound/classify"
+)
+
+// Transport is the retry loop, an http.RoundTripper. For every call it sends
+// an attempt through Next, classifies the outcome and, while the outcome is
+// retryable and safe to repeat, waits and tries again:
+//
+//   - the wait is the server's hint (Retry-After, RateLimit,
+//     X-RateLimit-Reset) plus a small upward spread, or else a jittered
+//     exponential backoff; a hint over MaxRetryAfter, or any wait that would
+//     end after the context's deadline, ends the loop at once;
+//   - bodies are replayed through GetBody, or recorded while the first
+//     attempt streams them (see Config.MaxBodyBytes);
+//   - a discarded response is read (bounded) and closed, so its keep-alive
+//     connection is reused;
+//   - an inner link that refuses an attempt with an error matching
+//     classify.ErrNotSent (the budget, the breaker) ends the loop, and the
+//     caller receives the previous attempt's response or error, or the
+//     refusal when it refused the first attempt.
+//
+// Giving up is transparent: the caller gets the last response, with a
+// readable body, and a nil error; or the last error wrapped in an *Error.
+// The caller's request is never modified.
+//
+// Attempts after the first carry an Attempt in their context; the first
+// carries nothing, so a call that succeeds at once costs no allocation.
+//
+// A Transport is safe for concurrent use. Create one with New; the zero
+// value is not usable.
+type Transport struct {
+	next http.RoundTripper
+	cfg  Config
+}
+
+// New returns a retry loop that sends attempts through next, configured by
+// cfg (zero fields take the defaults). A nil next means a pooled transport
+// from go-cleanhttp, created here and owned by this Transport.
+//
+//	client := &http.Client{Transport: transport.New(nil, transport.Config{})}
+func New(next http.RoundTripper, cfg Config) *Transport {
+	if next == nil {
+		next = cleanhttp.DefaultPooledTransport()
+	}
+	return &Transport{next: next, cfg: cfg.normalize()}
+}
+
+// Next returns the RoundTripper that attempts are sent through.
+func (t *Transport) Next() http.RoundTripper { return t.next }
+
+// CloseIdleConnections closes the idle connections of Next, when it has
+// that method.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// outcome is one attempt's result that the loop may still hand back.
+type outcome struct {
+	resp    *http.Response
+	err     error
+	verdict classify.Verdict
+}
+
+// RoundTrip runs the retry loop for req. See Transport.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req == nil {
+		return nil, &Error{Attempts: 0, Reason: classify.ReasonInvalidRequest, Stop: StopFinal, Err: ErrNilRequest}
+	}
+	cfg := &t.cfg
+	ctx := req.Context()
+
+	out := req
+	var rec *recorder
+	if hasBody(req) && req.GetBody == nil && cfg.MaxAttempts > 1 && cfg.MaxBodyBytes > 0 {
+		rec = newRecorder(req.Body, cfg.MaxBodyBytes)
+		defer rec.finish()
+		out = new(http.Request)
+		*out = *req
+		out.Body, _ = rec.reader()
+		out.GetBody = rec.getBody
+	}
+
+	var (
+		prev  outcome // the previous attempt's outcome, kept in case the loop must return it
+		start = time.Now()
+		delay time.Duration // previous wait, for decorrelated jitter
+	)
+	for n := 1; ; n++ {
+		if n > 1 {
+			var ok bool
+			out, ok = t.retryRequest(req, rec, n, start)
+			if !ok {
+				return t.giveUp(req, prev, n-1, StopBodyNotReplay)
+			}
+		} else if cfg.AttemptHeader != "" {
+			out = withAttemptHeader(out, cfg.AttemptHeader, 1)
+		}
+		if cfg.Observer != nil {
+			cfg.Observer.Observe(Event{Kind: EventAttempt, Request: req, Attempt: n})
+		}
+
+		resp, err := t.send(out)
+
+		if err != nil && prev.verdict.Outcome == classify.Retryable && errors.Is(err, classify.ErrNotSent) {
+			// An inner gate refused this retry: the caller gets the
+			// previous attempt's real outcome.
+			if cfg.Observer != nil {
+				cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: n, Reason: classify.ReasonNotSent, Err: err, Stop: StopRefused})
+			}
+			return t.finish(prev, n-1, StopRefused)
+		}
+		cur := outcome{resp: resp, err: err, verdict: cfg.Classifier.Classify(req, resp, err)}
+		if cur.verdict.Outcome != classify.Retryable {
+			release(prev, cfg.MaxResponseBytes)
+			if cur.verdict.Outcome == classify.Final && (err != nil || cfg.Observer != nil) {
+				stop := StopFinal
+				if cur.verdict.NotSent {
+					stop = StopRefused
+				}
+				return t.giveUp(req, cur, n, stop)
+			}
+			return resp, nil
+		}
+		// The outcome is retryable: may we, and how long do we wait?
+		if n >= cfg.MaxAttempts {
+			release(prev, cfg.MaxResponseBytes)
+			return t.giveUp(req, cur, n, StopAttempts)
+		}
+		if !replayable(req, rec) {
+			release(prev, cfg.MaxResponseBytes)
+			return t.giveUp(req, cur, n, StopBodyNotReplay)
+		}
+		now := time.Now()
+		wait, fromServer := time.Duration(0), false
+		if resp != nil && !cfg.DisableWaitHints {
+			if hint, ok := classify.WaitHint(resp.Header, now); ok {
+				if hint > cfg.MaxRetryAfter {
+					release(prev, cfg.MaxResponseBytes)
+					return t.giveUp(req, cur, n, StopHintOverCap)
+				}
+				wait, fromServer = hint+HintSpread(hint, cfg.BaseDelay, rand.Float64()), true
+			}
+		}
+		if !fromServer {
+			if cfg.Jitter == DecorrelatedJitter {
+				wait = DecorrelatedBackoff(delay, cfg.BaseDelay, cfg.MaxDelay, rand.Float64())
+			} else {
+				wait = Backoff(n, cfg.BaseDelay, cfg.MaxDelay, rand.Float64())
+			}
+		}
+		delay = wait
+		if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
+			release(prev, cfg.MaxResponseBytes)
+			return t.giveUp(req, cur, n, StopDeadline)
+		}
+		if resp != nil && !bufferBody(resp, cfg.MaxResponseBytes) {
+			release(prev, cfg.MaxResponseBytes)
+			return t.giveUp(req, cur, n, StopResponseTooBig)
+		}
+		release(prev, cfg.MaxResponseBytes)
+		prev = cur
+		if cfg.Observer != nil {
+			cfg.Observer.Observe(Event{Kind: EventRetry, Request: req, Attempt: n, Reason: cur.verdict.Reason,
+				StatusCode: statusOf(resp), Err: err, Delay: wait, FromServer: fromServer})
+		}
+		if err := sleep(ctx, wait); err != nil {
+			release(prev, cfg.MaxResponseBytes)
+			return t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n, StopCanceled)
+		}
+	}
+}
+
+// send makes one attempt through next, enforcing the RoundTripper contract
+// on its result and the per-attempt timeout.
+func (t *Transport) send(req *http.Request) (*http.Response, error) {
+	if t.cfg.AttemptTimeout <= 0 {
+		return checked(t.next.RoundTrip(req))
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(t.cfg.AttemptTimeout, func() { cancel(classify.ErrAttemptTimeout) })
+	resp, err := checked(t.next.RoundTrip(req.WithContext(ctx)))
+	if !timer.Stop() {
+		// The attempt's own timer fired: a timeout, whatever came back.
+		if resp != nil {
+			discard(resp, t.cfg.MaxResponseBytes)
+			resp = nil
+		}
+		if err == nil {
+			err = classify.ErrAttemptTimeout
+		} else if !errors.Is(err, classify.ErrAttemptTimeout) {
+			err = &attemptTimeoutError{err}
+		}
+	}
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	// Headers arrived in time; the body is the caller's to read, and the
+	// attempt's context ends when it is closed.
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// checked enforces "a response or an error, never both, never neither" on
+// the next RoundTripper's result: with both, the response is closed and the
+// error wins.
+func checked(resp *http.Response, err error) (*http.Response, error) {
+	switch {
+	case err != nil && resp != nil:
+		if resp.Body != nil {
+			resp.Body.Close()
+		}
+		return nil, err
+	case err == nil && resp == nil:
+		return nil, ErrNoResponse
+	case resp != nil && resp.Body == nil:
+		resp.Body = http.NoBody
+	}
+	return resp, err
+}
+
+// retryRequest returns the request for attempt n: a shallow copy of req with
+// the attempt in its context and a fresh body. It reports false when the
+// body cannot be replayed.
+func (t *Transport) retryRequest(req *http.Request, rec *recorder, n int, start time.Time) (*http.Request, bool) {
+	out := req.WithContext(WithAttempt(req.Context(), Attempt{N: n, Start: start}))
+	switch {
+	case rec != nil:
+		body, ok := rec.reader()
+		if !ok {
+			return nil, false
+		}
+		out.Body, out.GetBody = body, rec.getBody
+	case req.GetBody != nil && hasBody(req):
+		body, err := req.GetBody()
+		if err != nil || body == nil {
+			return nil, false
+		}
+		out.Body = body
+	}
+	if t.cfg.AttemptHeader != "" {
+		setAttemptHeader(out, t.cfg.AttemptHeader, n)
+	}
+	return out, true
+}
+
+// withAttemptHeader returns a shallow copy of req with its own header map
+// carrying the attempt number.
+func withAttemptHeader(req *http.Request, name string, n int) *http.Request {
+	out := new(http.Request)
+	*out = *req
+	setAttemptHeader(out, name, n)
+	return out
+}
+
+// setAttemptHeader gives req (already a copy) its own header map with the
+// attempt number.
+func setAttemptHeader(req *http.Request, name string, n int) {
+	req.Header = req.Header.Clone()
+	if req.Header == nil {
+		req.Header = make(http.Header)
+	}
+	req.Header.Set(name, strconv.Itoa(n))
+}
+
+// giveUp reports the end of the loop on cur and returns it.
+func (t *Transport) giveUp(req *http.Request, cur outcome, attempts int, stop string) (*http.Response, error) {
+	if t.cfg.Observer != nil && (cur.err != nil || cur.verdict.Outcome != classify.Success) {
+		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: attempts, Reason: cur.verdict.Reason,
+			StatusCode: statusOf(cur.resp), Err: cur.err, Stop: stop})
+	}
+	return t.finish(cur, attempts, stop)
+}
+
+// finish hands an outcome to the caller: the response, or the error wrapped
+// in an *Error.
+func (t *Transport) finish(o outcome, attempts int, stop string) (*http.Response, error) {
+	if o.err != nil {
+		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Err: o.err}
+	}
+	return o.resp, nil
+}
+
+// release discards a kept outcome that will not be returned.
+func release(o outcome, limit int64) {
+	if o.resp != nil {
+		discard(o.resp, limit)
+	}
+}
+
+// replayable reports whether another attempt can carry the whole body.
+func replayable(req *http.Request, rec *recorder) bool {
+	switch {
+	case !hasBody(req):
+		return true
+	case rec != nil:
+		return rec.replayable()
+	default:
+		return req.GetBody != nil
+	}
+}
+
+func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
+
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+// sleep waits for d or until ctx ends, whichever comes first, and returns
+// ctx's error in the second case.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// cancelBody ends an attempt's context when the caller closes the body.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
+}
+
+// attemptTimeoutError marks an attempt's error as caused by the per-attempt
+// timeout while keeping the original cause reachable.
+type attemptTimeoutError struct{ err error }
+
+func (e *attemptTimeoutError) Error() string { return "attempt timed out: " + e.err.Error() }
+func (e *attemptTimeoutError) Unwrap() []error {
+	return []error{classify.ErrAttemptTimeout, e.err}
+}
