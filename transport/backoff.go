@@ -18,8 +18,10 @@ func Backoff(n int, base, max time.Duration, r float64) time.Duration {
 }
 
 // DecorrelatedBackoff returns the decorrelated-jitter wait that follows a
-// wait of prev: min(max, base + r·(3·prev − base)), with r in [0, 1)
-// supplied by the caller. A prev below base counts as base.
+// wait of prev: uniform in [base, min(max, 3·prev)), drawn with r in [0, 1)
+// supplied by the caller. A prev below base counts as base. Clamping the
+// range rather than the draw keeps waits spread out once they reach the
+// cap, instead of piling up on it.
 func DecorrelatedBackoff(prev, base, max time.Duration, r float64) time.Duration {
 	if prev < base {
 		prev = base

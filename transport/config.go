@@ -25,7 +25,7 @@ const (
 	// BaseDelay·2^(n-1))) before retry n. It spreads a fleet's retries the
 	// most evenly (Brooker, "Exponential Backoff and Jitter").
 	FullJitter Jitter = iota
-	// DecorrelatedJitter waits min(MaxDelay, uniform[BaseDelay, 3·previous
+	// DecorrelatedJitter waits uniform[BaseDelay, min(MaxDelay, 3·previous
 	// wait)), growing from the previous wait rather than the attempt number.
 	DecorrelatedJitter
 )
