@@ -14,8 +14,10 @@ import (
 type Attempt struct {
 	// N is the attempt's number, from 1. The zero value means 1.
 	N int
-	// Start is when the call's first attempt began. The zero value means
-	// "unknown" (the first attempt of a call, which started now).
+	// Start is when the call's first attempt returned its (retryable)
+	// outcome; the loop reads the clock only once a retry is needed, so a
+	// call that succeeds at once pays for no clock read. The zero value
+	// means a first attempt.
 	Start time.Time
 }
 

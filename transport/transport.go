@@ -94,8 +94,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	var (
-		prev  outcome // the previous attempt's outcome, kept in case the loop must return it
-		start = time.Now()
+		prev  outcome       // the previous attempt's outcome, kept in case the loop must return it
+		start time.Time     // when the first attempt returned; read lazily: a clock read costs tens of ns
 		delay time.Duration // previous wait, for decorrelated jitter
 	)
 	for n := 1; ; n++ {
@@ -144,6 +144,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return t.giveUp(req, cur, n, StopBodyNotReplay)
 		}
 		now := time.Now()
+		if n == 1 {
+			start = now
+		}
 		wait, fromServer := time.Duration(0), false
 		if resp != nil && !cfg.DisableWaitHints {
 			if hint, ok := classify.WaitHint(resp.Header, now); ok {

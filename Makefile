@@ -1,0 +1,41 @@
+# rebound — the two commands a new user needs are `make demo` and `make test`.
+
+GO      ?= go
+# Every module of the repository: the core and the ones with heavier
+# dependencies (bench/, ...), each tested on its own.
+MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \; | sort)
+FUZZTIME ?= 30s
+COUNT    ?= 6
+
+.PHONY: test demo bench fuzz lint tools
+
+test:
+	@set -e; for m in $(MODULES); do \
+		echo "== go test -race $$m"; \
+		(cd $$m && $(GO) test -race -count=1 ./...); \
+	done
+
+demo:
+	$(GO) run ./examples/demo
+
+# Benchmarks with -benchmem over $(COUNT) runs, written to bench.txt and
+# summarised by benchstat (installed on first use).
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./... | tee bench.txt
+	benchstat bench.txt
+
+# Each fuzz target for $(FUZZTIME).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+
+tools:
+	@command -v benchstat >/dev/null || $(GO) install golang.org/x/perf/cmd/benchstat@latest
