@@ -1,0 +1,219 @@
+package budget
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/transport"
+)
+
+// Config configures a Transport. The zero value is the default of every
+// field: one Ratio budget with the default RatioConfig shared by all hosts,
+// no throttling, no hook.
+type Config struct {
+	// Ratio configures the default budget, a Ratio, when NewBudget is nil.
+	// The zero value is the default: retries up to 20% of the first
+	// attempts of the last 10 s, plus 10 retries per second.
+	Ratio RatioConfig
+	// NewBudget, when non-nil, makes the budget: once, or once per host
+	// with PerHost. It may return a shared Budget. Nil, or a nil result,
+	// means NewRatio(Ratio).
+	NewBudget func() Budget
+	// PerHost gives every host (URL host and port) its own budget, so one
+	// failing host cannot spend the retries of the others. The zero value
+	// shares one budget among all hosts.
+	PerHost bool
+	// MaxHosts bounds the hosts that per-host budgets and throttling keep
+	// state for. When it is reached, hosts idle for longer than the
+	// windows are forgotten; if none is, further hosts share one overflow
+	// budget and throttle. Zero or negative means 1024.
+	MaxHosts int
+	// Throttle, when non-nil, turns on adaptive client-side throttling of
+	// first attempts, per host, configured by *Throttle (whose zero value
+	// is the default: K = 2 over 2 minutes). Nil, the default, means off.
+	Throttle *ThrottleConfig
+	// OnRefuse, when non-nil, is called for every refused attempt, after
+	// the refusal is decided and with no lock held, on the goroutine of
+	// the refused RoundTrip. Nil reports nothing.
+	OnRefuse func(Refusal)
+}
+
+// Transport is the budget gate of a rebound chain, an http.RoundTripper
+// placed inside the retry loop (package transport) and outside the circuit
+// breaker. For every attempt it reads transport.IsRetry from the request
+// context:
+//
+//   - a first attempt deposits into the budget; with throttling on, it may
+//     first be rejected locally with ErrThrottled;
+//   - a retry withdraws from the budget, or is refused with ErrExhausted.
+//
+// A refused attempt is not sent: its body is closed and the error, which
+// matches classify.ErrNotSent, tells the retry loop to stop and return the
+// previous attempt's real outcome. An attempt that is sent goes to Next
+// unchanged, and its response or error comes back unchanged; with
+// throttling on its outcome is recorded: accepted when
+// classify.ServerHealth calls it Healthy and the status is not 429, not
+// recorded at all when Neutral (the caller cancelled it).
+//
+// Budgets are global by default and per host with Config.PerHost;
+// throttling is always per host. A Transport is safe for concurrent use.
+// Create one with NewTransport; the zero value is not usable.
+type Transport struct {
+	next     http.RoundTripper
+	global   Budget    // nil with PerHost
+	hosts    *registry // nil when neither PerHost nor Throttle
+	newB     func() Budget
+	onRefuse func(Refusal)
+}
+
+// NewTransport returns a budget gate in front of next, configured by cfg
+// (zero fields take the defaults). A nil next means a pooled transport from
+// go-cleanhttp, created here and owned by this Transport.
+//
+//	gate := budget.NewTransport(nil, budget.Config{PerHost: true})
+//	client := &http.Client{Transport: transport.New(gate, transport.Config{})}
+func NewTransport(next http.RoundTripper, cfg Config) *Transport {
+	if next == nil {
+		next = cleanhttp.DefaultPooledTransport()
+	}
+	t := &Transport{next: next, onRefuse: cfg.OnRefuse}
+	ratio, user := cfg.Ratio, cfg.NewBudget
+	t.newB = func() Budget {
+		if user != nil {
+			if b := user(); b != nil {
+				return b
+			}
+		}
+		return NewRatio(ratio)
+	}
+	if !cfg.PerHost {
+		t.global = t.newB()
+	}
+	if cfg.PerHost || cfg.Throttle != nil {
+		maxHosts := cfg.MaxHosts
+		if maxHosts <= 0 {
+			maxHosts = DefaultMaxHosts
+		}
+		idle := durationOr(cfg.Ratio.Window, DefaultWindow)
+		var th ThrottleConfig
+		if cfg.Throttle != nil {
+			th = *cfg.Throttle
+			idle = max(idle, durationOr(th.Window, DefaultThrottleWindow))
+		}
+		perHost, throttle := cfg.PerHost, cfg.Throttle != nil
+		t.hosts = newRegistry(maxHosts, idle, func() *entry {
+			e := new(entry)
+			if perHost {
+				e.budget = t.newB()
+			}
+			if throttle {
+				e.throttle = NewThrottle(th)
+			}
+			return e
+		})
+	}
+	return t
+}
+
+// Next returns the RoundTripper that attempts are sent through.
+func (t *Transport) Next() http.RoundTripper { return t.next }
+
+// CloseIdleConnections closes the idle connections of Next, when it has
+// that method.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RoundTrip lets req through to Next, or refuses it; see Transport. A nil
+// request, or one without a URL, is an error and nothing is sent.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req == nil || req.URL == nil {
+		closeBody(req)
+		return nil, errNilRequest
+	}
+	now := time.Now()
+	b := t.global
+	var th *Throttle
+	if t.hosts != nil {
+		e := t.hosts.get(hostKey(req.URL.Host), now.UnixNano())
+		if e.budget != nil {
+			b = e.budget
+		}
+		th = e.throttle
+	}
+	if transport.IsRetry(req.Context()) {
+		if !b.Withdraw(now) {
+			return t.refuse(req, now, b, th, ErrExhausted, 0)
+		}
+	} else {
+		if th != nil {
+			if ok, p := th.allow(now); !ok {
+				return t.refuse(req, now, b, th, ErrThrottled, p)
+			}
+		}
+		b.Deposit(now)
+	}
+	resp, err := t.next.RoundTrip(req)
+	if th != nil {
+		switch classify.ServerHealth(req, resp, err) {
+		case classify.Healthy:
+			th.Record(time.Now(), resp == nil || resp.StatusCode != http.StatusTooManyRequests)
+		case classify.Unhealthy:
+			th.Record(time.Now(), false)
+		}
+	}
+	return resp, err
+}
+
+// refuse closes req's body, reports the refusal and returns err.
+func (t *Transport) refuse(req *http.Request, now time.Time, b Budget, th *Throttle, err error, p float64) (*http.Response, error) {
+	closeBody(req)
+	if t.onRefuse != nil {
+		r := Refusal{Host: hostKey(req.URL.Host), Throttled: err == ErrThrottled, Err: err, Balance: b.Balance(now), Probability: p}
+		if th != nil && !r.Throttled {
+			r.Probability = th.Probability(now)
+		}
+		t.onRefuse(r)
+	}
+	return nil, err
+}
+
+// Balance returns the retries the budget for host holds now (see
+// Budget.Balance), for metrics. Without Config.PerHost every host shares
+// one budget and host is ignored. A host never seen, or forgotten, has the
+// balance of a new budget.
+func (t *Transport) Balance(host string) float64 {
+	now := time.Now()
+	if t.global != nil {
+		return t.global.Balance(now)
+	}
+	if e := t.hosts.lookup(hostKey(host)); e != nil {
+		return e.budget.Balance(now)
+	}
+	return t.newB().Balance(now)
+}
+
+// Probability returns the current throttling probability for host: the
+// chance that its next first attempt is rejected locally. It is 0 when
+// throttling is off or host was never seen.
+func (t *Transport) Probability(host string) float64 {
+	if t.hosts == nil {
+		return 0
+	}
+	if e := t.hosts.lookup(hostKey(host)); e != nil && e.throttle != nil {
+		return e.throttle.Probability(time.Now())
+	}
+	return 0
+}
+
+// closeBody closes req's body, as a RoundTripper must even when it sends
+// nothing.
+func closeBody(req *http.Request) {
+	if req != nil && req.Body != nil {
+		req.Body.Close()
+	}
+}
