@@ -1,0 +1,228 @@
+package idempotency
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/rebound-http/rebound/classify"
+)
+
+// ErrNilRequest is returned by Transport.RoundTrip for a nil request.
+var ErrNilRequest = errors.New("idempotency: nil request")
+
+// Config configures the client link. The zero value adds an
+// Idempotency-Key holding a fresh UUIDv4 to every POST and PATCH that has
+// no key; New normalises it and never modifies the caller's copy.
+type Config struct {
+	// Methods are the request methods that get a key. Nil means POST and
+	// PATCH; an empty non-nil slice means that no method does. Methods are
+	// matched exactly, as net/http sends them (upper case).
+	Methods []string
+
+	// Header is the name of the header the link sets. The empty string
+	// means Idempotency-Key. Beware that the retry loop (classify) only
+	// treats Idempotency-Key and X-Idempotency-Key as making a request safe
+	// to repeat: under another name a keyed POST is not retried.
+	Header string
+
+	// NewKey makes the key of one call. Nil means NewKeyV4; NewKeyV7 gives
+	// time-ordered keys, which index better. It must be safe for
+	// concurrent use and return a valid header value.
+	NewKey func() string
+
+	// Skip, when non-nil, is asked about every request that would get a
+	// generated key; true sends it without one. Use it to turn injection
+	// off for hosts that do not honour the header (for them a key makes
+	// the retry loop repeat a POST that the server may run twice). Keys
+	// given with WithKey are added regardless. Nil skips nothing.
+	Skip func(req *http.Request) bool
+
+	// Disable turns generated keys off entirely; keys given with WithKey
+	// are still added. The zero value generates keys.
+	Disable bool
+
+	// OnKey, when non-nil, is called with the outgoing request (the link's
+	// copy) and its key every time the link adds a key, for logging. It
+	// must not modify the request. Nil costs nothing.
+	OnKey func(req *http.Request, key string)
+}
+
+// Transport is the client link: an http.RoundTripper that adds an
+// idempotency key to requests that need one and passes every request on to
+// Next. Place it outside the retry loop, so that the key is made once per
+// call and every attempt carries it:
+//
+//	rt := idempotency.NewTransport(transport.New(base, transport.Config{}), idempotency.Config{})
+//
+// A request gets a key when its method is in Config.Methods and it carries
+// neither Idempotency-Key nor X-Idempotency-Key (nor Config.Header): the
+// key given with WithKey if its context has one, else a fresh one from
+// Config.NewKey (unless Disable or Skip says no). A caller's key is never
+// overwritten. The caller reads the key used from the response's request
+// (see ResponseKey).
+//
+// The caller's request is never modified: a keyed request is a shallow copy
+// with a copy of the header map (the header values are shared, capped so
+// an append cannot write into the caller's arrays). On a POST this costs four
+// allocations: the request, the map, the key and its one-element value.
+//
+// A Transport is safe for concurrent use. Create one with NewTransport; the
+// zero value is not usable.
+type Transport struct {
+	next    http.RoundTripper
+	methods []string // nil: POST and PATCH
+	header  string
+	newKey  func() string
+	skip    func(*http.Request) bool
+	disable bool
+	onKey   func(*http.Request, string)
+}
+
+// NewTransport returns a client link that sends requests through next,
+// configured by cfg (zero fields take the defaults). A nil next means a
+// pooled transport from go-cleanhttp, created here and owned by this
+// Transport.
+func NewTransport(next http.RoundTripper, cfg Config) *Transport {
+	if next == nil {
+		next = cleanhttp.DefaultPooledTransport()
+	}
+	t := &Transport{
+		next:    next,
+		methods: cfg.Methods,
+		header:  http.CanonicalHeaderKey(cfg.Header),
+		newKey:  cfg.NewKey,
+		skip:    cfg.Skip,
+		disable: cfg.Disable,
+		onKey:   cfg.OnKey,
+	}
+	if cfg.Methods != nil {
+		t.methods = append(make([]string, 0, len(cfg.Methods)), cfg.Methods...)
+	}
+	if t.header == "" {
+		t.header = HeaderKey
+	}
+	if t.newKey == nil {
+		t.newKey = NewKeyV4
+	}
+	return t
+}
+
+// Next returns the RoundTripper that requests are sent through.
+func (t *Transport) Next() http.RoundTripper { return t.next }
+
+// CloseIdleConnections closes the idle connections of Next, when it has
+// that method.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RoundTrip adds a key to req when it needs one (see Transport) and sends
+// it through Next. It returns a response or an error, never both.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req == nil {
+		return nil, ErrNilRequest
+	}
+	if !t.wants(req.Method) || t.hasKey(req.Header) {
+		return t.next.RoundTrip(req)
+	}
+	key, ok := KeyFromContext(req.Context())
+	if !ok {
+		if t.disable || t.skip != nil && t.skip(req) {
+			return t.next.RoundTrip(req)
+		}
+		key = t.newKey()
+	}
+	out := withHeader(req, t.header, key)
+	if t.onKey != nil {
+		t.onKey(out, key)
+	}
+	return t.next.RoundTrip(out)
+}
+
+// wants reports whether method gets a key.
+func (t *Transport) wants(method string) bool {
+	if t.methods == nil {
+		return method == http.MethodPost || method == http.MethodPatch
+	}
+	for _, m := range t.methods {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// hasKey reports whether h already carries a key under any name the link
+// honours.
+func (t *Transport) hasKey(h http.Header) bool {
+	if classify.HasIdempotencyKey(h) {
+		return true
+	}
+	if t.header == HeaderKey || h == nil {
+		return false
+	}
+	_, ok := h[t.header]
+	return ok
+}
+
+// withHeader returns a shallow copy of req whose header map is a copy of
+// req's with name set to value. Value slices are shared with req, capped
+// at their length so that an append by an inner link reallocates rather
+// than writing into the caller's array.
+func withHeader(req *http.Request, name, value string) *http.Request {
+	out := new(http.Request)
+	*out = *req
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		h[k] = v[:len(v):len(v)]
+	}
+	h[name] = []string{value}
+	out.Header = h
+	return out
+}
+
+type keyContextKey struct{}
+
+// WithKey returns a copy of ctx that makes the client link use key for a
+// request sent with it, instead of generating one. Use it when a call is
+// repeated at a higher level than the retry loop (a job re-run after a
+// crash, a user pressing "pay" again) and must be recognised by the server
+// as the same operation: persist the key with the job and pass it here.
+// Setting the header on the request yourself does the same.
+//
+// The key is added only to requests whose method gets keys (Config.Methods)
+// and that carry no key already; it is added even when Disable or Skip
+// would turn generation off. An empty key is ignored. The key must be a
+// valid header value; ParseKey checks what a server will accept.
+func WithKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, keyContextKey{}, key)
+}
+
+// KeyFromContext returns the key that WithKey put in ctx, and whether there
+// is a non-empty one.
+func KeyFromContext(ctx context.Context) (string, bool) {
+	if ctx == nil {
+		return "", false
+	}
+	key, _ := ctx.Value(keyContextKey{}).(string)
+	return key, key != ""
+}
+
+// ResponseKey returns the idempotency key that was sent with the request
+// that produced resp (its Idempotency-Key, else its X-Idempotency-Key), or
+// "" when there was none. Through a rebound chain, resp.Request is the last
+// attempt's request, which carries the key the client link added. For a
+// custom Config.Header, read resp.Request.Header.Get(name) instead.
+func ResponseKey(resp *http.Response) string {
+	if resp == nil || resp.Request == nil {
+		return ""
+	}
+	if k := resp.Request.Header.Get(HeaderKey); k != "" {
+		return k
+	}
+	return resp.Request.Header.Get(HeaderXKey)
+}

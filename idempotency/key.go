@@ -1,0 +1,190 @@
+// Package idempotency implements both halves of the Idempotency-Key
+// pattern (IETF httpapi draft "The Idempotency-Key HTTP Header Field"):
+//
+//   - on the client, Transport adds a fresh key to every POST and PATCH that
+//     lacks one, once per call and outside the retry loop, so every attempt
+//     of the call carries the same key and the retry loop may repeat it
+//     (classify.Idempotent treats a keyed request as safe to repeat);
+//   - on the server, Middleware deduplicates by key: the first request with a
+//     key runs the handler and stores its response, a repeat gets the stored
+//     response back without running the handler, a concurrent repeat gets
+//     409, and a repeat with a different body gets 422.
+//
+// Injecting keys is only safe toward servers that honour the header. A
+// server that ignores it will run a retried POST twice; turn injection off
+// for such hosts (Config.Skip, Config.Disable).
+//
+// The Store behind the middleware is an interface of four atomic operations
+// (Reserve, Complete, Release, Lookup) that a database or Redis can
+// implement; NewMemoryStore is the in-process one.
+package idempotency
+
+import (
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/rebound-http/rebound/classify"
+)
+
+// Header names and the replay marker.
+const (
+	// HeaderKey is the header that carries the key (the draft's name).
+	HeaderKey = classify.HeaderIdempotencyKey
+	// HeaderXKey is the older name, honoured by the client link (never
+	// overwritten) and accepted by the middleware.
+	HeaderXKey = classify.HeaderXIdempotencyKey
+	// HeaderReplayed marks a response replayed from the store.
+	HeaderReplayed = "Idempotent-Replayed"
+)
+
+// DefaultMaxKeyLength is the longest key, in bytes after unquoting, that
+// ParseKey and the middleware accept by default.
+const DefaultMaxKeyLength = 255
+
+// Errors returned by ParseKey. They match with errors.Is.
+var (
+	ErrKeyEmpty   = errors.New("idempotency: empty key")
+	ErrKeyTooLong = errors.New("idempotency: key too long")
+	ErrKeyInvalid = errors.New("idempotency: malformed key")
+)
+
+// ParseKey parses the value of an Idempotency-Key header and returns the
+// key. It accepts either form seen in practice:
+//
+//   - a structured-field string (RFC 8941 §3.3.3), the draft's syntax:
+//     printable ASCII between double quotes, where only \" and \\ are
+//     escapes; nothing may follow the closing quote (no parameters);
+//   - a bare key, as most clients send a UUID: printable ASCII with no
+//     space, quote, backslash or comma.
+//
+// Surrounding spaces and tabs are ignored. A key that is empty (ErrKeyEmpty),
+// longer than DefaultMaxKeyLength bytes after unquoting (ErrKeyTooLong), or
+// has any other byte (ErrKeyInvalid) is refused. ParseKey never panics and
+// does not allocate for a bare key or a quoted key without escapes.
+func ParseKey(v string) (string, error) {
+	return parseKey(v, DefaultMaxKeyLength)
+}
+
+// parseKey is ParseKey with a length limit.
+func parseKey(v string, max int) (string, error) {
+	v = strings.Trim(v, " \t")
+	if v == "" {
+		return "", ErrKeyEmpty
+	}
+	if v[0] != '"' {
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == ',' {
+				return "", ErrKeyInvalid
+			}
+		}
+		if len(v) > max {
+			return "", ErrKeyTooLong
+		}
+		return v, nil
+	}
+	// Quoted: find the closing quote, noting whether escapes occur.
+	escaped := false
+	end := -1
+	for i := 1; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\':
+			if i+1 >= len(v) || v[i+1] != '"' && v[i+1] != '\\' {
+				return "", ErrKeyInvalid
+			}
+			escaped = true
+			i++
+		case c == '"':
+			end = i
+		case c < ' ' || c >= 0x7f:
+			return "", ErrKeyInvalid
+		}
+		if end >= 0 {
+			break
+		}
+	}
+	if end < 0 || end != len(v)-1 {
+		return "", ErrKeyInvalid // unterminated, or something after the string
+	}
+	key := v[1:end]
+	if escaped {
+		var b strings.Builder
+		b.Grow(len(key))
+		for i := 0; i < len(key); i++ {
+			if key[i] == '\\' {
+				i++
+			}
+			b.WriteByte(key[i])
+		}
+		key = b.String()
+	}
+	switch {
+	case key == "":
+		return "", ErrKeyEmpty
+	case len(key) > max:
+		return "", ErrKeyTooLong
+	}
+	return key, nil
+}
+
+// randBuf is a block of random bytes handed out 16 at a time.
+type randBuf struct {
+	b   [512]byte
+	off int
+}
+
+// randPool holds per-P blocks of crypto/rand output, so a key costs a copy
+// rather than a getrandom call, without a global lock and without touching
+// google/uuid's process-wide EnableRandPool setting.
+var randPool = sync.Pool{New: func() any { return &randBuf{off: 512} }}
+
+// random16 returns 16 bytes from crypto/rand, through randPool.
+func random16() (u uuid.UUID) {
+	p := randPool.Get().(*randBuf)
+	if p.off == len(p.b) {
+		rand.Read(p.b[:]) // never fails (crypto/rand, Go 1.24+)
+		p.off = 0
+	}
+	copy(u[:], p.b[p.off:p.off+16])
+	p.off += 16
+	randPool.Put(p)
+	return u
+}
+
+// NewKeyV4 returns a random (version 4) UUID in its canonical 36-character
+// form. Its randomness comes from crypto/rand, read in 512-byte blocks
+// kept in a per-processor pool; see Config.NewKey. It is safe for concurrent
+// use and costs one allocation, the string.
+func NewKeyV4() string {
+	u := random16()
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // variant 10
+	return u.String()
+}
+
+// poolReader reads from randPool, for google/uuid's *FromReader functions.
+type poolReader struct{}
+
+func (poolReader) Read(b []byte) (int, error) {
+	for n := 0; n < len(b); n += 16 {
+		u := random16()
+		copy(b[n:], u[:])
+	}
+	return len(b), nil
+}
+
+// NewKeyV7 returns a time-ordered (version 7) UUID: a millisecond Unix
+// timestamp followed by random bits, with google/uuid's sub-millisecond
+// sequence making keys from one process strictly increasing. Sortable keys
+// index better in a database's B-tree. It costs two allocations and takes
+// google/uuid's process-wide lock for the sequence.
+func NewKeyV7() string {
+	u, err := uuid.NewV7FromReader(poolReader{})
+	if err != nil { // poolReader never fails
+		return NewKeyV4()
+	}
+	return u.String()
+}
