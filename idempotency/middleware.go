@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -65,8 +64,8 @@ type MiddlewareConfig struct {
 	RetryAfter time.Duration
 
 	// Scope returns the namespace of a request's key, so that one client
-	// can never receive another's stored response. Nil means
-	// AuthorizationScope.
+	// can never receive another's stored response. The middleware stores
+	// a key under StoreKey(Scope(r), key). Nil means AuthorizationScope.
 	Scope func(r *http.Request) string
 
 	// Release decides, from the status the handler wrote, whether to
@@ -159,9 +158,6 @@ func (c MiddlewareConfig) normalize() MiddlewareConfig {
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = DefaultRetryAfter
 	}
-	if c.Scope == nil {
-		c.Scope = AuthorizationScope
-	}
 	if c.Release == nil {
 		c.Release = DefaultRelease
 	}
@@ -213,7 +209,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fp := fingerprint(r, body)
-	skey := StoreKey(m.cfg.Scope(r), key)
+	skey := m.storeKey(r, key)
 
 	rec, reserved, err := m.store.Reserve(r.Context(), skey, fp, m.cfg.Lease)
 	switch {
@@ -239,15 +235,29 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// execution holds what one run of the handler needs, allocated together:
+// the handler's copy of the request, its body and the response recorder.
+type execution struct {
+	req  http.Request
+	body bodyReader
+	rec  recorder
+}
+
+// bodyReader is a restored request body.
+type bodyReader struct{ bytes.Reader }
+
+// Close does nothing: the body is in memory.
+func (*bodyReader) Close() error { return nil }
+
 // execute runs the handler for a freshly reserved key and then completes or
 // releases the reservation.
 func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte, skey string, token uint64) {
-	rec := &recorder{w: w, limit: m.cfg.MaxResponseBytes}
-	in := new(http.Request)
-	*in = *r
+	x := &execution{req: *r, rec: recorder{w: w, limit: m.cfg.MaxResponseBytes}}
+	rec, in := &x.rec, &x.req
 	in.Body = http.NoBody
 	if len(body) > 0 {
-		in.Body = io.NopCloser(bytes.NewReader(body))
+		x.body.Reset(body)
+		in.Body = &x.body
 	}
 	in.ContentLength = int64(len(body))
 	// Store operations after the handler must happen even when the client

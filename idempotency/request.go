@@ -87,9 +87,18 @@ func fingerprint(r *http.Request, body []byte) Fingerprint {
 // the fingerprint check still keeps a key from replaying another
 // request's response.
 func AuthorizationScope(r *http.Request) string {
+	var buf [scopeLen]byte
+	return string(appendAuthorizationScope(buf[:0], r))
+}
+
+// scopeLen is the length of a non-empty AuthorizationScope.
+const scopeLen = 22
+
+// appendAuthorizationScope appends AuthorizationScope(r) to dst.
+func appendAuthorizationScope(dst []byte, r *http.Request) []byte {
 	vs := r.Header["Authorization"]
 	if len(vs) == 0 {
-		return ""
+		return dst
 	}
 	var sum [sha256.Size]byte
 	if len(vs) == 1 {
@@ -102,7 +111,7 @@ func AuthorizationScope(r *http.Request) string {
 		}
 		h.Sum(sum[:0])
 	}
-	return base64.RawURLEncoding.EncodeToString(sum[:16])
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:16])
 }
 
 // StoreKey returns the key under which the middleware stores a client's
@@ -111,4 +120,17 @@ func AuthorizationScope(r *http.Request) string {
 // whatever the scope holds.
 func StoreKey(scope, key string) string {
 	return scope + "\n" + key
+}
+
+// storeKey returns StoreKey(scope(r), key), building the default scope's
+// key with a single allocation.
+func (m *middleware) storeKey(r *http.Request, key string) string {
+	if m.cfg.Scope != nil {
+		return StoreKey(m.cfg.Scope(r), key)
+	}
+	var arr [128]byte // enough for most keys; append grows it otherwise
+	buf := appendAuthorizationScope(arr[:0], r)
+	buf = append(buf, '\n')
+	buf = append(buf, key...)
+	return string(buf)
 }
