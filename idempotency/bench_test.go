@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/rebound-http/rebound/idempotency"
 )
 
@@ -35,6 +36,13 @@ func BenchmarkTransport(b *testing.B) {
 		{"inject/POST/v7", idempotency.NewTransport(next, idempotency.Config{NewKey: idempotency.NewKeyV7}), post},
 		{"inject/POST/caller-key", idempotency.NewTransport(next, idempotency.Config{}), keyed},
 		{"inject/GET", idempotency.NewTransport(next, idempotency.Config{}), get},
+		// For comparison: the obvious way, a deep Request.Clone and
+		// google/uuid's default (unpooled) generator.
+		{"naive/POST", roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			r = r.Clone(r.Context())
+			r.Header.Set(idempotency.HeaderKey, uuid.NewString())
+			return next.RoundTrip(r)
+		}), post},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

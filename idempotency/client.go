@@ -14,7 +14,7 @@ var ErrNilRequest = errors.New("idempotency: nil request")
 
 // Config configures the client link. The zero value adds an
 // Idempotency-Key holding a fresh UUIDv4 to every POST and PATCH that has
-// no key; New normalises it and never modifies the caller's copy.
+// no key; NewTransport normalises it and never modifies the caller's copy.
 type Config struct {
 	// Methods are the request methods that get a key. Nil means POST and
 	// PATCH; an empty non-nil slice means that no method does. Methods are

@@ -80,7 +80,8 @@ const (
 	// DecisionNotReplayable: 410, the key was used but its response was
 	// not stored.
 	DecisionNotReplayable
-	// DecisionInvalidKey: 400, the key is malformed or missing.
+	// DecisionInvalidKey: 400, the key is malformed or given twice, or
+	// missing while Required, or the body could not be read.
 	DecisionInvalidKey
 	// DecisionBodyTooLarge: 413, the body is over the limit.
 	DecisionBodyTooLarge

@@ -105,6 +105,8 @@ type Store interface {
 	// reserved with token.
 	Release(ctx context.Context, key string, token uint64) error
 
-	// Lookup returns the live record of key, and whether there is one.
+	// Lookup returns the live record of key, and whether there is one. The
+	// middleware learns what it needs from Reserve; Lookup serves tools,
+	// tests and administrative endpoints.
 	Lookup(ctx context.Context, key string) (rec Record, found bool, err error)
 }
