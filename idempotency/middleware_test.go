@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rebound-http/rebound/idempotency"
 	"github.com/stretchr/testify/assert"
@@ -312,5 +313,86 @@ func TestMiddlewareNilArguments(t *testing.T) {
 		r.Header.Set("Idempotency-Key", "k")
 		h.ServeHTTP(w, r)
 		assert.Equal(t, 404, w.Code, "a nil handler is NotFound; its 404 is stored and replayed")
+	}
+}
+
+func TestMiddlewareStreamingResponse(t *testing.T) {
+	hs := newHarness(t, idempotency.MiddlewareConfig{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		w.WriteHeader(http.StatusEarlyHints) // informational: passed on, not recorded
+		for _, part := range []string{"one ", "two ", "three"} {
+			w.Write([]byte(part))
+			assert.NoError(t, rc.Flush(), "flushing works through the recorder")
+		}
+		assert.NoError(t, rc.SetWriteDeadline(time.Now().Add(time.Minute)), "other controls reach the real writer")
+	}))
+	first := hs.do("POST", "/", "x", "Idempotency-Key", "k")
+	assert.Equal(t, 200, first.status)
+	assert.Equal(t, "one two three", first.body)
+	again := hs.do("POST", "/", "x", "Idempotency-Key", "k")
+	assert.Equal(t, 200, again.status, "the final status, not the 103")
+	assert.Equal(t, "one two three", again.body)
+	assert.Equal(t, "true", again.header.Get(idempotency.HeaderReplayed))
+}
+
+func TestMiddlewareChunkedBody(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		status int
+	}{
+		{"within the limit", "12345678", 201},
+		{"over the limit", "123456789", 413},
+		{"empty", "", 201},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &created{}
+			hs := newHarness(t, idempotency.MiddlewareConfig{MaxBodyBytes: 8}, h)
+			// A reader of unknown length makes the client send it chunked.
+			req, _ := http.NewRequest("POST", hs.srv.URL, io.MultiReader(strings.NewReader(tt.body)))
+			req.Header.Set("Idempotency-Key", "k")
+			resp, err := hs.cl.Do(req)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, tt.status, resp.StatusCode)
+			if tt.status == 201 {
+				assert.Equal(t, tt.body, string(body), "the handler got the whole body")
+			}
+		})
+	}
+}
+
+func TestMiddlewareCustomMethods(t *testing.T) {
+	h := &created{}
+	hs := newHarness(t, idempotency.MiddlewareConfig{Methods: []string{"PUT"}}, h)
+	for range 2 {
+		hs.do("PUT", "/", "x", "Idempotency-Key", "k")
+		hs.do("POST", "/", "x", "Idempotency-Key", "k")
+	}
+	assert.EqualValues(t, 3, h.runs.Load(), "PUT once, POST (not keyed here) twice")
+}
+
+func TestDecisionString(t *testing.T) {
+	tests := []struct {
+		d    idempotency.Decision
+		want string
+	}{
+		{idempotency.DecisionPass, "pass"},
+		{idempotency.DecisionExecuted, "executed"},
+		{idempotency.DecisionReleased, "released"},
+		{idempotency.DecisionReplayed, "replayed"},
+		{idempotency.DecisionInFlight, "in flight"},
+		{idempotency.DecisionKeyReused, "key reused"},
+		{idempotency.DecisionNotReplayable, "not replayable"},
+		{idempotency.DecisionInvalidKey, "invalid key"},
+		{idempotency.DecisionBodyTooLarge, "body too large"},
+		{idempotency.DecisionStoreError, "store error"},
+		{idempotency.DecisionLeaseLost, "lease lost"},
+		{idempotency.Decision(200), "decision(200)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) { assert.Equal(t, tt.want, tt.d.String()) })
 	}
 }
