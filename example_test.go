@@ -49,11 +49,11 @@ func ExampleNewTransport() {
 	client := &http.Client{Transport: http.DefaultTransport}
 	client.Transport = rebound.NewTransport(client.Transport,
 		rebound.WithRetry(transport.Config{MaxAttempts: 2, BaseDelay: time.Microsecond}),
-		rebound.WithObserver(transport.ObserverFunc(func(e transport.Event) {
+		rebound.WithObserver(rebound.Observer{Retry: func(e transport.Event) {
 			if e.Kind != transport.EventAttempt {
 				fmt.Println(e.Kind, "after attempt", e.Attempt, "-", e.Reason)
 			}
-		})),
+		}}),
 	)
 	resp, err := client.Get(srv.URL)
 	if err != nil {

@@ -38,7 +38,7 @@ func main() {
 
 	start := time.Now()
 	since := func() string { return fmt.Sprintf("%6.3fs", time.Since(start).Seconds()) }
-	observer := transport.ObserverFunc(func(e transport.Event) {
+	observer := rebound.Observer{Retry: func(e transport.Event) {
 		switch e.Kind {
 		case transport.EventRetry:
 			how := "backoff"
@@ -49,7 +49,7 @@ func main() {
 		case transport.EventGiveUp:
 			fmt.Printf("%s   attempt %d: %s -> give up: %s\n", since(), e.Attempt, e.Reason, e.Stop)
 		}
-	})
+	}}
 	client := rebound.NewClient(rebound.WithObserver(observer))
 
 	for i := 1; i <= 4; i++ {
