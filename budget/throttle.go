@@ -105,23 +105,25 @@ func (t *Throttle) Allow(now time.Time) bool {
 }
 
 // allow is Allow that also returns the rejection probability it used.
+// The random number is drawn only when the probability is not zero, and
+// without the lock held: Rand may be user code.
 func (t *Throttle) allow(now time.Time) (bool, float64) {
 	n := now.UnixNano()
-	// The random number is drawn before locking: Rand may be user code.
-	r := t.float64()
 	t.mu.Lock()
 	if t.k == 0 {
 		t.setup(ThrottleConfig{})
 	}
 	requests, accepts := t.w.sums(n)
-	p := RejectProbability(float64(requests), float64(accepts), t.k)
-	if r < p {
-		t.w.add(n, 1, 0)
-		t.mu.Unlock()
-		return false, p
-	}
+	k := t.k
 	t.mu.Unlock()
-	return true, p
+	p := RejectProbability(float64(requests), float64(accepts), k)
+	if p == 0 || !(t.float64() < p) { // NaN from Rand allows
+		return true, p
+	}
+	t.mu.Lock()
+	t.w.add(n, 1, 0)
+	t.mu.Unlock()
+	return false, p
 }
 
 // Record counts a request sent at about now, and whether the server

@@ -159,11 +159,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.next.RoundTrip(req)
 	if th != nil {
+		// The outcome is counted at the attempt's start: the window's
+		// buckets are a tenth of it wide, so a second clock read would
+		// rarely change the bucket.
 		switch classify.ServerHealth(req, resp, err) {
 		case classify.Healthy:
-			th.Record(time.Now(), resp == nil || resp.StatusCode != http.StatusTooManyRequests)
+			th.Record(now, resp.StatusCode != http.StatusTooManyRequests)
 		case classify.Unhealthy:
-			th.Record(time.Now(), false)
+			th.Record(now, false)
 		}
 	}
 	return resp, err

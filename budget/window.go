@@ -24,11 +24,12 @@ const slots = 10
 // concurrent use; its owner holds a lock around every call.
 type window struct {
 	width int64 // bucket width in nanoseconds, > 0
-	// head is the index (instant / width) of the newest bucket; [start,
-	// end) is its span in Unix nanoseconds. The fast path of advance is a
-	// comparison with end, no division.
+	// head is the index (instant / width) of the newest bucket, cur its
+	// slot, and end the Unix nanosecond at which it ends. The fast path
+	// of advance is a comparison with end, no division.
 	head       int64
-	start, end int64
+	cur        int // slot(head)
+	end        int64
 	started    bool
 
 	a, b       [slots]int64
@@ -52,7 +53,7 @@ func (w *window) length() time.Duration { return time.Duration(w.width * slots) 
 func (w *window) advance(now int64) int {
 	if now < w.end && w.started {
 		// Now, or a little before now: the newest bucket.
-		return slot(w.head)
+		return w.cur
 	}
 	e := floorDiv(now, w.width)
 	if !w.started || e-w.head >= slots {
@@ -68,9 +69,9 @@ func (w *window) advance(now int64) int {
 		}
 	}
 	w.head = e
-	w.start = e * w.width
-	w.end = w.start + w.width
-	return slot(e)
+	w.cur = slot(e)
+	w.end = (e + 1) * w.width
+	return w.cur
 }
 
 // add counts da and db at instant now.
