@@ -27,10 +27,10 @@ type window struct {
 	// head is the index (instant / width) of the newest bucket, cur its
 	// slot, and end the Unix nanosecond at which it ends. The fast path
 	// of advance is a comparison with end, no division.
-	head       int64
-	cur        int // slot(head)
-	end        int64
-	started    bool
+	head    int64
+	cur     int // slot(head)
+	end     int64
+	started bool
 
 	a, b       [slots]int64
 	sumA, sumB int64
