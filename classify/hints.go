@@ -119,7 +119,7 @@ func until(now, at time.Time) (time.Duration, bool) {
 // parseSeconds parses 1*DIGIT as a count of seconds that fits a
 // time.Duration. Signs, spaces, fractions and overflow are rejected.
 func parseSeconds(s string) (int64, bool) {
-	if s == "" || len(s) > 19 {
+	if s == "" {
 		return 0, false
 	}
 	var n int64
