@@ -187,8 +187,9 @@ func (t *Transport) refuse(req *http.Request, now time.Time, b Budget, th *Throt
 
 // Balance returns the retries the budget for host holds now (see
 // Budget.Balance), for metrics. Without Config.PerHost every host shares
-// one budget and host is ignored. A host never seen, or forgotten, has the
-// balance of a new budget.
+// one budget and host is ignored. A host without an entry of its own (never
+// seen, forgotten, or beyond Config.MaxHosts and so sharing the overflow
+// budget) reads as a new budget.
 func (t *Transport) Balance(host string) float64 {
 	now := time.Now()
 	if t.global != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -358,5 +359,43 @@ func TestOnRefuseMayCallBack(t *testing.T) {
 	}
 	if len(seen) != 2 || seen[0] != 0 || seen[1] != 0.5 {
 		t.Errorf("hook saw balance and probability %v, want [0 0.5]", seen)
+	}
+}
+
+// TestGateManyHostsConcurrently races lookups and insertions of more hosts
+// than the bound, odd ones included, and checks every call got an answer.
+func TestGateManyHostsConcurrently(t *testing.T) {
+	s := &stub{respond: status(http.StatusOK)}
+	gate := budget.NewTransport(s, budget.Config{PerHost: true, MaxHosts: 16, Throttle: &budget.ThrottleConfig{}})
+	odd := []string{"", "[::1]:80", "ÄRGER.test", "xn--bcher-kva.example", "a.test:0", "UPPER.TEST"}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				host := odd[i%len(odd)]
+				if i%2 == 0 {
+					host = "h" + string(rune('a'+g)) + string(rune('a'+i%26)) + ".test"
+				}
+				req := &http.Request{Method: http.MethodGet, URL: &url.URL{Scheme: "http", Host: host}, Header: http.Header{}}
+				if g%2 == 1 {
+					req = req.WithContext(transport.WithAttempt(context.Background(), transport.Attempt{N: 2}))
+				}
+				resp, err := gate.RoundTrip(req)
+				if err != nil && err != budget.ErrExhausted {
+					t.Errorf("host %q: %v", host, err)
+				}
+				if resp != nil {
+					resp.Body.Close()
+				}
+				gate.Balance(host)
+				gate.Probability(host)
+			}
+		}()
+	}
+	wg.Wait()
+	if firsts, retries := s.counts(); firsts != 200 || retries == 0 {
+		t.Errorf("stub saw %d first attempts and %d retries, want 200 and some", firsts, retries)
 	}
 }
