@@ -237,6 +237,9 @@ func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
 		case ReasonNotSent, ReasonInvalidRequest, ReasonRedirects, ReasonCanceled:
 			return Neutral
 		}
+		if req != nil && RequestProblem(req) != "" {
+			return Neutral
+		}
 		return Unhealthy
 	}
 	if resp == nil || resp.StatusCode >= 500 {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"syscall"
 )
@@ -64,15 +63,7 @@ func NotSent(err error) bool {
 	if errors.Is(err, ErrNotSent) {
 		return true
 	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return true
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return true
-	}
-	return errors.Is(err, syscall.ECONNREFUSED)
+	return has[*net.DNSError](err) || isDial(err) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // ErrorReason names the cause of a transport error with one of the Reason
@@ -80,17 +71,6 @@ func NotSent(err error) bool {
 // only for HTTP/2 errors and redirect limits, whose types net/http does not
 // export, at the message.
 func ErrorReason(err error) string {
-	var (
-		dnsErr  *net.DNSError
-		opErr   *net.OpError
-		certErr *tls.CertificateVerificationError
-		unkErr  x509.UnknownAuthorityError
-		hostErr x509.HostnameError
-		invErr  x509.CertificateInvalidError
-		recErr  tls.RecordHeaderError
-		alert   tls.AlertError
-		netErr  net.Error
-	)
 	switch {
 	case err == nil:
 		return ReasonOK
@@ -100,21 +80,17 @@ func ErrorReason(err error) string {
 		return ReasonTimeout
 	case errors.Is(err, context.Canceled):
 		return ReasonCanceled
-	case errors.As(err, &certErr), errors.As(err, &unkErr), errors.As(err, &hostErr),
-		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert),
-		errors.Is(err, http.ErrSchemeMismatch):
+	case isTLS(err):
 		return ReasonTLS
-	case errors.As(err, &dnsErr):
+	case has[*net.DNSError](err):
 		return ReasonDNS
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ReasonRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
 		return ReasonReset
-	case errors.As(err, &netErr) && netErr.Timeout():
+	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
 		return ReasonTimeout
-	case errors.Is(err, context.DeadlineExceeded):
-		return ReasonTimeout
-	case errors.As(err, &opErr) && opErr.Op == "dial":
+	case isDial(err):
 		return ReasonDial
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return ReasonEOF
@@ -131,11 +107,35 @@ func ErrorReason(err error) string {
 		strings.Contains(msg, "nil Request"):
 		return ReasonInvalidRequest
 	}
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) && urlErr.Err != nil && urlErr.Err != err {
-		return ErrorReason(urlErr.Err)
-	}
 	return ReasonTransport
+}
+
+// has reports whether err's tree holds an error of type E.
+func has[E error](err error) bool {
+	_, ok := errors.AsType[E](err)
+	return ok
+}
+
+// isTLS reports a TLS handshake or certificate failure, including the
+// *tls.CertificateVerificationError that wraps x509 errors in current Go.
+func isTLS(err error) bool {
+	return has[*tls.CertificateVerificationError](err) ||
+		has[x509.UnknownAuthorityError](err) ||
+		has[x509.HostnameError](err) ||
+		has[x509.CertificateInvalidError](err) ||
+		has[tls.RecordHeaderError](err) ||
+		has[tls.AlertError](err) ||
+		errors.Is(err, http.ErrSchemeMismatch)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
+}
+
+func isDial(err error) bool {
+	oe, ok := errors.AsType[*net.OpError](err)
+	return ok && oe.Op == "dial"
 }
 
 // classifyError is Classify for a non-nil err.
@@ -149,6 +149,10 @@ func classifyError(req *http.Request, err error) Verdict {
 		}
 	}
 	reason := ErrorReason(err)
+	if reason == ReasonCanceled && attemptTimedOut(req) {
+		// A RoundTripper that reports ctx.Err() rather than its cause.
+		reason = ReasonTimeout
+	}
 	switch reason {
 	case ReasonNotSent:
 		return Verdict{Outcome: Final, Reason: reason, NotSent: true}
@@ -159,8 +163,7 @@ func classifyError(req *http.Request, err error) Verdict {
 		return Verdict{Outcome: Final, Reason: ReasonInvalidRequest}
 	}
 	if reason == ReasonDNS {
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		if dnsErr, ok := errors.AsType[*net.DNSError](err); ok && dnsErr.IsNotFound {
 			return Verdict{Outcome: Final, Reason: reason, NotSent: true}
 		}
 	}

@@ -71,30 +71,55 @@ func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 // reset=30" form) and, failing that, the older draft's RateLimit-Reset
 // header, all in seconds. See WaitHint.
 func RateLimitReset(h http.Header) (time.Duration, bool) {
-	if v := h.Get("RateLimit"); v != "" {
+	if v := h.Get("Ratelimit"); v != "" {
+		// The current draft puts t and r in one policy item; the older
+		// one spreads reset and remaining over the list.
+		var reset, remaining string
 		for _, item := range strings.Split(v, ",") {
+			var t, r string
 			for _, param := range strings.Split(item, ";") {
-				name, val, found := strings.Cut(strings.TrimSpace(param), "=")
-				if !found || (name != "t" && name != "reset") {
-					continue
-				}
-				if secs, ok := parseSeconds(strings.TrimSpace(val)); ok {
-					return time.Duration(secs) * time.Second, true
+				name, val, _ := strings.Cut(strings.TrimSpace(param), "=")
+				val = strings.TrimSpace(val)
+				switch name {
+				case "t":
+					t = val
+				case "r":
+					r = val
+				case "reset":
+					reset = val
+				case "remaining":
+					remaining = val
 				}
 			}
+			if secs, ok := parseSeconds(t); ok && !quotaLeft(r) {
+				return time.Duration(secs) * time.Second, true
+			}
+		}
+		if secs, ok := parseSeconds(reset); ok && !quotaLeft(remaining) {
+			return time.Duration(secs) * time.Second, true
 		}
 	}
-	if secs, ok := parseSeconds(strings.TrimSpace(h.Get("RateLimit-Reset"))); ok {
+	if quotaLeft(strings.TrimSpace(h.Get("Ratelimit-Remaining"))) {
+		return 0, false
+	}
+	if secs, ok := parseSeconds(strings.TrimSpace(h.Get("Ratelimit-Reset"))); ok {
 		return time.Duration(secs) * time.Second, true
 	}
 	return 0, false
 }
 
+// quotaLeft reports whether a remaining-quota value says requests are
+// left, in which case a reset time is no reason to wait.
+func quotaLeft(remaining string) bool {
+	n, ok := parseSeconds(remaining)
+	return ok && n > 0
+}
+
 // XRateLimitReset parses X-RateLimit-Reset as seconds or, from 1,000,000,000
 // on, as a Unix timestamp measured from now. See WaitHint.
 func XRateLimitReset(h http.Header, now time.Time) (time.Duration, bool) {
-	secs, ok := parseSeconds(strings.TrimSpace(h.Get("X-RateLimit-Reset")))
-	if !ok {
+	secs, ok := parseSeconds(strings.TrimSpace(h.Get("X-Ratelimit-Reset")))
+	if !ok || quotaLeft(strings.TrimSpace(h.Get("X-Ratelimit-Remaining"))) {
 		return 0, false
 	}
 	if secs >= unixThreshold {
