@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/clock"
 	"github.com/rebound-http/rebound/transport"
 )
 
@@ -135,7 +136,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errNilRequest
 	}
-	now := time.Now()
+	now := clock.Now()
 	b := t.global
 	var th *Throttle
 	if t.hosts != nil {
