@@ -1,0 +1,190 @@
+package rebound_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/budget"
+	"github.com/rebound-http/rebound/transport"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var fastRetry = transport.Config{BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond}
+
+// newTransport returns the chain over a fresh pooled base closed at the end
+// of the test.
+func newTransport(t *testing.T, opts ...rebound.Option) http.RoundTripper {
+	t.Helper()
+	base := cleanhttp.DefaultPooledTransport()
+	t.Cleanup(base.CloseIdleConnections)
+	return rebound.NewTransport(base, opts...)
+}
+
+func TestChainRetriesAPostSafelyWithOneKey(t *testing.T) {
+	var mu sync.Mutex
+	var keys, bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		bodies = append(bodies, string(b))
+		n := len(keys)
+		mu.Unlock()
+		if n < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+
+	client := &http.Client{Transport: newTransport(t, rebound.WithRetry(fastRetry))}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/orders", strings.NewReader(`{"sku":"42"}`))
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.Len(t, keys, 3, "a keyed POST is retried")
+	assert.NotEmpty(t, keys[0])
+	assert.Equal(t, keys[0], keys[1])
+	assert.Equal(t, keys[0], keys[2], "every attempt carries the same key")
+	assert.Equal(t, []string{`{"sku":"42"}`, `{"sku":"42"}`, `{"sku":"42"}`}, bodies)
+	assert.Equal(t, keys[0], resp.Request.Header.Get("Idempotency-Key"), "the caller can read the key")
+	assert.Empty(t, req.Header.Get("Idempotency-Key"), "the caller's request is untouched")
+}
+
+func TestChainWithoutKeysDoesNotRetryAPost(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	rt := newTransport(t, rebound.WithPolicy(rebound.Policy{Retry: fastRetry, DisableIdempotencyKeys: true}))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("x"))
+	resp, err := rt.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.EqualValues(t, 1, hits.Load())
+}
+
+func TestChainBudgetCapsAmplificationDuringAnOutage(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	var refusals atomic.Int64
+	client := &http.Client{Transport: newTransport(t,
+		rebound.WithRetry(fastRetry),
+		rebound.WithObserver(rebound.Observer{Budget: func(budget.Refusal) { refusals.Add(1) }}),
+	)}
+	const calls = 2000
+	for range calls {
+		resp, err := client.Get(srv.URL)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "the caller sees the real 503")
+		resp.Body.Close()
+	}
+	amp := float64(hits.Load()) / calls
+	t.Logf("amplification %.3f (%d hits for %d calls), %d refusals", amp, hits.Load(), calls, refusals.Load())
+	// 20 % of first attempts plus a floor of 10/s over the 10 s window.
+	assert.LessOrEqual(t, amp, 1.0+0.2+100.0/calls)
+	assert.Positive(t, refusals.Load())
+}
+
+// countingBase answers 502 to everything and counts attempts per host.
+type countingBase struct {
+	mu   sync.Mutex
+	hits map[string]int
+}
+
+func (c *countingBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.hits[req.URL.Host]++
+	c.mu.Unlock()
+	return &http.Response{StatusCode: http.StatusBadGateway, Body: http.NoBody, Request: req}, nil
+}
+
+func TestHostPolicies(t *testing.T) {
+	base := &countingBase{hits: map[string]int{}}
+	attempts := func(n int) rebound.Policy {
+		return rebound.Policy{Retry: transport.Config{MaxAttempts: n, BaseDelay: time.Nanosecond}}
+	}
+	rt := rebound.NewTransport(base,
+		rebound.WithPolicy(attempts(2)),
+		rebound.WithHostPolicy("api.example.com", attempts(3)),
+		rebound.WithHostPolicy("*.example.com", attempts(5)),
+		rebound.WithHostPolicy("*.eu.example.com", attempts(1)),
+	)
+	tests := []struct {
+		name, url string
+		want      int
+	}{
+		{"no policy: default", "http://other.test/", 2},
+		{"exact", "http://api.example.com/", 3},
+		{"exact ignores port and case", "https://API.Example.com:8443/", 3},
+		{"suffix", "http://www.example.com/", 5},
+		{"suffix does not match the bare domain", "http://example.com/", 2},
+		{"longer suffix wins", "http://pay.eu.example.com/", 1},
+		{"not a suffix match across a label", "http://badexample.com/", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, tt.url, nil)
+			resp, err := rt.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			base.mu.Lock()
+			defer base.mu.Unlock()
+			assert.Equal(t, tt.want, base.hits[req.URL.Host])
+		})
+	}
+}
+
+func TestInvalidHostPatternFailsEveryRequest(t *testing.T) {
+	rt := rebound.NewTransport(nil, rebound.WithHostPolicy("http://bad/", rebound.Policy{}))
+	req, _ := http.NewRequest(http.MethodGet, "http://example.test/", bytes.NewReader([]byte("x")))
+	_, err := rt.RoundTrip(req)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `invalid host pattern "http://bad/"`)
+}
+
+func TestLogObserver(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	rt := newTransport(t, rebound.WithRetry(fastRetry), rebound.WithObserver(rebound.LogObserver(logger)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := rt.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	out := buf.String()
+	assert.Equal(t, 3, strings.Count(out, `msg="rebound: retry"`), out)
+	assert.Contains(t, out, `msg="rebound: give up"`)
+	assert.Contains(t, out, `stop="attempts exhausted"`)
+	assert.Contains(t, out, `reason="status 503"`)
+}
+
+func TestNilOptionsAndBase(t *testing.T) {
+	rt := rebound.NewTransport(nil, nil)
+	require.NotNil(t, rt)
+	resp, err := rt.RoundTrip(nil)
+	assert.Nil(t, resp)
+	require.Error(t, err, "a nil request is an error, not a panic")
+}
