@@ -1,0 +1,156 @@
+package breaker
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+
+	"github.com/rebound-http/rebound/classify"
+)
+
+// Transport is a gate http.RoundTripper with one Breaker per host. An
+// attempt to a host whose breaker is open fails fast with *OpenError,
+// which matches classify.ErrNotSent, without calling the next transport;
+// any other attempt goes to the next transport and its outcome, judged by
+// classify.ServerHealth, feeds the breaker. A 503's Retry-After may
+// lengthen the open time when that response trips the breaker.
+//
+// In a rebound chain it sits inside the retry loop, so every attempt meets
+// it and a breaker that opens mid-call ends the loop, which then returns
+// the previous attempt's real outcome. Alone:
+//
+//	client := &http.Client{Transport: breaker.NewTransport(nil, breaker.Config{})}
+//
+// Hosts are tracked in a bounded registry (Config.MaxHosts, default
+// 10,000), split into shards that each hold an even share of the bound and
+// evict on their own, so a crawler's millions of hosts never grow it. One
+// tracked host with the default 10 buckets costs about 450 bytes (measured
+// by TestMemoryPerHost: breaker, generation, window, key and map entry).
+//
+// For a healthy host the gate costs a shard read lock, one atomic load, a
+// clock read and a compare-and-swap, and no allocation. Transport never
+// modifies the request.
+//
+// The zero value is ready to use, with the default Config in front of a
+// go-cleanhttp pooled transport. A Transport is safe for concurrent use.
+type Transport struct {
+	st   atomic.Pointer[tstate]
+	init sync.Mutex // serialises the zero value's lazy setup
+}
+
+// tstate is a Transport's fixed parts.
+type tstate struct {
+	next http.RoundTripper
+	reg  *registry
+}
+
+// NewTransport returns a Transport that sends the attempts it allows to
+// next, with the breaker settings of cfg. A nil next means a go-cleanhttp
+// pooled transport, made once here.
+func NewTransport(next http.RoundTripper, cfg Config) *Transport {
+	t := &Transport{}
+	t.st.Store(newTState(next, cfg))
+	return t
+}
+
+// newTState normalises cfg and next.
+func newTState(next http.RoundTripper, cfg Config) *tstate {
+	if next == nil {
+		next = cleanhttp.DefaultPooledTransport()
+	}
+	return &tstate{next: next, reg: newRegistry(newSettings(cfg))}
+}
+
+// state returns the Transport's fixed parts, setting up a zero Transport.
+func (t *Transport) state() *tstate {
+	if s := t.st.Load(); s != nil {
+		return s
+	}
+	t.init.Lock()
+	defer t.init.Unlock()
+	if s := t.st.Load(); s != nil {
+		return s
+	}
+	s := newTState(nil, Config{})
+	t.st.Store(s)
+	return s
+}
+
+// Next returns the transport that allowed attempts are sent to.
+func (t *Transport) Next() http.RoundTripper { return t.state().next }
+
+// RoundTrip sends req to the next transport unless req's host has an open
+// breaker, in which case it returns a nil response and an *OpenError. A
+// nil request, or one without a URL, gets an error and is not sent.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req == nil || req.URL == nil {
+		return nil, errNilRequest
+	}
+	s := t.state()
+	b := s.breakerFor(req)
+	if b == nil {
+		return s.next.RoundTrip(req)
+	}
+	g, err := b.allow()
+	if err != nil {
+		return nil, err
+	}
+	finished := false
+	defer func() {
+		if !finished { // the next transport panicked: free a probe slot
+			b.record(g, classify.Neutral, 0)
+		}
+	}()
+	resp, err := s.next.RoundTrip(req)
+	finished = true
+	h := classify.ServerHealth(req, resp, err)
+	var hint time.Duration
+	if h == classify.Unhealthy && err == nil && resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
+		hint, _ = classify.RetryAfter(resp.Header, time.Now())
+	}
+	b.record(g, h, hint)
+	return resp, err
+}
+
+// breakerFor returns the breaker of req's host, or nil when req is not to
+// be tracked: no host or an empty Config.Key, or a registry full of open
+// breakers.
+func (s *tstate) breakerFor(req *http.Request) *Breaker {
+	var k hostKey
+	if f := s.reg.set.key; f != nil {
+		k.host = f(req)
+		if k.host == "" {
+			return nil
+		}
+	} else {
+		var ok bool
+		if k, ok = keyOf(req); !ok {
+			return nil
+		}
+	}
+	return s.reg.get(k)
+}
+
+// Snapshot returns the state and counts of every tracked host, sorted by
+// host. It is a copy: changing it changes nothing.
+func (t *Transport) Snapshot() []HostState { return t.state().reg.snapshot() }
+
+// Len returns the number of tracked hosts, at most Config.MaxHosts.
+func (t *Transport) Len() int { return t.state().reg.len() }
+
+// Untracked returns how many attempts went through untracked because the
+// registry was full of open or probing breakers that could not be evicted.
+// Such attempts are sent (the gate fails open) but not counted.
+func (t *Transport) Untracked() uint64 { return t.state().reg.untracked.Load() }
+
+// CloseIdleConnections closes the idle connections of the next transport,
+// if it has such a method.
+func (t *Transport) CloseIdleConnections() {
+	type closer interface{ CloseIdleConnections() }
+	if c, ok := t.state().next.(closer); ok {
+		c.CloseIdleConnections()
+	}
+}
