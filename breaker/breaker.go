@@ -84,6 +84,9 @@ type Breaker struct {
 
 	mu    sync.Mutex // serialises state changes; guards trips
 	trips int        // trips since the breaker last closed
+
+	key  hostKey // a Transport's key for the breaker, and its hash
+	hash uint64
 }
 
 // gen is one generation of a breaker: a state and the data of that state.
@@ -226,8 +229,7 @@ func (b *Breaker) record(g *gen, h classify.Health, hint time.Duration) {
 	if g == nil || b.cur.Load() != g {
 		return
 	}
-	now := time.Now()
-	idx := b.set.index(now)
+	idx := b.set.index()
 	if b.lastUsed.Load() != int64(idx) {
 		b.lastUsed.Store(int64(idx))
 	}
@@ -245,18 +247,18 @@ func (b *Breaker) record(g *gen, h classify.Health, hint time.Duration) {
 			return
 		}
 		if reason := b.tripReason(g, idx); reason != "" {
-			b.trip(g, reason, hint, now)
+			b.trip(g, reason, hint)
 		}
 	case HalfOpen:
 		switch h {
 		case classify.Neutral:
 			g.release()
 		case classify.Healthy:
-			if _, ch, ok := b.change(g, Closed, "probe succeeded", 0, now); ok {
+			if _, ch, ok := b.change(g, Closed, "probe succeeded", 0, time.Now()); ok {
 				b.notify(ch)
 			}
 		default:
-			b.trip(g, "probe failed", hint, now)
+			b.trip(g, "probe failed", hint)
 		}
 	}
 }
@@ -281,11 +283,11 @@ func (b *Breaker) tripReason(g *gen, idx uint64) string {
 
 // trip opens the breaker from generation g, if g is still current, and
 // reports the change.
-func (b *Breaker) trip(g *gen, reason string, hint time.Duration, now time.Time) {
+func (b *Breaker) trip(g *gen, reason string, hint time.Duration) {
 	if hint > 0 {
 		reason += ", Retry-After " + hint.String()
 	}
-	if _, ch, ok := b.change(g, Open, reason, hint, now); ok {
+	if _, ch, ok := b.change(g, Open, reason, hint, time.Now()); ok {
 		b.notify(ch)
 	}
 }
@@ -347,7 +349,7 @@ func (b *Breaker) Snapshot() HostState {
 	}
 	switch g.state {
 	case Closed:
-		hs.Calls, hs.Failures = g.win.sum(b.set.index(now))
+		hs.Calls, hs.Failures = g.win.sum(b.set.index())
 		hs.ConsecutiveFailures = g.consec.Load()
 	case Open:
 		hs.RetryIn = max(g.until.Sub(now), 0)

@@ -189,10 +189,11 @@ func newSettings(c Config) *settings {
 	return s
 }
 
-// index returns the number of the window bucket that now falls in,
-// counted from the settings' origin on the monotonic clock.
-func (s *settings) index(now time.Time) uint64 {
-	d := now.Sub(s.origin)
+// index returns the number of the window bucket that the present falls in,
+// counted from the settings' origin. time.Since reads only the monotonic
+// clock, half the cost of time.Now.
+func (s *settings) index() uint64 {
+	d := time.Since(s.origin)
 	if d < 0 {
 		return 0
 	}

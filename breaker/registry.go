@@ -43,28 +43,44 @@ func keyOf(req *http.Request) (k hostKey, ok bool) {
 	return hostKey{scheme: u.Scheme, host: host}, true
 }
 
-// registry maps hosts to breakers. It is split into shards, each with its
-// own lock and its own share of the host bound, so lookups of different
-// hosts do not contend. A lookup takes a shard's read lock; only a new
-// host takes the write lock.
+// registry maps hosts to breakers, at most settings.maxHosts of them. It is
+// split into shards by a hash of the host; each shard holds an even share
+// of the bound, evicts on its own and is an open-addressed hash table with
+// atomic slots, so a lookup takes no lock and writes no shared memory:
+// one hash, then atomic loads along a short probe sequence. Only adding a
+// host takes the shard's mutex.
 type registry struct {
 	set       *settings
 	seed      maphash.Seed
-	mask      uint64
+	shardBits uint
 	shards    []shard
 	untracked atomic.Uint64
 }
 
-// shard is one part of a registry. It is padded to its own cache lines.
+// shard is one part of a registry, padded to its own cache lines.
 type shard struct {
-	mu    sync.RWMutex
-	m     map[hostKey]*Breaker
-	limit int // this shard's share of MaxHosts
+	tab   atomic.Pointer[table]
+	mu    sync.Mutex // serialises inserts, evictions and rebuilds
+	live  int        // breakers in tab; guarded by mu
+	used  int        // slots not nil (live and removed); guarded by mu
+	limit int        // this shard's share of maxHosts
 	_     [64]byte
 }
 
-// hostsPerShard is the target shard size: large enough that the bound is
-// shared evenly, small enough that the eviction scan stays short.
+// table is a linear-probing hash table of breakers. A slot goes from nil to
+// a breaker and, when that breaker is evicted, to the removed marker;
+// probes pass over removed slots and stop at nil ones. Readers may hold a
+// table after a rebuild replaced it; its breakers stay valid.
+type table struct {
+	mask  uint64
+	slots []atomic.Pointer[Breaker]
+}
+
+// removed marks a slot whose breaker was evicted.
+var removed = new(Breaker)
+
+// Shard sizing: large enough that the bound is shared evenly, small enough
+// that the eviction scan stays short.
 const (
 	hostsPerShard = 128
 	maxShards     = 1024
@@ -80,40 +96,64 @@ func newRegistry(s *settings) *registry {
 		n = 1 << (bits.Len(uint(q)) - 1)
 	}
 	n = min(n, maxShards)
-	r := &registry{set: s, seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
+	r := &registry{set: s, seed: maphash.MakeSeed(), shardBits: uint(bits.Len(uint(n)) - 1), shards: make([]shard, n)}
 	for i := range r.shards {
-		r.shards[i].limit = s.maxHosts / n
+		sh := &r.shards[i]
+		sh.limit = s.maxHosts / n
 		if i < s.maxHosts%n {
-			r.shards[i].limit++
+			sh.limit++
 		}
-		r.shards[i].m = make(map[hostKey]*Breaker)
+		sh.tab.Store(newTable(1))
 	}
 	return r
+}
+
+// newTable returns an empty table for n breakers: more than 2n slots, at
+// least 8. A shard's table grows from the smallest size as hosts arrive,
+// so an idle Transport costs little.
+func newTable(n int) *table {
+	n = max(1<<bits.Len(uint(2*n)), 8)
+	return &table{mask: uint64(n - 1), slots: make([]atomic.Pointer[Breaker], n)}
+}
+
+// find returns the breaker of k, whose hash is h, or nil.
+func (t *table) find(h uint64, k hostKey) *Breaker {
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		b := t.slots[i].Load()
+		if b == nil {
+			return nil
+		}
+		if b.hash == h && b.key == k {
+			return b
+		}
+	}
 }
 
 // get returns the breaker of k, creating it if needed, or nil when k's
 // shard is full of breakers that must not be evicted.
 func (r *registry) get(k hostKey) *Breaker {
-	sh := &r.shards[maphash.String(r.seed, k.host)&r.mask]
-	sh.mu.RLock()
-	b := sh.m[k]
-	sh.mu.RUnlock()
-	if b != nil {
+	h := maphash.String(r.seed, k.host)
+	sh := &r.shards[h>>(64-r.shardBits)&uint64(len(r.shards)-1)]
+	if b := sh.tab.Load().find(h, k); b != nil {
 		return b
 	}
-	return r.insert(sh, k)
+	return r.insert(sh, h, k)
 }
 
 // insert adds a breaker for k to sh, evicting one if sh is at its bound.
-func (r *registry) insert(sh *shard, k hostKey) *Breaker {
+func (r *registry) insert(sh *shard, h uint64, k hostKey) *Breaker {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if b := sh.m[k]; b != nil {
+	t := sh.tab.Load()
+	if b := t.find(h, k); b != nil {
 		return b
 	}
-	if len(sh.m) >= sh.limit && !sh.evictLocked(time.Now()) {
+	if sh.live >= sh.limit && !sh.evictLocked(time.Now()) {
 		r.untracked.Add(1)
 		return nil
+	}
+	if sh.used >= len(t.slots)*3/4 {
+		t = sh.rebuildLocked()
 	}
 	// One allocation holds the name and both key strings, so the key does
 	// not pin the request's URL in memory.
@@ -126,35 +166,82 @@ func (r *registry) insert(sh *shard, k hostKey) *Breaker {
 		k.scheme, k.host = name[:len(k.scheme)], name[len(k.scheme)+len("://"):]
 	}
 	b := newBreaker(name, r.set)
-	sh.m[k] = b
+	b.key, b.hash = k, h
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		if t.slots[i].Load() == nil {
+			t.slots[i].Store(b)
+			break
+		}
+	}
+	sh.live++
+	sh.used++
 	return b
+}
+
+// rebuildLocked replaces sh's table, which is three quarters used, by one
+// without removed slots and sized for one more breaker, and returns it.
+// sh.mu must be held.
+func (sh *shard) rebuildLocked() *table {
+	old := sh.tab.Load()
+	t := newTable(sh.live + 1)
+	for i := range old.slots {
+		b := old.slots[i].Load()
+		if b == nil || b == removed {
+			continue
+		}
+		for j := b.hash & t.mask; ; j = (j + 1) & t.mask {
+			if t.slots[j].Load() == nil {
+				t.slots[j].Store(b)
+				break
+			}
+		}
+	}
+	sh.used = sh.live
+	sh.tab.Store(t)
+	return t
 }
 
 // evictLocked removes the best candidate for eviction from sh (see
 // Breaker.evictable): a closed breaker before an expired one, the least
 // recently used first. It reports whether it removed one. sh.mu must be
-// held for writing.
+// held.
 func (sh *shard) evictLocked(now time.Time) bool {
-	var (
-		victim   hostKey
-		found    bool
-		bestRank int
-		bestUsed int64
-	)
-	for k, b := range sh.m {
+	t := sh.tab.Load()
+	victim := -1
+	var bestRank int
+	var bestUsed int64
+	for i := range t.slots {
+		b := t.slots[i].Load()
+		if b == nil || b == removed {
+			continue
+		}
 		rank := b.evictable(now)
 		if rank < 0 {
 			continue
 		}
 		used := b.lastUsed.Load()
-		if !found || rank < bestRank || rank == bestRank && used < bestUsed {
-			victim, found, bestRank, bestUsed = k, true, rank, used
+		if victim < 0 || rank < bestRank || rank == bestRank && used < bestUsed {
+			victim, bestRank, bestUsed = i, rank, used
 		}
 	}
-	if found {
-		delete(sh.m, victim)
+	if victim < 0 {
+		return false
 	}
-	return found
+	t.slots[victim].Store(removed)
+	sh.live--
+	return true
+}
+
+// each calls f for every tracked breaker.
+func (r *registry) each(f func(*Breaker)) {
+	for i := range r.shards {
+		t := r.shards[i].tab.Load()
+		for j := range t.slots {
+			if b := t.slots[j].Load(); b != nil && b != removed {
+				f(b)
+			}
+		}
+	}
 }
 
 // len returns the number of tracked hosts.
@@ -162,28 +249,17 @@ func (r *registry) len() int {
 	n := 0
 	for i := range r.shards {
 		sh := &r.shards[i]
-		sh.mu.RLock()
-		n += len(sh.m)
-		sh.mu.RUnlock()
+		sh.mu.Lock()
+		n += sh.live
+		sh.mu.Unlock()
 	}
 	return n
 }
 
 // snapshot returns the state of every tracked host, sorted by host.
 func (r *registry) snapshot() []HostState {
-	var all []*Breaker
-	for i := range r.shards {
-		sh := &r.shards[i]
-		sh.mu.RLock()
-		for _, b := range sh.m {
-			all = append(all, b)
-		}
-		sh.mu.RUnlock()
-	}
-	out := make([]HostState, len(all))
-	for i, b := range all {
-		out[i] = b.Snapshot()
-	}
+	var out []HostState
+	r.each(func(b *Breaker) { out = append(out, b.Snapshot()) })
 	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
 	return out
 }

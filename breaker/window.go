@@ -20,6 +20,7 @@ const (
 	countMax  = 1<<countBits - 1
 	epochBits = 24
 	epochMask = 1<<epochBits - 1
+	addSlack  = 1 << 12 // adds that may race past the saturation check
 )
 
 // pack builds a bucket word.
@@ -52,6 +53,18 @@ func (w *window) add(idx uint64, failed bool) {
 	}
 	slot := &w.buckets[idx%n]
 	epoch := idx & epochMask
+	// The common case, a bucket already current and far from saturation,
+	// is one atomic add, which never retries under contention. An add
+	// racing with the bucket's reset lands in the new bucket: a call
+	// counted a bucket late, which is harmless.
+	if e, f, s := unpack(slot.Load()); e == epoch && f < countMax-addSlack && s < countMax-addSlack {
+		if failed {
+			slot.Add(1 << countBits)
+		} else {
+			slot.Add(1)
+		}
+		return
+	}
 	for {
 		old := slot.Load()
 		e, f, s := unpack(old)
