@@ -284,9 +284,6 @@ func (b *Breaker) tripReason(g *gen, idx uint64) string {
 // trip opens the breaker from generation g, if g is still current, and
 // reports the change.
 func (b *Breaker) trip(g *gen, reason string, hint time.Duration) {
-	if hint > 0 {
-		reason += ", Retry-After " + hint.String()
-	}
 	if _, ch, ok := b.change(g, Open, reason, hint, time.Now()); ok {
 		b.notify(ch)
 	}
@@ -310,6 +307,9 @@ func (b *Breaker) change(g *gen, to State, reason string, hint time.Duration, no
 		d := openDuration(b.trips, s.base, s.maxOpen, s.jitter, rand.Float64())
 		ng.openFor = lengthen(d, hint, s.maxOpen)
 		ng.until = now.Add(ng.openFor)
+		if ng.openFor > d {
+			reason += ", Retry-After " + hint.String()
+		}
 	case HalfOpen:
 		ng.probes.Store(1)
 	case Closed:

@@ -1,0 +1,466 @@
+package breaker_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+
+	"github.com/rebound-http/rebound/breaker"
+	"github.com/rebound-http/rebound/classify"
+)
+
+// flaky is an httptest server whose status is set by the test and which
+// counts the requests that reach it.
+type flaky struct {
+	*httptest.Server
+	hits   atomic.Int64
+	status atomic.Int64
+	hold   chan struct{} // when non-nil, requests wait on it
+	held   chan struct{} // signalled when a request starts waiting
+}
+
+func newFlaky(t *testing.T, code int) *flaky {
+	f := &flaky{}
+	f.status.Store(int64(code))
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.hits.Add(1)
+		if f.hold != nil {
+			f.held <- struct{}{}
+			<-f.hold
+		}
+		w.WriteHeader(int(f.status.Load()))
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// newTransport returns a breaker Transport over a fresh pooled base whose
+// connections are closed when the test ends.
+func newTransport(t *testing.T, cfg breaker.Config) *breaker.Transport {
+	base := cleanhttp.DefaultPooledTransport()
+	t.Cleanup(base.CloseIdleConnections)
+	return breaker.NewTransport(base, cfg)
+}
+
+func TestFailingServerIsCutOff(t *testing.T) {
+	srv := newFlaky(t, http.StatusInternalServerError)
+	tr := newTransport(t, breaker.Config{})
+	client := &http.Client{Transport: tr}
+	for i := range 5 {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 500 {
+			t.Fatalf("call %d: status %d", i, resp.StatusCode)
+		}
+	}
+	for i := range 50 {
+		resp, err := client.Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("call %d after the trip reached the server", i)
+		}
+		var oe *breaker.OpenError
+		if !errors.As(err, &oe) || !errors.Is(err, classify.ErrNotSent) || !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("refusal %v does not match the gate protocol", err)
+		}
+		if oe.Host != srv.URL || oe.State != breaker.Open || oe.RetryIn <= 0 || oe.RetryIn > 5*time.Second {
+			t.Fatalf("refusal %+v", oe)
+		}
+	}
+	if n := srv.hits.Load(); n != 5 {
+		t.Fatalf("server saw %d requests, want the 5 before the trip", n)
+	}
+}
+
+func TestOneProbeAmongConcurrentCallersThenRecovery(t *testing.T) {
+	// A real server; the open time is 1 ns, so the first caller after the
+	// trip probes. The server holds the probe until every other caller has
+	// been refused.
+	srv := newFlaky(t, http.StatusBadGateway)
+	var got changes
+	tr := newTransport(t, breaker.Config{OpenTimeout: time.Nanosecond, Jitter: -1, OnStateChange: got.add})
+	for range 5 {
+		send(t, tr, srv.URL)
+	}
+	if s := tr.Snapshot(); len(s) != 1 || s[0].State != breaker.Open {
+		t.Fatalf("after 5 failures: %+v", s)
+	}
+	srv.status.Store(http.StatusOK)
+	srv.hold, srv.held = make(chan struct{}), make(chan struct{}, 50)
+
+	const callers = 50
+	var (
+		wg      sync.WaitGroup
+		refused atomic.Int64
+		passed  atomic.Int64
+		refusal = make(chan struct{}, callers)
+	)
+	for range callers {
+		wg.Go(func() {
+			code, err := send(t, tr, srv.URL)
+			switch {
+			case errors.Is(err, breaker.ErrOpen):
+				refused.Add(1)
+				refusal <- struct{}{}
+			case err == nil && code == 200:
+				passed.Add(1)
+			default:
+				t.Errorf("caller: %d %v", code, err)
+			}
+		})
+	}
+	<-srv.held // the probe reached the server
+	for range callers - 1 {
+		<-refusal
+	}
+	close(srv.hold)
+	wg.Wait()
+	if passed.Load() != 1 || refused.Load() != callers-1 || srv.hits.Load() != 6 {
+		t.Fatalf("%d passed, %d refused, server hits %d; want 1, %d, 6", passed.Load(), refused.Load(), srv.hits.Load(), callers-1)
+	}
+	// The good probe closed the breaker: traffic flows again.
+	srv.hold = nil
+	for range callers {
+		wg.Go(func() {
+			if code, err := send(t, tr, srv.URL); err != nil || code != 200 {
+				t.Errorf("after recovery: %d %v", code, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := srv.hits.Load(); n != 6+callers {
+		t.Fatalf("server hits %d after recovery, want %d", n, 6+callers)
+	}
+	want := []breaker.State{breaker.Open, breaker.HalfOpen, breaker.Closed}
+	chs := got.list()
+	if len(chs) != len(want) {
+		t.Fatalf("changes %+v", chs)
+	}
+	for i, ch := range chs {
+		if ch.To != want[i] || ch.Host != srv.URL {
+			t.Fatalf("change %d: %+v, want to %v", i, ch, want[i])
+		}
+	}
+}
+
+func TestOneProbeAfterTheOpenTime(t *testing.T) {
+	// The timing half of the test above, in virtual time with a stub base:
+	// nothing passes before 5 s; at 5 s exactly one of 50 callers probes.
+	synctest.Test(t, func(t *testing.T) {
+		var hits atomic.Int64
+		healthy := atomic.Bool{}
+		release := make(chan struct{})
+		base := stub(func(*http.Request) (*http.Response, error) {
+			hits.Add(1)
+			if healthy.Load() {
+				<-release
+				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+			}
+			return &http.Response{StatusCode: 503, Body: http.NoBody}, nil
+		})
+		tr := breaker.NewTransport(base, breaker.Config{Jitter: -1})
+		for range 5 {
+			send(t, tr, "https://api.example.com/")
+		}
+		time.Sleep(5*time.Second - time.Millisecond)
+		if _, err := send(t, tr, "https://api.example.com/"); !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("1ms before the open time: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+		healthy.Store(true)
+		var wg sync.WaitGroup
+		var refused atomic.Int64
+		for range 50 {
+			wg.Go(func() {
+				if _, err := send(t, tr, "https://api.example.com/"); errors.Is(err, breaker.ErrOpen) {
+					refused.Add(1)
+				}
+			})
+		}
+		synctest.Wait() // every caller has returned or is the blocked probe
+		if hits.Load() != 6 || refused.Load() != 49 {
+			t.Fatalf("hits %d, refused %d; want 6 and 49", hits.Load(), refused.Load())
+		}
+		close(release)
+		wg.Wait()
+		if s := tr.Snapshot(); s[0].State != breaker.Closed {
+			t.Fatalf("after the good probe: %+v", s[0])
+		}
+	})
+}
+
+func TestHostsAreIndependent(t *testing.T) {
+	bad := newFlaky(t, http.StatusServiceUnavailable)
+	good := newFlaky(t, http.StatusOK)
+	tr := newTransport(t, breaker.Config{})
+	for range 10 {
+		send(t, tr, bad.URL)
+		if code, err := send(t, tr, good.URL); err != nil || code != 200 {
+			t.Fatalf("healthy host: %d %v", code, err)
+		}
+	}
+	if bad.hits.Load() != 5 || good.hits.Load() != 10 {
+		t.Fatalf("hits: failing %d (want 5), healthy %d (want 10)", bad.hits.Load(), good.hits.Load())
+	}
+	states := map[string]breaker.State{}
+	for _, s := range tr.Snapshot() {
+		states[s.Host] = s.State
+	}
+	if states[bad.URL] != breaker.Open || states[good.URL] != breaker.Closed || len(states) != 2 {
+		t.Fatalf("snapshot states %v", states)
+	}
+}
+
+func TestWhatCountsAsFailure(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name     string
+		base     stub
+		ctx      context.Context
+		wantOpen bool
+	}{
+		{name: "200", base: status(200)},
+		{name: "404", base: status(404)},
+		{name: "400", base: status(400)},
+		{name: "429 rate limited", base: status(429)},
+		{name: "500", base: status(500), wantOpen: true},
+		{name: "502", base: status(502), wantOpen: true},
+		{name: "503", base: status(503), wantOpen: true},
+		{name: "504", base: status(504), wantOpen: true},
+		{name: "network error", base: func(*http.Request) (*http.Response, error) { return nil, errNet }, wantOpen: true},
+		{name: "caller cancelled", ctx: cancelled, base: func(r *http.Request) (*http.Response, error) { return nil, r.Context().Err() }},
+		{name: "attempt timeout counts", base: func(r *http.Request) (*http.Response, error) { return nil, classify.ErrAttemptTimeout }, wantOpen: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := breaker.NewTransport(tt.base, breaker.Config{})
+			ctx := tt.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			for range 30 {
+				resp, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/"))
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+			if open := tr.Snapshot()[0].State == breaker.Open; open != tt.wantOpen {
+				t.Fatalf("open = %v after 30 attempts, want %v", open, tt.wantOpen)
+			}
+		})
+	}
+}
+
+func TestRetryAfterLengthensOpenTime(t *testing.T) {
+	tests := []struct {
+		name       string
+		code       int
+		retryAfter string
+		want       time.Duration
+	}{
+		{name: "no header", code: 503, want: 5 * time.Second},
+		{name: "longer", code: 503, retryAfter: "30", want: 30 * time.Second},
+		{name: "shorter never shortens", code: 503, retryAfter: "1", want: 5 * time.Second},
+		{name: "capped", code: 503, retryAfter: "3600", want: 60 * time.Second},
+		{name: "garbage ignored", code: 503, retryAfter: "soon", want: 5 * time.Second},
+		{name: "only on 503", code: 500, retryAfter: "30", want: 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var got changes
+				base := stub(func(*http.Request) (*http.Response, error) {
+					h := http.Header{}
+					if tt.retryAfter != "" {
+						h.Set("Retry-After", tt.retryAfter)
+					}
+					return &http.Response{StatusCode: tt.code, Header: h, Body: http.NoBody}, nil
+				})
+				tr := breaker.NewTransport(base, breaker.Config{Jitter: -1, OnStateChange: got.add})
+				for range 5 {
+					send(t, tr, "https://api.example.com/")
+				}
+				chs := got.list()
+				if len(chs) != 1 || chs[0].OpenFor != tt.want {
+					t.Fatalf("changes %+v, want open for %v", chs, tt.want)
+				}
+				if lengthened := tt.want != 5*time.Second; lengthened != strings.Contains(chs[0].Reason, "Retry-After") {
+					t.Fatalf("reason %q", chs[0].Reason)
+				}
+				time.Sleep(tt.want - time.Nanosecond)
+				if _, err := send(t, tr, "https://api.example.com/"); !errors.Is(err, breaker.ErrOpen) {
+					t.Fatalf("before %v: %v", tt.want, err)
+				}
+			})
+		})
+	}
+}
+
+func TestCancelledProbeFreesTheSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		failing := atomic.Bool{}
+		failing.Store(true)
+		base := stub(func(r *http.Request) (*http.Response, error) {
+			if failing.Load() {
+				return &http.Response{StatusCode: 500, Body: http.NoBody}, nil
+			}
+			<-r.Context().Done() // a probe that hangs until its caller gives up
+			return nil, r.Context().Err()
+		})
+		tr := breaker.NewTransport(base, breaker.Config{})
+		for range 5 {
+			send(t, tr, "https://api.example.com/")
+		}
+		time.Sleep(5 * time.Second)
+		failing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("probe: %v", err)
+		}
+		if s := tr.Snapshot()[0]; s.State != breaker.HalfOpen || s.ProbesInFlight != 0 {
+			t.Fatalf("after the cancelled probe: %+v", s)
+		}
+		failing.Store(true)
+		send(t, tr, "https://api.example.com/") // the slot is free: a new probe, which fails
+		if s := tr.Snapshot()[0]; s.State != breaker.Open || s.Trips != 2 {
+			t.Fatalf("after the second probe: %+v", s)
+		}
+	})
+}
+
+func TestPanickingBaseFreesTheSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mode := atomic.Int32{}
+		base := stub(func(*http.Request) (*http.Response, error) {
+			if mode.Load() == 1 {
+				panic("base transport bug")
+			}
+			return &http.Response{StatusCode: 500, Body: http.NoBody}, nil
+		})
+		tr := breaker.NewTransport(base, breaker.Config{})
+		for range 5 {
+			send(t, tr, "https://api.example.com/")
+		}
+		time.Sleep(5 * time.Second)
+		mode.Store(1)
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("the base's panic was swallowed")
+				}
+			}()
+			send(t, tr, "https://api.example.com/")
+		}()
+		if s := tr.Snapshot()[0]; s.ProbesInFlight != 0 {
+			t.Fatalf("a panicking probe kept its slot: %+v", s)
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	var calls atomic.Int64
+	base := stub(func(*http.Request) (*http.Response, error) {
+		calls.Add(1)
+		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+	})
+	tr := breaker.NewTransport(base, breaker.Config{})
+	if _, err := tr.RoundTrip(nil); err == nil || !strings.HasPrefix(err.Error(), "breaker: ") {
+		t.Fatalf("nil request: %v", err)
+	}
+	if _, err := tr.RoundTrip(&http.Request{Method: "GET"}); err == nil {
+		t.Fatal("nil URL: no error")
+	}
+	// A request without a host is passed through untracked: the base
+	// reports the problem in its own words.
+	req := get(t, context.Background(), "/relative")
+	if _, err := tr.RoundTrip(req); err != nil || calls.Load() != 1 || tr.Len() != 0 {
+		t.Fatalf("hostless request: err %v, base calls %d, tracked %d", err, calls.Load(), tr.Len())
+	}
+	// The zero values are usable.
+	var zero breaker.Transport
+	srv := newFlaky(t, 200)
+	if code, err := send(t, &zero, srv.URL); err != nil || code != 200 || zero.Len() != 1 {
+		t.Fatalf("zero Transport: %d %v, tracked %d", code, err, zero.Len())
+	}
+	zero.CloseIdleConnections()
+	var b breaker.Breaker
+	feed(t, &b, "UUUUU")
+	if oe := openError(t, &b); oe.State != breaker.Open || oe.RetryIn > 5*time.Second {
+		t.Fatalf("zero Breaker: %+v", oe)
+	}
+	if got := (&breaker.OpenError{}).Error(); got != "breaker: circuit open for , next probe in 0s" {
+		t.Fatalf("zero OpenError reads %q", got)
+	}
+}
+
+func TestCustomKey(t *testing.T) {
+	var got changes
+	tr := breaker.NewTransport(status(500), breaker.Config{
+		Key: func(r *http.Request) string {
+			return r.Header.Get("X-Tenant") // "" means untracked
+		},
+		OnStateChange: got.add,
+	})
+	for i := range 10 {
+		for _, tenant := range []string{"a", ""} {
+			req := get(t, context.Background(), "https://h"+string(rune('0'+i))+".example.com/")
+			if tenant != "" {
+				req.Header.Set("X-Tenant", tenant)
+			}
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
+	s := tr.Snapshot()
+	if len(s) != 1 || s[0].Host != "a" || s[0].State != breaker.Open {
+		t.Fatalf("snapshot %+v, want one open breaker named a", s)
+	}
+}
+
+func TestHookMayReadTheBreaker(t *testing.T) {
+	// The hook runs outside every lock: reading the breaker or the
+	// Transport from it must not deadlock.
+	var tr *breaker.Transport
+	var seen []breaker.HostState
+	tr = breaker.NewTransport(status(500), breaker.Config{OnStateChange: func(ch breaker.StateChange) {
+		seen = append(seen, tr.Snapshot()...)
+	}})
+	for range 5 {
+		send(t, tr, "https://api.example.com/")
+	}
+	if len(seen) != 1 || seen[0].State != breaker.Open || seen[0].Trips != 1 {
+		t.Fatalf("hook saw %+v", seen)
+	}
+}
+
+func TestClosedPathDoesNotAllocate(t *testing.T) {
+	tr := breaker.NewTransport(okBase, breaker.Config{})
+	req := get(t, context.Background(), "https://api.example.com:443/x")
+	tr.RoundTrip(req)
+	if n := testing.AllocsPerRun(1000, func() { tr.RoundTrip(req) }); n != 0 {
+		t.Fatalf("RoundTrip allocates %v times per call", n)
+	}
+	b := breaker.New("api", breaker.Config{})
+	if n := testing.AllocsPerRun(1000, func() {
+		done, _ := b.Allow()
+		done(classify.Healthy)
+	}); n != 0 {
+		t.Fatalf("Allow and done allocate %v times per call", n)
+	}
+}
