@@ -14,7 +14,9 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
+	"github.com/rebound-http/rebound/classify"
 	"github.com/rebound-http/rebound/transport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -88,7 +90,7 @@ func TestChainBudgetCapsAmplificationDuringAnOutage(t *testing.T) {
 	defer srv.Close()
 	var refusals atomic.Int64
 	client := &http.Client{Transport: newTransport(t,
-		rebound.WithRetry(fastRetry),
+		rebound.WithPolicy(rebound.Policy{Retry: fastRetry, DisableBreaker: true}),
 		rebound.WithObserver(rebound.Observer{Budget: func(budget.Refusal) { refusals.Add(1) }}),
 	)}
 	const calls = 2000
@@ -116,6 +118,40 @@ func (c *countingBase) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.hits[req.URL.Host]++
 	c.mu.Unlock()
 	return &http.Response{StatusCode: http.StatusBadGateway, Body: http.NoBody, Request: req}, nil
+}
+
+func TestChainBreakerFailsFastDuringAnOutage(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	var changes []breaker.StateChange
+	client := &http.Client{Transport: newTransport(t,
+		rebound.WithRetry(fastRetry),
+		rebound.WithObserver(rebound.Observer{Breaker: func(c breaker.StateChange) { changes = append(changes, c) }}),
+	)}
+	var real503, refused int
+	for range 100 {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			var open *breaker.OpenError
+			require.ErrorAs(t, err, &open)
+			require.ErrorIs(t, err, classify.ErrNotSent)
+			refused++
+			continue
+		}
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		resp.Body.Close()
+		real503++
+	}
+	t.Logf("%d hits; %d calls saw the 503, %d failed fast", hits.Load(), real503, refused)
+	require.Len(t, changes, 1)
+	assert.Equal(t, breaker.Open, changes[0].To)
+	assert.Equal(t, "5 consecutive failures", changes[0].Reason)
+	assert.EqualValues(t, 5, hits.Load(), "once open, nothing reaches the server")
+	assert.Equal(t, 98, refused, "calls after the trip fail fast")
 }
 
 func TestHostPolicies(t *testing.T) {

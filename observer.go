@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
 	"github.com/rebound-http/rebound/transport"
 )
@@ -17,13 +18,17 @@ type Observer struct {
 	// Retry receives the retry loop's events: attempts, scheduled retries
 	// (delay, reason, whether the server asked for the wait) and give-ups.
 	Retry func(transport.Event)
+	// Breaker receives every state change of a host's circuit breaker,
+	// with the host, the states and the reason.
+	Breaker func(breaker.StateChange)
 	// Budget receives every attempt the retry budget or the client-side
 	// throttle refused, with the host and the budget's balance.
 	Budget func(budget.Refusal)
 }
 
 // LogObserver returns an Observer that logs to l (nil: slog.Default()):
-// retries at Info, give-ups and refusals at Warn. Attempts are not logged.
+// retries and circuits closing at Info, give-ups, circuits opening and
+// refusals at Warn. Attempts are not logged.
 func LogObserver(l *slog.Logger) Observer {
 	if l == nil {
 		l = slog.Default()
@@ -44,6 +49,15 @@ func LogObserver(l *slog.Logger) Observer {
 					slog.String("host", host), slog.Int("attempts", e.Attempt), slog.String("reason", e.Reason),
 					slog.String("stop", e.Stop))
 			}
+		},
+		Breaker: func(c breaker.StateChange) {
+			level := slog.LevelWarn
+			if c.To == breaker.Closed {
+				level = slog.LevelInfo
+			}
+			l.LogAttrs(context.Background(), level, "rebound: circuit "+c.To.String(),
+				slog.String("host", c.Host), slog.String("from", c.From.String()), slog.String("reason", c.Reason),
+				slog.Duration("open_for", c.OpenFor))
 		},
 		Budget: func(r budget.Refusal) {
 			l.LogAttrs(context.Background(), slog.LevelWarn, "rebound: budget refusal",

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
 	"github.com/rebound-http/rebound/idempotency"
 	"github.com/rebound-http/rebound/transport"
@@ -30,6 +31,11 @@ import (
 type Policy struct {
 	// Retry configures the retry loop. The zero value is its defaults.
 	Retry transport.Config
+	// Breaker configures the per-host circuit breakers. The zero value
+	// opens on ≥ 50 % failures of ≥ 20 calls in 10 s, or 5 consecutive
+	// failures of a quiet host; open 5 s, doubling per repeated trip up to
+	// 60 s; one half-open probe.
+	Breaker breaker.Config
 	// Budget configures the retry budget. The zero value is one Ratio
 	// budget (20 % of first attempts over 10 s, plus 10 retries/s) shared
 	// by every host of this policy.
@@ -41,6 +47,9 @@ type Policy struct {
 
 	// DisableBudget leaves the retry budget out. The zero value keeps it.
 	DisableBudget bool
+	// DisableBreaker leaves the circuit breaker out. The zero value keeps
+	// it.
+	DisableBreaker bool
 	// DisableIdempotencyKeys stops the chain from generating keys (keys
 	// the caller sets, or gives with idempotency.WithKey, still go out).
 	// Use it for hosts that ignore the header: toward them a generated
@@ -141,6 +150,11 @@ func NewClient(opts ...Option) *http.Client {
 // build assembles one chain, innermost first.
 func build(base http.RoundTripper, p Policy, obs Observer) http.RoundTripper {
 	rt := base
+	if !p.DisableBreaker {
+		cfg := p.Breaker
+		cfg.OnStateChange = both(cfg.OnStateChange, obs.Breaker)
+		rt = breaker.NewTransport(rt, cfg)
+	}
 	if !p.DisableBudget {
 		cfg := p.Budget
 		cfg.OnRefuse = both(cfg.OnRefuse, obs.Budget)
