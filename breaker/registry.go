@@ -3,6 +3,7 @@ package breaker
 import (
 	"hash/maphash"
 	"math/bits"
+	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strings"
@@ -44,27 +45,30 @@ func keyOf(req *http.Request) (k hostKey, ok bool) {
 }
 
 // registry maps hosts to breakers, at most settings.maxHosts of them. It is
-// split into shards by a hash of the host; each shard holds an even share
-// of the bound, evicts on its own and is an open-addressed hash table with
-// atomic slots, so a lookup takes no lock and writes no shared memory:
-// one hash, then atomic loads along a short probe sequence. Only adding a
-// host takes the shard's mutex.
+// split into shards by a hash of the host; each shard is an open-addressed
+// hash table with atomic slots, so a lookup takes no lock and writes no
+// shared memory: one hash, then atomic loads along a short probe sequence.
+// Only adding a host takes a lock, its shard's mutex.
+//
+// The bound is global: a new host takes a free place if there is one, else
+// the place of a breaker evicted from its own shard, else from another
+// shard; if no breaker anywhere may be evicted, the host goes untracked.
 type registry struct {
 	set       *settings
 	seed      maphash.Seed
 	shardBits uint
 	shards    []shard
+	total     atomic.Int64 // tracked hosts, plus places reserved by inserts
 	untracked atomic.Uint64
 }
 
 // shard is one part of a registry, padded to its own cache lines.
 type shard struct {
-	tab   atomic.Pointer[table]
-	mu    sync.Mutex // serialises inserts, evictions and rebuilds
-	live  int        // breakers in tab; guarded by mu
-	used  int        // slots not nil (live and removed); guarded by mu
-	limit int        // this shard's share of maxHosts
-	_     [64]byte
+	tab  atomic.Pointer[table]
+	mu   sync.Mutex // serialises inserts, evictions and rebuilds
+	live int        // breakers in tab; guarded by mu
+	used int        // slots not nil (live and removed); guarded by mu
+	_    [64]byte
 }
 
 // table is a linear-probing hash table of breakers. A slot goes from nil to
@@ -86,10 +90,8 @@ const (
 	maxShards     = 1024
 )
 
-// newRegistry returns an empty registry for the settings s. The shard
-// count is a power of two near MaxHosts/128, between 1 and 1024, and the
-// bound is split evenly between shards, so the total never exceeds
-// MaxHosts.
+// newRegistry returns an empty registry for the settings s, with a power
+// of two near MaxHosts/128 shards, between 1 and 1024.
 func newRegistry(s *settings) *registry {
 	n := 1
 	if q := s.maxHosts / hostsPerShard; q > 1 {
@@ -98,12 +100,7 @@ func newRegistry(s *settings) *registry {
 	n = min(n, maxShards)
 	r := &registry{set: s, seed: maphash.MakeSeed(), shardBits: uint(bits.Len(uint(n)) - 1), shards: make([]shard, n)}
 	for i := range r.shards {
-		sh := &r.shards[i]
-		sh.limit = s.maxHosts / n
-		if i < s.maxHosts%n {
-			sh.limit++
-		}
-		sh.tab.Store(newTable(1))
+		r.shards[i].tab.Store(newTable(1))
 	}
 	return r
 }
@@ -140,18 +137,29 @@ func (r *registry) get(k hostKey) *Breaker {
 	return r.insert(sh, h, k)
 }
 
-// insert adds a breaker for k to sh, evicting one if sh is at its bound.
+// insert adds a breaker for k to sh, making room if the registry is full.
 func (r *registry) insert(sh *shard, h uint64, k hostKey) *Breaker {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	t := sh.tab.Load()
-	if b := t.find(h, k); b != nil {
+	if b := sh.tab.Load().find(h, k); b != nil {
 		return b
 	}
-	if sh.live >= sh.limit && !sh.evictLocked(time.Now()) {
-		r.untracked.Add(1)
-		return nil
+	if !r.reserve() && !sh.evictLocked(time.Now()) {
+		// Nothing to evict here: look elsewhere without holding sh.mu, so
+		// that no two shard locks are ever held at once.
+		sh.mu.Unlock()
+		ok := r.evictElsewhere(sh) && r.reserve()
+		sh.mu.Lock()
+		if !ok {
+			r.untracked.Add(1)
+			return nil
+		}
+		if b := sh.tab.Load().find(h, k); b != nil {
+			r.total.Add(-1) // a racing insert added k meanwhile
+			return b
+		}
 	}
+	t := sh.tab.Load()
 	if sh.used >= len(t.slots)*3/4 {
 		t = sh.rebuildLocked()
 	}
@@ -178,6 +186,40 @@ func (r *registry) insert(sh *shard, h uint64, k hostKey) *Breaker {
 	return b
 }
 
+// reserve takes a free place under the bound, if there is one.
+func (r *registry) reserve() bool {
+	for {
+		n := r.total.Load()
+		if n >= int64(r.set.maxHosts) {
+			return false
+		}
+		if r.total.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// evictElsewhere evicts a breaker from a shard other than skip, freeing a
+// place under the bound, and reports whether it did. It locks one shard at
+// a time.
+func (r *registry) evictElsewhere(skip *shard) bool {
+	now := time.Now()
+	for i := range r.shards {
+		sh := &r.shards[i]
+		if sh == skip {
+			continue
+		}
+		sh.mu.Lock()
+		ok := sh.evictLocked(now)
+		sh.mu.Unlock()
+		if ok {
+			r.total.Add(-1)
+			return true
+		}
+	}
+	return false
+}
+
 // rebuildLocked replaces sh's table, which is three quarters used, by one
 // without removed slots and sized for one more breaker, and returns it.
 // sh.mu must be held.
@@ -201,16 +243,24 @@ func (sh *shard) rebuildLocked() *table {
 	return t
 }
 
+// evictSample is how many idle closed breakers eviction compares before it
+// settles for the least recently used of them. Redis approximates LRU the
+// same way; it keeps eviction O(1) in a large shard.
+const evictSample = 8
+
 // evictLocked removes the best candidate for eviction from sh (see
 // Breaker.evictable): a closed breaker before an expired one, the least
-// recently used first. It reports whether it removed one. sh.mu must be
-// held.
+// recently used first among a sample of evictSample closed breakers taken
+// from a random slot on, or among all breakers of a shard with fewer. It
+// reports whether it removed one. sh.mu must be held.
 func (sh *shard) evictLocked(now time.Time) bool {
 	t := sh.tab.Load()
 	victim := -1
 	var bestRank int
 	var bestUsed int64
-	for i := range t.slots {
+	start, closed := rand.Uint64(), 0
+	for n := uint64(0); n <= t.mask && closed < evictSample; n++ {
+		i := int((start + n) & t.mask)
 		b := t.slots[i].Load()
 		if b == nil || b == removed {
 			continue
@@ -218,6 +268,9 @@ func (sh *shard) evictLocked(now time.Time) bool {
 		rank := b.evictable(now)
 		if rank < 0 {
 			continue
+		}
+		if rank == 0 {
+			closed++
 		}
 		used := b.lastUsed.Load()
 		if victim < 0 || rank < bestRank || rank == bestRank && used < bestUsed {
