@@ -79,12 +79,13 @@ type Config struct {
 	HalfOpenProbes int
 
 	// MaxHosts bounds how many hosts a Transport tracks (a Breaker ignores
-	// it). At the bound, an idle closed breaker is evicted to make room,
-	// the least recently used first; then an open breaker whose open time
-	// has passed, or a half-open one with no probe in flight. Open and
-	// probing breakers are never evicted: when every tracked host is open,
-	// a new host's attempts pass through untracked (see
-	// Transport.Untracked). Zero or negative means 10,000.
+	// it). At the bound, a new host takes the place of an idle closed
+	// breaker, the least recently used of a small sample (approximate LRU,
+	// as Redis evicts), or else of an open breaker whose open time has
+	// passed or a half-open one with no probe in flight. Open and probing
+	// breakers are never evicted: when every tracked host is open, a new
+	// host's attempts pass through untracked (see Transport.Untracked).
+	// Zero or negative means 10,000.
 	MaxHosts int
 	// Key, when non-nil, names the breaker of a request for a Transport
 	// (a Breaker ignores it); an empty key sends the request through
