@@ -29,9 +29,12 @@ const amplificationCalls = 200
 // retry policy, not the clock.
 //
 // Two modes: 200 sequential calls, and 20 callers making 10 calls each at
-// once; rebound also makes 2000 sequential calls, because its budget holds
-// a fixed reserve of retries (10/s × 10 s) that weighs on 200 calls but not
-// on 2000. conns is how many TCP connections the server accepted, and
+// once. rebound runs twice: its default chain, whose breaker opens after a
+// few failures and then fails calls fast, and the chain without the
+// breaker, where the retry budget alone bounds the retries. The latter
+// also makes 2000 sequential calls, because the budget holds a fixed
+// reserve of retries (10/s × 10 s) that weighs on 200 calls but not on
+// 2000. conns is how many TCP connections the server accepted, and
 // unclosed how many responses the library neither closed nor returned: a
 // library that does not close the responses it retries cannot reuse their
 // connections, and leaks them (with two goroutines each) until the server
@@ -43,8 +46,12 @@ const amplificationCalls = 200
 // sequential calls. rebound's figures are reported, not asserted, here.
 func TestAmplification(t *testing.T) {
 	var (
+		fast      = transport.Config{BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond}
 		reboundRT = func(base http.RoundTripper) http.RoundTripper {
-			return rebound.NewTransport(base, rebound.WithRetry(transport.Config{BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond}))
+			return rebound.NewTransport(base, rebound.WithRetry(fast))
+		}
+		noBreakerRT = func(base http.RoundTripper) http.RoundTripper {
+			return rebound.NewTransport(base, rebound.WithPolicy(rebound.Policy{Retry: fast, DisableBreaker: true}))
 		}
 		retryableRT = func(base http.RoundTripper) http.RoundTripper { return newRetryable(base, time.Nanosecond) }
 		failsafeRT  = func(base http.RoundTripper) http.RoundTripper { return newFailsafe(base, nil) }
@@ -60,7 +67,9 @@ func TestAmplification(t *testing.T) {
 	}{
 		{"rebound", seq, 1, amplificationCalls, reboundRT, 0, 0},
 		{"rebound", par, 20, amplificationCalls, reboundRT, 0, 0},
-		{"rebound", seq, 1, 10 * amplificationCalls, reboundRT, 0, 0},
+		{"rebound-nobreaker", seq, 1, amplificationCalls, noBreakerRT, 0, 0},
+		{"rebound-nobreaker", par, 20, amplificationCalls, noBreakerRT, 0, 0},
+		{"rebound-nobreaker", seq, 1, 10 * amplificationCalls, noBreakerRT, 0, 0},
 		{"retryablehttp", seq, 1, amplificationCalls, retryableRT, 5, 5},
 		{"retryablehttp", par, 20, amplificationCalls, retryableRT, 5, 5},
 		{"failsafe", seq, 1, amplificationCalls, failsafeRT, 4, 4},
@@ -70,13 +79,13 @@ func TestAmplification(t *testing.T) {
 	}
 
 	var table strings.Builder
-	fmt.Fprintf(&table, "%-16s %-11s %6s %6s %9s %6s %9s\n", "library", "mode", "calls", "hits", "hits/call", "conns", "unclosed")
+	fmt.Fprintf(&table, "%-18s %-11s %6s %6s %9s %6s %9s\n", "library", "mode", "calls", "hits", "hits/call", "conns", "unclosed")
 	for _, row := range rows {
 		t.Run(fmt.Sprintf("%s/%s/%d", row.lib, row.mode, row.calls), func(t *testing.T) {
 			got := amplify(t, row.wrap, row.callers, row.calls)
 			ratio := float64(got.hits) / float64(got.calls)
 			t.Logf("%d hits / %d calls = %.2f, %d connections, %d responses left unclosed", got.hits, got.calls, ratio, got.conns, got.unclosed)
-			fmt.Fprintf(&table, "%-16s %-11s %6d %6d %9.2f %6d %9d\n", row.lib, row.mode, got.calls, got.hits, ratio, got.conns, got.unclosed)
+			fmt.Fprintf(&table, "%-18s %-11s %6d %6d %9.2f %6d %9d\n", row.lib, row.mode, got.calls, got.hits, ratio, got.conns, got.unclosed)
 
 			require.Equal(t, int64(row.calls), got.calls, "every call must end")
 			if row.max > 0 {

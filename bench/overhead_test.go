@@ -13,9 +13,11 @@ import (
 // once, so "library − bare" is the library's own cost on the success path.
 //
 // rebound is its current default chain (rebound.NewTransport), so the
-// figure follows the chain as links are added. go-retryablehttp is its
-// default client used as a RoundTripper; failsafe-go is failsafehttp's
-// retry policy with 3 retries.
+// figure follows the chain as links are added; rebound-nokeys is the same
+// chain without generated idempotency keys, whose making (a UUIDv4 and a
+// copy of the request to carry it) dominates the POST. go-retryablehttp
+// is its default client used as a RoundTripper; failsafe-go is
+// failsafehttp's retry policy with 3 retries.
 //
 // Every operation is a whole call as a program makes it: the POST gets a
 // fresh 1 KiB body from GetBody (both peers read the body they are given,
@@ -29,6 +31,9 @@ func BenchmarkOverhead(b *testing.B) {
 	}{
 		{"bare", func(rt http.RoundTripper) http.RoundTripper { return rt }},
 		{"rebound", func(rt http.RoundTripper) http.RoundTripper { return rebound.NewTransport(rt) }},
+		{"rebound-nokeys", func(rt http.RoundTripper) http.RoundTripper {
+			return rebound.NewTransport(rt, rebound.WithPolicy(rebound.Policy{DisableIdempotencyKeys: true}))
+		}},
 		{"retryablehttp", func(rt http.RoundTripper) http.RoundTripper { return newRetryable(rt, 0) }},
 		{"failsafe", func(rt http.RoundTripper) http.RoundTripper { return newFailsafe(rt, nil) }},
 	}
