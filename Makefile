@@ -21,7 +21,9 @@ demo:
 # Benchmarks with -benchmem over $(COUNT) runs, written to bench.txt and
 # summarised by benchstat (installed on first use).
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./... | tee bench.txt
+	@set -e; rm -f bench.txt; for m in $(MODULES); do \
+		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./...) | tee -a bench.txt; \
+	done
 	benchstat bench.txt
 
 # Each fuzz target for $(FUZZTIME).
