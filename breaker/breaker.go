@@ -107,14 +107,13 @@ type gen struct {
 // errors and state changes) with the settings of cfg. The Transport-only
 // fields MaxHosts and Key are ignored.
 func New(name string, cfg Config) *Breaker {
-	b := &Breaker{name: name, set: newSettings(cfg)}
-	b.cur.Store(b.newGen(Closed, 1))
-	return b
+	return newBreaker(name, newSettings(cfg))
 }
 
-// newBreaker returns a closed breaker sharing the settings s.
+// newBreaker returns a closed breaker sharing the settings s, last used now.
 func newBreaker(name string, s *settings) *Breaker {
 	b := &Breaker{name: name, set: s}
+	b.lastUsed.Store(int64(s.index()))
 	b.cur.Store(b.newGen(Closed, 1))
 	return b
 }
@@ -169,6 +168,9 @@ func (b *Breaker) State() State {
 //
 // In the open state, the first call after the open time turns the breaker
 // half-open and is its first probe.
+//
+// done cannot pass a server's Retry-After; Transport, which sees the
+// response, lets a 503's Retry-After lengthen the open time.
 func (b *Breaker) Allow() (done func(classify.Health), err error) {
 	g, err := b.allow()
 	if err != nil {

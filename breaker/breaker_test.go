@@ -287,29 +287,36 @@ func TestHalfOpenNeverWedges(t *testing.T) {
 func TestStaleOutcomesAreIgnored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := breaker.New("api", breaker.Config{})
-		before, err := b.Allow() // allowed while closed, reported late
-		if err != nil {
-			t.Fatal(err)
+		var before []func(classify.Health) // allowed while closed, reported late
+		for range 5 {
+			done, err := b.Allow()
+			if err != nil {
+				t.Fatal(err)
+			}
+			before = append(before, done)
 		}
 		feed(t, b, "UUUUU")
-		before(classify.Healthy)
+		before[0](classify.Unhealthy) // a sixth failure, but of the old generation
 		if s := b.Snapshot(); s.State != breaker.Open || s.Generation != 2 {
-			t.Fatalf("a success from before the trip changed the open breaker: %+v", s)
+			t.Fatalf("a failure from before the trip changed the open breaker: %+v", s)
 		}
 		time.Sleep(5 * time.Second)
 		probe, err := b.Allow()
 		if err != nil {
 			t.Fatal(err)
 		}
-		before(classify.Healthy)
-		before(classify.Unhealthy)
-		if s := b.Snapshot(); s.State != breaker.HalfOpen || s.ProbesInFlight != 1 {
+		// Counted in the closed generation, these would make a seventh and
+		// later consecutive failures and trip it again, or close it.
+		for _, done := range before[1:4] {
+			done(classify.Unhealthy)
+		}
+		before[4](classify.Healthy)
+		if s := b.Snapshot(); s.State != breaker.HalfOpen || s.ProbesInFlight != 1 || s.Generation != 3 {
 			t.Fatalf("outcomes from the closed generation changed the half-open breaker: %+v", s)
 		}
 		probe(classify.Healthy)
-		before(classify.Unhealthy)
-		if s := b.Snapshot(); s.State != breaker.Closed || s.Calls != 0 {
-			t.Fatalf("a failure from two generations ago counted: %+v", s)
+		if s := b.Snapshot(); s.State != breaker.Closed || s.Calls != 0 || s.Generation != 4 {
+			t.Fatalf("after the good probe: %+v", s)
 		}
 	})
 }

@@ -85,7 +85,7 @@ type HostState struct {
 	ProbesInFlight int
 	// RetryIn is the time until a probe may pass (open only).
 	RetryIn time.Duration
-	// LastUsed is when an outcome was last recorded, to the window's
-	// bucket width; the breaker's creation if none was.
+	// LastUsed is when an outcome was last recorded, or the breaker was
+	// created, to the window's bucket width.
 	LastUsed time.Time
 }
