@@ -27,7 +27,8 @@ func TestOneProbeAmongConcurrentCallersThenRecovery(t *testing.T) {
 		t.Fatalf("after 5 failures: %+v", s)
 	}
 	srv.status.Store(http.StatusOK)
-	srv.hold, srv.held = make(chan struct{}), make(chan struct{}, 50)
+	release, held := make(chan struct{}), make(chan struct{}, 50)
+	srv.holdRequests(release, held)
 
 	const callers = 50
 	var (
@@ -50,17 +51,17 @@ func TestOneProbeAmongConcurrentCallersThenRecovery(t *testing.T) {
 			}
 		})
 	}
-	<-srv.held // the probe reached the server
+	<-held // the probe reached the server
 	for range callers - 1 {
 		<-refusal
 	}
-	close(srv.hold)
+	close(release)
 	wg.Wait()
 	if passed.Load() != 1 || refused.Load() != callers-1 || srv.hits.Load() != 6 {
 		t.Fatalf("%d passed, %d refused, server hits %d; want 1, %d, 6", passed.Load(), refused.Load(), srv.hits.Load(), callers-1)
 	}
 	// The good probe closed the breaker: traffic flows again.
-	srv.hold = nil
+	srv.holdRequests(nil, nil)
 	for range callers {
 		wg.Go(func() {
 			if code, err := send(t, tr, srv.URL); err != nil || code != 200 {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -23,8 +24,18 @@ type flaky struct {
 	*httptest.Server
 	hits   atomic.Int64
 	status atomic.Int64
-	hold   chan struct{} // when non-nil, requests wait on it
-	held   chan struct{} // signalled when a request starts waiting
+
+	mu   sync.Mutex
+	hold chan struct{} // when non-nil, requests wait on it
+	held chan struct{} // signalled when a request starts waiting
+}
+
+// holdRequests makes the next requests wait until release is closed, and
+// signal held when they start waiting; nil channels stop holding.
+func (f *flaky) holdRequests(release, held chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hold, f.held = release, held
 }
 
 func newFlaky(t *testing.T, code int) *flaky {
@@ -32,9 +43,12 @@ func newFlaky(t *testing.T, code int) *flaky {
 	f.status.Store(int64(code))
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.hits.Add(1)
-		if f.hold != nil {
-			f.held <- struct{}{}
-			<-f.hold
+		f.mu.Lock()
+		hold, held := f.hold, f.held
+		f.mu.Unlock()
+		if hold != nil {
+			held <- struct{}{}
+			<-hold
 		}
 		w.WriteHeader(int(f.status.Load()))
 	}))
