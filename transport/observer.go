@@ -48,6 +48,7 @@ const (
 // Event is one decision of the retry loop, reported to an Observer. The
 // zero value is an EventAttempt with no request.
 type Event struct {
+	// Kind says what the event reports.
 	Kind EventKind
 	// Request is the caller's request (never modify it).
 	Request *http.Request
