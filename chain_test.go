@@ -107,17 +107,38 @@ func TestChainBudgetCapsAmplificationDuringAnOutage(t *testing.T) {
 	assert.Positive(t, refusals.Load())
 }
 
-// countingBase answers 502 to everything and counts attempts per host.
+// countingBase answers every request with one status (502 unless reset)
+// and counts attempts per host and path.
 type countingBase struct {
-	mu   sync.Mutex
-	hits map[string]int
+	mu     sync.Mutex
+	status int
+	hits   map[string]int
 }
 
 func (c *countingBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
 	c.mu.Lock()
-	c.hits[req.URL.Host]++
+	defer c.mu.Unlock()
+	c.hits[req.URL.Host+req.URL.Path]++
+	status := c.status
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	return &http.Response{StatusCode: status, Body: http.NoBody, Request: req}, nil
+}
+
+func (c *countingBase) reset(status int) {
+	c.mu.Lock()
+	c.status, c.hits = status, map[string]int{}
 	c.mu.Unlock()
-	return &http.Response{StatusCode: http.StatusBadGateway, Body: http.NoBody, Request: req}, nil
+}
+
+func (c *countingBase) count(hostPath string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hits[hostPath]
 }
 
 func TestChainBreakerFailsFastDuringAnOutage(t *testing.T) {
@@ -183,9 +204,7 @@ func TestHostPolicies(t *testing.T) {
 			resp, err := rt.RoundTrip(req)
 			require.NoError(t, err)
 			resp.Body.Close()
-			base.mu.Lock()
-			defer base.mu.Unlock()
-			assert.Equal(t, tt.want, base.hits[req.URL.Host])
+			assert.Equal(t, tt.want, base.count(req.URL.Host+req.URL.Path))
 		})
 	}
 }
