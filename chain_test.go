@@ -243,3 +243,29 @@ func TestNilOptionsAndBase(t *testing.T) {
 	assert.Nil(t, resp)
 	require.Error(t, err, "a nil request is an error, not a panic")
 }
+
+func TestTransportExposesBreakersAndBudgets(t *testing.T) {
+	base := &countingBase{status: http.StatusServiceUnavailable, hits: map[string]int{}}
+	rt := rebound.NewTransport(base,
+		rebound.WithRetry(transport.Config{MaxAttempts: 1}),
+		rebound.WithHostPolicy("*.nobudget.test", rebound.Policy{DisableBudget: true, DisableBreaker: true}),
+	)
+	for range 5 {
+		req, _ := http.NewRequest(http.MethodGet, "http://down.test/", nil)
+		resp, err := rt.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	states := rt.Breakers()
+	require.Len(t, states, 1)
+	assert.Equal(t, "http://down.test", states[0].Host)
+	assert.Equal(t, breaker.Open, states[0].State)
+	assert.Equal(t, 1, states[0].Trips)
+
+	balance, ok := rt.RetryBalance("down.test")
+	require.True(t, ok)
+	// 5 first attempts: 20 % of them plus the 10/s × 10 s reserve.
+	assert.InDelta(t, 0.2*5+100, balance, 1e-9)
+	_, ok = rt.RetryBalance("a.nobudget.test:8080")
+	assert.False(t, ok, "a policy without a budget has no balance")
+}

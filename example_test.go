@@ -5,37 +5,35 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/rebound-http/rebound"
 	"github.com/rebound-http/rebound/transport"
 )
 
-// A client with every default: retries, backoff and Retry-After handling
-// need no configuration.
+// A client with every default. A POST gets an Idempotency-Key, made once
+// per call, so the retry loop may repeat it and the server can deduplicate.
 func ExampleNewClient() {
-	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hits.Add(1) == 1 {
-			w.Header().Set("Retry-After", "0") // "try again now"
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "hello")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, "key of %d characters", len(r.Header.Get("Idempotency-Key")))
 	}))
 	defer srv.Close()
 
 	client := rebound.NewClient()
-	resp, err := client.Get(srv.URL)
+	resp, err := client.Post(srv.URL+"/orders", "application/json", strings.NewReader(`{"sku": 42}`))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	fmt.Println(resp.StatusCode, string(body), "after", hits.Load(), "requests")
-	// Output: 200 hello after 2 requests
+	fmt.Println(resp.StatusCode, string(body))
+	fmt.Println("same key on the caller's side:", len(resp.Request.Header.Get("Idempotency-Key")) == 36)
+	// Output:
+	// 201 key of 36 characters
+	// same key on the caller's side: true
 }
 
 // Wrapping an existing client's transport keeps its settings (proxy, TLS,
@@ -66,4 +64,26 @@ func ExampleNewTransport() {
 	// retry after attempt 1 - status 502
 	// give up after attempt 2 - status 502
 	// caller sees 502
+}
+
+// The Transport returned by NewTransport exposes its links' state for
+// metrics: every host's circuit breaker and the retry budget's balance.
+func ExampleTransport_Breakers() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+
+	rt := rebound.NewTransport(nil, rebound.WithRetry(transport.Config{MaxAttempts: 1}))
+	defer rt.CloseIdleConnections()
+	client := &http.Client{Transport: rt}
+	for range 6 {
+		if resp, err := client.Get(srv.URL); err == nil {
+			resp.Body.Close()
+		}
+	}
+	for _, b := range rt.Breakers() {
+		fmt.Println(b.State, "after", b.Trips, "trip")
+	}
+	// Output: open after 1 trip
 }

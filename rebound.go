@@ -103,6 +103,24 @@ func WithObserver(obs Observer) Option {
 	return func(o *options) { o.observer = obs }
 }
 
+// Transport is the rebound chain returned by NewTransport: an
+// http.RoundTripper that also exposes the state of its links for metrics.
+// It is safe for concurrent use; the zero value is not usable.
+type Transport struct {
+	rt     http.RoundTripper // the default chain, the router, or failing
+	base   http.RoundTripper
+	def    *chain
+	router *router // nil without host policies
+}
+
+// chain is one policy's assembled links.
+type chain struct {
+	pattern string // "" for the default policy
+	rt      http.RoundTripper
+	breaker *breaker.Transport // nil when disabled
+	budget  *budget.Transport  // nil when disabled
+}
+
 // NewTransport wraps base in the rebound chain configured by opts. A nil
 // base means a pooled transport from go-cleanhttp, shared by every chain
 // of this transport.
@@ -110,34 +128,89 @@ func WithObserver(obs Observer) Option {
 //	client := &http.Client{Transport: rebound.NewTransport(nil)}
 //	// or, keeping an existing client's transport (proxy, TLS, timeouts):
 //	client.Transport = rebound.NewTransport(client.Transport)
-func NewTransport(base http.RoundTripper, opts ...Option) http.RoundTripper {
+func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 	var o options
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&o)
 		}
 	}
-	if o.err != nil {
-		return failing{o.err}
-	}
 	if base == nil {
 		base = cleanhttp.DefaultPooledTransport()
 	}
-	def := build(base, o.policy, o.observer)
-	if len(o.hosts) == 0 {
-		return def
+	if o.err != nil {
+		return &Transport{rt: failing{o.err}, base: base, def: &chain{}}
 	}
-	r := &router{exact: make(map[string]http.RoundTripper), fallback: def, closers: []http.RoundTripper{base}}
+	t := &Transport{base: base, def: build(base, "", o.policy, o.observer)}
+	t.rt = t.def.rt
+	if len(o.hosts) == 0 {
+		return t
+	}
+	r := &router{exact: make(map[string]*chain), fallback: t.def}
 	for pattern, p := range o.hosts {
-		chain := build(base, p, o.observer)
+		c := build(base, pattern, p, o.observer)
 		if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
-			r.suffixes = append(r.suffixes, suffixRoute{dotSuffix: "." + suffix, rt: chain})
+			r.suffixes = append(r.suffixes, suffixRoute{dotSuffix: "." + suffix, chain: c})
 		} else {
-			r.exact[strings.ToLower(pattern)] = chain
+			r.exact[strings.ToLower(pattern)] = c
 		}
 	}
 	sort.Slice(r.suffixes, func(i, j int) bool { return len(r.suffixes[i].dotSuffix) > len(r.suffixes[j].dotSuffix) })
-	return r
+	t.router, t.rt = r, r
+	return t
+}
+
+// RoundTrip sends req through the chain of its host's policy.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) { return t.rt.RoundTrip(req) }
+
+// CloseIdleConnections closes the base transport's idle connections, when
+// it has that method.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// Breakers returns a snapshot of every tracked host's circuit breaker, of
+// every policy, for metrics: state, counts, trips and time until the next
+// probe. It is empty when breakers are disabled.
+func (t *Transport) Breakers() []breaker.HostState {
+	var out []breaker.HostState
+	for _, c := range t.chains() {
+		if c.breaker != nil {
+			out = append(out, c.breaker.Snapshot()...)
+		}
+	}
+	return out
+}
+
+// RetryBalance returns how many retries the budget serving host (a
+// hostname, with or without a port) would allow now, for metrics; see
+// budget.Transport.Balance. ok is false when that host's policy has no
+// budget.
+func (t *Transport) RetryBalance(host string) (balance float64, ok bool) {
+	c := t.def
+	if t.router != nil {
+		c = t.router.routeHost(hostname(host))
+	}
+	if c.budget == nil {
+		return 0, false
+	}
+	return c.budget.Balance(host), true
+}
+
+// chains returns the default chain and every host policy's chain.
+func (t *Transport) chains() []*chain {
+	cs := []*chain{t.def}
+	if t.router != nil {
+		for _, c := range t.router.exact {
+			cs = append(cs, c)
+		}
+		for _, s := range t.router.suffixes {
+			cs = append(cs, s.chain)
+		}
+	}
+	return cs
 }
 
 // NewClient returns an http.Client whose Transport is NewTransport(nil,
@@ -147,18 +220,21 @@ func NewClient(opts ...Option) *http.Client {
 	return &http.Client{Transport: NewTransport(nil, opts...)}
 }
 
-// build assembles one chain, innermost first.
-func build(base http.RoundTripper, p Policy, obs Observer) http.RoundTripper {
+// build assembles one policy's chain, innermost first.
+func build(base http.RoundTripper, pattern string, p Policy, obs Observer) *chain {
+	c := &chain{pattern: pattern}
 	rt := base
 	if !p.DisableBreaker {
 		cfg := p.Breaker
 		cfg.OnStateChange = both(cfg.OnStateChange, obs.Breaker)
-		rt = breaker.NewTransport(rt, cfg)
+		c.breaker = breaker.NewTransport(rt, cfg)
+		rt = c.breaker
 	}
 	if !p.DisableBudget {
 		cfg := p.Budget
 		cfg.OnRefuse = both(cfg.OnRefuse, obs.Budget)
-		rt = budget.NewTransport(rt, cfg)
+		c.budget = budget.NewTransport(rt, cfg)
+		rt = c.budget
 	}
 	retry := p.Retry
 	if obs.Retry != nil {
@@ -169,7 +245,8 @@ func build(base http.RoundTripper, p Policy, obs Observer) http.RoundTripper {
 	if p.DisableIdempotencyKeys {
 		keys.Disable = true
 	}
-	return idempotency.NewTransport(rt, keys)
+	c.rt = idempotency.NewTransport(rt, keys)
+	return c
 }
 
 // failing is the chain of an invalid configuration: every request fails

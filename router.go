@@ -1,57 +1,56 @@
 package rebound
 
 import (
+	"net"
 	"net/http"
 	"strings"
 )
 
-// router sends each request through the chain of the first host policy
-// that matches its host, or through the default chain. It exists only when
-// host policies were given, so a client without them pays nothing.
+// router sends each request through the chain of the host policy that
+// matches its host, or through the default chain. It exists only when host
+// policies were given, so a client without them pays nothing.
 type router struct {
-	exact    map[string]http.RoundTripper // hostname → chain
-	suffixes []suffixRoute                // "*.example.com" patterns, longest first
-	fallback http.RoundTripper
-	closers  []http.RoundTripper
+	exact    map[string]*chain // lower-case hostname → chain
+	suffixes []suffixRoute     // "*.example.com" patterns, longest first
+	fallback *chain
 }
 
 type suffixRoute struct {
 	dotSuffix string // ".example.com"
-	rt        http.RoundTripper
+	chain     *chain
 }
 
-// RoundTrip routes req by its URL's hostname (port ignored, case-folded by
-// the caller's URL parser as written: compared case-insensitively).
+// RoundTrip routes req by its URL's hostname.
 func (r *router) RoundTrip(req *http.Request) (*http.Response, error) {
-	return r.route(req).RoundTrip(req)
+	if req == nil || req.URL == nil {
+		return r.fallback.rt.RoundTrip(req)
+	}
+	return r.routeHost(req.URL.Hostname()).rt.RoundTrip(req)
 }
 
-func (r *router) route(req *http.Request) http.RoundTripper {
-	if req == nil || req.URL == nil {
-		return r.fallback
+// routeHost returns the chain for a hostname (no port): an exact pattern
+// first, then the longest matching suffix, compared case-insensitively.
+func (r *router) routeHost(host string) *chain {
+	if c, ok := r.exact[host]; ok {
+		return c
 	}
-	host := req.URL.Hostname()
-	if rt, ok := r.exact[host]; ok {
-		return rt
-	}
-	if rt, ok := r.exact[strings.ToLower(host)]; ok {
-		return rt
+	if c, ok := r.exact[strings.ToLower(host)]; ok {
+		return c
 	}
 	for _, s := range r.suffixes {
 		if len(host) > len(s.dotSuffix) && strings.EqualFold(host[len(host)-len(s.dotSuffix):], s.dotSuffix) {
-			return s.rt
+			return s.chain
 		}
 	}
 	return r.fallback
 }
 
-// CloseIdleConnections closes the idle connections of every chain.
-func (r *router) CloseIdleConnections() {
-	for _, rt := range r.closers {
-		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
-			c.CloseIdleConnections()
-		}
+// hostname strips a port from host ("example.com:443" → "example.com").
+func hostname(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
 	}
+	return host
 }
 
 // validPattern reports whether p is a host pattern NewTransport accepts: a
