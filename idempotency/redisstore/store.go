@@ -73,9 +73,13 @@ type Config struct {
 // key, so that each script touches one key and works on Redis Cluster. Two
 // reservations of one key share a token with probability 2⁻⁶⁴.
 //
-// Errors from Redis are returned wrapped, with the operation's name. When
-// Redis refuses a write for lack of memory ("OOM", maxmemory with the
-// noeviction policy), Reserve's error also matches idempotency.ErrStoreFull.
+// Errors from Redis are returned wrapped, with the operation's name (the
+// middleware answers 503 when Reserve fails). When Redis refuses a write
+// for lack of memory ("OOM": maxmemory with the noeviction policy), the
+// error also matches idempotency.ErrStoreFull. The store evicts nothing
+// itself: Redis's maxmemory policy decides, and a volatile-* or allkeys-*
+// policy may evict an in-flight reservation, letting a concurrent repeat
+// run; use noeviction, or a database of its own, where that matters.
 // The store does not bound its own time: the client's timeouts do
 // (go-redis: DialTimeout 5 s, ReadTimeout and WriteTimeout 3 s, a few
 // retries, by default), and so does the context when the client has
