@@ -3,7 +3,9 @@ package idempotency
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
+	"unsafe"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/classify"
@@ -66,8 +68,9 @@ type Config struct {
 // The caller's request is never modified: a keyed request is a shallow copy
 // with a copy of the header map (the header values are shared, capped so
 // an append cannot write into the caller's arrays). On a POST with up to
-// seven headers this costs four allocations: the request (with the key's
-// one-element value slice), the map (two, in Go's map layout) and the key.
+// seven headers a generated key costs three allocations: the request (with
+// the key's bytes and one-element value slice inside it) and the map (two,
+// in Go's map layout). A key from Config.NewKey or WithKey adds its own.
 //
 // A Transport is safe for concurrent use. Create one with NewTransport; the
 // zero value is not usable.
@@ -75,7 +78,7 @@ type Transport struct {
 	next    http.RoundTripper
 	methods []string // nil: POST and PATCH
 	header  string
-	newKey  func() string
+	newKey  func() string // nil: NewKeyV4, generated in place
 	skip    func(*http.Request) bool
 	disable bool
 	onKey   func(*http.Request, string)
@@ -104,9 +107,6 @@ func NewTransport(next http.RoundTripper, cfg Config) *Transport {
 	if t.header == "" {
 		t.header = HeaderKey
 	}
-	if t.newKey == nil {
-		t.newKey = NewKeyV4
-	}
 	return t
 }
 
@@ -134,6 +134,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		if t.disable || t.skip != nil && t.skip(req) {
 			return t.next.RoundTrip(req)
+		}
+		if t.newKey == nil {
+			out, key := withNewKey(req, t.header)
+			if t.onKey != nil {
+				t.onKey(out, key)
+			}
+			return t.next.RoundTrip(out)
 		}
 		key = t.newKey()
 	}
@@ -170,27 +177,57 @@ func (t *Transport) hasKey(h http.Header) bool {
 	return ok
 }
 
-// keyedRequest is a request copy and its key's one-element value slice,
-// allocated together: one allocation fewer per keyed call.
+// keyedRequest is a request copy, its key's one-element value slice and,
+// for a key generated in place, the key's bytes, allocated together: one
+// allocation where the parts would take three.
 type keyedRequest struct {
 	req http.Request
 	val [1]string
+	buf [uuidLen]byte
 }
 
 // withHeader returns a shallow copy of req whose header map is a copy of
-// req's with name set to value. Value slices are shared with req, capped
-// at their length so that an append by an inner link reallocates rather
-// than writing into the caller's array.
+// req's with name set to value.
 func withHeader(req *http.Request, name, value string) *http.Request {
 	k := &keyedRequest{req: *req}
 	k.val[0] = value
-	h := make(http.Header, len(req.Header)+1)
-	for n, v := range req.Header {
-		h[n] = v[:len(v):len(v)]
-	}
-	h[name] = k.val[:]
-	k.req.Header = h
+	k.req.Header = headerWith(req.Header, name, k.val[:])
 	return &k.req
+}
+
+// withNewKey is withHeader with a fresh UUIDv4 as the value, written into
+// the copy's own buffer so that the key costs no allocation of its own. It
+// returns the copy and the key.
+func withNewKey(req *http.Request, name string) (*http.Request, string) {
+	k := &keyedRequest{req: *req}
+	encodeUUID(&k.buf, newV4())
+	// The buffer is never written again, and the string keeps the whole
+	// keyedRequest reachable, so the string is as immutable as any other.
+	key := unsafe.String(&k.buf[0], len(k.buf))
+	k.val[0] = key
+	k.req.Header = headerWith(req.Header, name, k.val[:])
+	return &k.req, key
+}
+
+// headerWith returns a copy of h with name set to v. Value slices are
+// shared with h, capped at their length so that an append by an inner
+// link reallocates rather than writing into the caller's array. maps.Clone
+// copies a small map's storage in one move, much faster than re-inserting
+// every entry; only the (rare) values with spare capacity are reassigned.
+func headerWith(h http.Header, name string, v []string) http.Header {
+	var out http.Header
+	if h == nil {
+		out = make(http.Header, 1)
+	} else {
+		out = maps.Clone(h)
+		for n, vs := range out {
+			if cap(vs) != len(vs) {
+				out[n] = vs[:len(vs):len(vs)]
+			}
+		}
+	}
+	out[name] = v
+	return out
 }
 
 type keyContextKey struct{}

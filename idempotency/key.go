@@ -21,7 +21,9 @@ package idempotency
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	mrand "math/rand/v2"
 	"strings"
 	"sync"
 
@@ -130,39 +132,60 @@ func parseKey(v string, max int) (string, error) {
 	return key, nil
 }
 
-// randBuf is a block of random bytes handed out 16 at a time.
-type randBuf struct {
-	b   [512]byte
-	off int
-}
+// randPool holds per-processor ChaCha8 generators, each seeded from
+// crypto/rand. ChaCha8 is a cryptographically strong generator (it erases
+// its key as it goes), so keys stay unguessable, but a key costs two
+// Uint64 calls instead of a getrandom call, without a global lock and
+// without touching google/uuid's process-wide EnableRandPool setting. A
+// generator the pool drops is garbage; a new one is seeded afresh.
+var randPool = sync.Pool{New: func() any {
+	var seed [32]byte
+	rand.Read(seed[:]) // never fails (crypto/rand, Go 1.24+)
+	return mrand.NewChaCha8(seed)
+}}
 
-// randPool holds per-P blocks of crypto/rand output, so a key costs a copy
-// rather than a getrandom call, without a global lock and without touching
-// google/uuid's process-wide EnableRandPool setting.
-var randPool = sync.Pool{New: func() any { return &randBuf{off: 512} }}
-
-// random16 returns 16 bytes from crypto/rand, through randPool.
+// random16 returns 16 cryptographically strong random bytes.
 func random16() (u uuid.UUID) {
-	p := randPool.Get().(*randBuf)
-	if p.off == len(p.b) {
-		rand.Read(p.b[:]) // never fails (crypto/rand, Go 1.24+)
-		p.off = 0
-	}
-	copy(u[:], p.b[p.off:p.off+16])
-	p.off += 16
-	randPool.Put(p)
+	g := randPool.Get().(*mrand.ChaCha8)
+	binary.LittleEndian.PutUint64(u[:8], g.Uint64())
+	binary.LittleEndian.PutUint64(u[8:], g.Uint64())
+	randPool.Put(g)
 	return u
 }
 
 // NewKeyV4 returns a random (version 4) UUID in its canonical 36-character
-// form. Its randomness comes from crypto/rand, read in 512-byte blocks
-// kept in a per-processor pool; see Config.NewKey. It is safe for concurrent
+// form. Its randomness comes from ChaCha8 generators seeded from
+// crypto/rand, one per processor; see Config.NewKey. It is safe for concurrent
 // use and costs one allocation, the string.
 func NewKeyV4() string {
+	var b [uuidLen]byte
+	encodeUUID(&b, newV4())
+	return string(b[:])
+}
+
+// newV4 returns a random UUID with the version 4 and variant bits set.
+func newV4() uuid.UUID {
 	u := random16()
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // variant 10
-	return u.String()
+	return u
+}
+
+// uuidLen is the length of a UUID's canonical text form.
+const uuidLen = 36
+
+// encodeUUID writes u's canonical form (lower-case hex, 8-4-4-4-12) to b.
+func encodeUUID(b *[uuidLen]byte, u uuid.UUID) {
+	const digits = "0123456789abcdef"
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = digits[c>>4], digits[c&0x0f]
+		j += 2
+	}
 }
 
 // poolReader reads from randPool, for google/uuid's *FromReader functions.
