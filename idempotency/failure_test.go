@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -334,4 +335,55 @@ func TestMiddlewareLeaseExpiry(t *testing.T) {
 			idempotency.DecisionLeaseLost, idempotency.DecisionReplayed,
 		}, decisions)
 	})
+}
+
+// corruptStore answers every Reserve with a completed record for the same
+// request whose stored status is status, as a buggy or corrupted Store
+// might.
+type corruptStore struct {
+	failingStore
+	status int
+}
+
+func (s corruptStore) Reserve(_ context.Context, _ string, fp idempotency.Fingerprint, _ time.Duration) (idempotency.Record, bool, error) {
+	return idempotency.Record{Fingerprint: fp, Response: &idempotency.Response{Status: s.status, Body: []byte("stored")}}, false, nil
+}
+
+func TestMiddlewareInvalidStoredStatus(t *testing.T) {
+	for _, tt := range []struct {
+		status   int
+		want     int
+		replayed bool
+	}{
+		{status: 0, want: 500},
+		{status: 42, want: 500},
+		{status: 103, want: 500},
+		{status: 1000, want: 500},
+		{status: -1, want: 500},
+		{status: 204, want: 204, replayed: true}, // a valid one is replayed
+		{status: 999, want: 999, replayed: true},
+	} {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			h := &created{}
+			srv := httptest.NewServer(idempotency.Middleware(corruptStore{status: tt.status}, idempotency.MiddlewareConfig{Logger: quiet})(h))
+			defer srv.Close()
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("x"))
+			req.Header.Set("Idempotency-Key", "k")
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			require.NoError(t, err, "the server answers rather than dropping the connection")
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, tt.want, resp.StatusCode)
+			assert.Zero(t, h.runs.Load(), "the handler never runs for a completed key")
+			if tt.replayed {
+				assert.Equal(t, "true", resp.Header.Get(idempotency.HeaderReplayed))
+				return
+			}
+			assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+			assert.Contains(t, string(body), idempotency.ProblemInvalidRecord)
+			assert.Empty(t, resp.Header.Get(idempotency.HeaderReplayed))
+		})
+	}
 }

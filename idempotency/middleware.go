@@ -229,6 +229,14 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case rec.Response.NotReplayable:
 		m.refuse(w, r, DecisionNotReplayable, http.StatusGone, ProblemNotReplayable,
 			"a request with this idempotency key was processed, but its response was not stored", 0)
+	case rec.Response.Status < 200 || rec.Response.Status > 999:
+		// A Store returned a record no handler could have produced (a bug
+		// or a corrupt entry): answering it would panic in WriteHeader or
+		// send a bare informational status. Refuse, and say why.
+		m.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "idempotency: stored response has an invalid status",
+			slog.String("key", key), slog.Int("status", rec.Response.Status))
+		m.refuse(w, r, DecisionStoreError, http.StatusInternalServerError, ProblemInvalidRecord,
+			"the stored response for this idempotency key is invalid", 0)
 	default:
 		replay(w, rec.Response)
 		m.decide(r, DecisionReplayed)

@@ -33,6 +33,10 @@ const (
 	// ProblemUnavailable (503, with Retry-After): the store failed or is
 	// full, so the request was not processed.
 	ProblemUnavailable = problemBase + "ProblemUnavailable"
+	// ProblemInvalidRecord (500): the Store returned a completed record
+	// whose status no handler can have written (outside 200–999); nothing
+	// is replayed and the handler is not run.
+	ProblemInvalidRecord = problemBase + "ProblemInvalidRecord"
 )
 
 // problem is an RFC 9457 problem details object.
@@ -85,7 +89,8 @@ const (
 	DecisionInvalidKey
 	// DecisionBodyTooLarge: 413, the body is over the limit.
 	DecisionBodyTooLarge
-	// DecisionStoreError: 503, the store refused or failed to reserve.
+	// DecisionStoreError: 503, the store refused or failed to reserve; or
+	// 500, it returned a completed record with an invalid status.
 	DecisionStoreError
 	// DecisionLeaseLost: the handler ran and its response was sent, but
 	// the store no longer held its reservation (the lease expired), so the

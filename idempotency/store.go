@@ -26,7 +26,9 @@ type Fingerprint [sha256.Size]byte
 
 // Response is a handler's response as the middleware stores it for replay.
 // A stored Response is never modified; Stores may share it between the
-// records they return.
+// records they return. The zero value has Status 0, which the middleware
+// refuses to replay (ProblemInvalidRecord); the middleware always stores a
+// status between 200 and 999.
 type Response struct {
 	// Status is the status code the handler wrote (200 when it wrote none).
 	Status int
