@@ -196,3 +196,25 @@ func TestRatioConcurrentWithdrawNeverOverdraws(t *testing.T) {
 		t.Fatalf("%d withdrawals allowed, want exactly 30", allowed)
 	}
 }
+
+// TestRatioConcurrentDepositsAllCounted checks that deposits from many
+// goroutines are all counted: the balance and the retries allowed are
+// exactly the ratio of them.
+func TestRatioConcurrentDepositsAllCounted(t *testing.T) {
+	b := budget.NewRatio(budget.RatioConfig{Ratio: 0.2, MinPerSecond: -1})
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2000 {
+				b.Deposit(base)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := b.Balance(base); got != 6400 {
+		t.Fatalf("balance after 32,000 deposits = %v, want 6400", got)
+	}
+	run(t, b, []step{{withdraw: 6500, allowed: 6400}})
+}
