@@ -267,15 +267,7 @@ func (failingStore) Lookup(context.Context, string) (idempotency.Record, bool, e
 
 func TestMiddlewareStoreFailure(t *testing.T) {
 	h := &created{}
-	srv := httptest.NewServer(idempotency.Middleware(failingStore{}, idempotency.MiddlewareConfig{Logger: quiet, RetryAfter: 1500 * time.Millisecond})(h))
-	defer srv.Close()
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("x"))
-	req.Header.Set("Idempotency-Key", "k")
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
+	resp, _ := postOnce(t, failingStore{}, idempotency.MiddlewareConfig{Logger: quiet, RetryAfter: 1500 * time.Millisecond}, h)
 	assert.Equal(t, 503, resp.StatusCode, "fail closed: nothing runs without a reservation")
 	assert.Equal(t, "2", resp.Header.Get("Retry-After"), "rounded up to whole seconds")
 	assert.Zero(t, h.runs.Load())
@@ -365,16 +357,7 @@ func TestMiddlewareInvalidStoredStatus(t *testing.T) {
 	} {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			h := &created{}
-			srv := httptest.NewServer(idempotency.Middleware(corruptStore{status: tt.status}, idempotency.MiddlewareConfig{Logger: quiet})(h))
-			defer srv.Close()
-			tr := &http.Transport{}
-			defer tr.CloseIdleConnections()
-			req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("x"))
-			req.Header.Set("Idempotency-Key", "k")
-			resp, err := (&http.Client{Transport: tr}).Do(req)
-			require.NoError(t, err, "the server answers rather than dropping the connection")
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := postOnce(t, corruptStore{status: tt.status}, idempotency.MiddlewareConfig{Logger: quiet}, h)
 			assert.Equal(t, tt.want, resp.StatusCode)
 			assert.Zero(t, h.runs.Load(), "the handler never runs for a completed key")
 			if tt.replayed {
@@ -386,4 +369,23 @@ func TestMiddlewareInvalidStoredStatus(t *testing.T) {
 			assert.Empty(t, resp.Header.Get(idempotency.HeaderReplayed))
 		})
 	}
+}
+
+// postOnce sends one keyed POST to a loopback server running h behind the
+// middleware on store, and returns the response (body closed) and its body.
+// An error, such as a connection the server dropped after a panic, fails t.
+func postOnce(t *testing.T, store idempotency.Store, cfg idempotency.MiddlewareConfig, h http.Handler) (*http.Response, []byte) {
+	t.Helper()
+	srv := httptest.NewServer(idempotency.Middleware(store, cfg)(h))
+	defer srv.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("x"))
+	req.Header.Set("Idempotency-Key", "k")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	require.NoError(t, err, "the server answers rather than dropping the connection")
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, body
 }
