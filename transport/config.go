@@ -69,8 +69,12 @@ type Config struct {
 	// AttemptTimeout, when positive, bounds each attempt's wait for
 	// response headers. It cancels only that attempt (which is then a
 	// retryable timeout); the body of a response handed to the caller is
-	// never cut off by it. Zero means no per-attempt limit: only the
-	// caller's context bounds an attempt.
+	// never cut off by it. It also bounds, afresh, the reading of the body
+	// of a response the loop buffers in order to retry (a 503 whose body
+	// stalls): that attempt's body then ends early with an error matching
+	// classify.ErrAttemptTimeout, and the loop goes on. Zero means no
+	// per-attempt limit: only the caller's context bounds an attempt,
+	// including the reading of a retried response's body.
 	AttemptTimeout time.Duration
 
 	// Classifier decides which outcomes are retryable. Nil means the zero

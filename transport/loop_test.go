@@ -397,6 +397,65 @@ func TestAttemptTimeoutRetriesASlowAttemptWithoutCuttingTheBody(t *testing.T) {
 	})
 }
 
+// stallingBody yields its text, then blocks until ctx ends, as a real
+// connection's body does when the server stops sending: a read fails only
+// when the attempt's context is cancelled.
+type stallingBody struct {
+	ctx  context.Context
+	text *strings.Reader
+}
+
+func (b *stallingBody) Read(p []byte) (int, error) {
+	if b.text.Len() > 0 {
+		return b.text.Read(p)
+	}
+	<-b.ctx.Done()
+	return 0, context.Cause(b.ctx)
+}
+
+func (b *stallingBody) Close() error { return nil }
+
+// stalling503 answers a 503 whose body stops after "partial".
+func stalling503(req *http.Request) *http.Response {
+	r := response(req, 503, "")
+	r.Body = &stallingBody{ctx: req.Context(), text: strings.NewReader("partial")}
+	return r
+}
+
+func TestAttemptTimeoutBoundsAStalledRetriedBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := &stub{respond: func(n int, req *http.Request) (*http.Response, error) {
+			if n == 1 {
+				return stalling503(req), nil
+			}
+			return response(req, 200, "ok"), nil
+		}}
+		rt := transport.New(base, transport.Config{AttemptTimeout: time.Second})
+		resp, err := rt.RoundTrip(get(t, t.Context()))
+		require.NoError(t, err, "without the bound the loop would wait on the 503's body forever")
+		assert.Equal(t, "ok", readBody(t, resp))
+		assert.Equal(t, 2, base.calls())
+		assert.GreaterOrEqual(t, base.gaps()[0], time.Second, "the stalled body was read for one attempt timeout")
+	})
+}
+
+func TestAttemptTimeoutStalledBodyKeptWhenReturned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The retry is refused by a gate, so the caller gets the stalled
+		// 503: its status, what arrived of its body, then the timeout.
+		base := &stub{respond: func(_ int, req *http.Request) (*http.Response, error) { return stalling503(req), nil }}
+		rt := transport.New(&gate{next: base, from: 2}, transport.Config{AttemptTimeout: time.Second})
+		resp, err := rt.RoundTrip(get(t, t.Context()))
+		require.NoError(t, err)
+		assert.Equal(t, 503, resp.StatusCode)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, "partial", string(body))
+		assert.ErrorIs(t, err, classify.ErrAttemptTimeout)
+		assert.Equal(t, 1, base.calls())
+	})
+}
+
 func TestAttemptHeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := &stub{respond: statuses(500, 200)}

@@ -232,3 +232,31 @@ func TestServerCallerDeadlineIsNotRetried(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.EqualValues(t, 1, hits.Load())
 }
+
+// TestServerStalledRetriedBodyIsCutByAttemptTimeout: the first answer is a
+// 503 whose body stops half-way (the handler blocks until the client gives
+// up on the connection); the loop reads it for one attempt timeout, drops
+// the attempt and succeeds on the next. This test takes one attempt
+// timeout of real time (50 ms): the timer under test is real here.
+func TestServerStalledRetriedBodyIsCutByAttemptTimeout(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "partial")
+			http.NewResponseController(w).Flush()
+			<-r.Context().Done() // the client closed the connection
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	cfg := fast
+	cfg.AttemptTimeout = 50 * time.Millisecond
+	resp, err := newClient(t, cfg).Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "ok", readBody(t, resp))
+	assert.EqualValues(t, 2, hits.Load())
+}

@@ -169,7 +169,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			release(prev, cfg.MaxResponseBytes)
 			return t.giveUp(req, cur, n, StopDeadline)
 		}
-		if resp != nil && !bufferBody(resp, cfg.MaxResponseBytes) {
+		if resp != nil && !t.buffer(resp) {
 			release(prev, cfg.MaxResponseBytes)
 			return t.giveUp(req, cur, n, StopResponseTooBig)
 		}
@@ -215,6 +215,20 @@ func (t *Transport) send(req *http.Request) (*http.Response, error) {
 	// attempt's context ends when it is closed.
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// buffer reads the body of a response the loop is about to retry into
+// memory (see bufferBody). With an AttemptTimeout, a fresh AttemptTimeout
+// bounds the reading too, so a response whose body stalls cannot hold the
+// loop: the attempt's context is cancelled, and what was read is kept,
+// ending with an error that matches classify.ErrAttemptTimeout. Without
+// one, only the caller's context bounds it.
+func (t *Transport) buffer(resp *http.Response) bool {
+	if cb, ok := resp.Body.(*cancelBody); ok && t.cfg.AttemptTimeout > 0 {
+		timer := time.AfterFunc(t.cfg.AttemptTimeout, func() { cb.cancel(classify.ErrAttemptTimeout) })
+		defer timer.Stop()
+	}
+	return bufferBody(resp, t.cfg.MaxResponseBytes)
 }
 
 // checked enforces "a response or an error, never both, never neither" on
