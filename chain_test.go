@@ -2,6 +2,7 @@ package rebound_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -268,4 +269,73 @@ func TestTransportExposesBreakersAndBudgets(t *testing.T) {
 	assert.InDelta(t, 0.2*5+100, balance, 1e-9)
 	_, ok = rt.RetryBalance("a.nobudget.test:8080")
 	assert.False(t, ok, "a policy without a budget has no balance")
+}
+
+// failingReader is a request body whose source breaks after its text.
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+// TestChainCallerBodyFaultsAreFinalAndDoNotTripTheBreaker: a body that
+// cannot be read, or disagrees with its ContentLength, is the caller's
+// fault. Each call fails at once, with the cause reachable, and the host's
+// breaker, which five server failures would open, records nothing.
+func TestChainCallerBodyFaultsAreFinalAndDoNotTripTheBreaker(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer srv.Close()
+	rt := rebound.NewTransport(cleanhttp.DefaultPooledTransport(), rebound.WithRetry(fastRetry))
+	defer rt.CloseIdleConnections()
+	client := &http.Client{Transport: rt}
+
+	diskOnFire := errors.New("disk on fire")
+	faults := map[string]func() *http.Request{
+		"unreadable": func() *http.Request {
+			req, _ := http.NewRequest(http.MethodPut, srv.URL, io.MultiReader(strings.NewReader("abc"), failingReader{diskOnFire}))
+			return req
+		},
+		"unreadable, ContentLength set": func() *http.Request {
+			req, _ := http.NewRequest(http.MethodPut, srv.URL, io.MultiReader(strings.NewReader("abc"), failingReader{diskOnFire}))
+			req.ContentLength = 10
+			return req
+		},
+		"shorter than ContentLength": func() *http.Request {
+			req, _ := http.NewRequest(http.MethodPut, srv.URL, io.MultiReader(strings.NewReader("abc")))
+			req.ContentLength = 10
+			return req
+		},
+		"longer than ContentLength": func() *http.Request {
+			req, _ := http.NewRequest(http.MethodPut, srv.URL, strings.NewReader("abcdefghijkl"))
+			req.ContentLength = 10
+			return req
+		},
+	}
+	for name, newReq := range faults {
+		t.Run(name, func(t *testing.T) {
+			for range 6 { // more than the breaker's 5 consecutive failures
+				_, err := client.Do(newReq())
+				require.ErrorIs(t, err, classify.ErrRequestBody)
+				require.NotErrorIs(t, err, classify.ErrNotSent, "never refused by an open circuit")
+				if strings.HasPrefix(name, "unreadable") {
+					require.ErrorIs(t, err, diskOnFire)
+				}
+				var te *transport.Error
+				require.ErrorAs(t, err, &te)
+				assert.Equal(t, 1, te.Attempts, "another attempt would read the same broken body")
+				assert.Equal(t, classify.ReasonRequestBody, te.Reason)
+			}
+		})
+	}
+	for _, hs := range rt.Breakers() {
+		assert.Equal(t, breaker.Closed, hs.State, hs.Host)
+		assert.Zero(t, hs.Failures, "the server was not blamed")
+	}
+	hits.Store(0)
+	resp, err := client.Get(srv.URL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.EqualValues(t, 1, hits.Load())
 }

@@ -73,6 +73,7 @@ const (
 	ReasonHTTP2             = "http2"
 	ReasonTLS               = "tls"
 	ReasonInvalidRequest    = "invalid request"
+	ReasonRequestBody       = "request body"
 	ReasonRedirects         = "too many redirects"
 	ReasonTransport         = "transport error"
 	ReasonNotIdempotent     = "not idempotent"
@@ -203,7 +204,8 @@ const (
 	// Unhealthy: a network error or a 5xx status.
 	Unhealthy
 	// Neutral: the attempt says nothing about the server: the caller
-	// cancelled, a gate refused it, or the request itself was invalid.
+	// cancelled, a gate refused it, the request itself was invalid, or its
+	// body could not be read.
 	Neutral
 )
 
@@ -234,7 +236,7 @@ func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
 			return Neutral
 		}
 		switch ErrorReason(err) {
-		case ReasonNotSent, ReasonInvalidRequest, ReasonRedirects, ReasonCanceled:
+		case ReasonNotSent, ReasonInvalidRequest, ReasonRedirects, ReasonCanceled, ReasonRequestBody:
 			return Neutral
 		}
 		if req != nil && RequestProblem(req) != "" {

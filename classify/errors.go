@@ -26,6 +26,38 @@ var ErrNotSent = errors.New("classify: request not sent")
 // server's health, although the attempt's context reads as cancelled.
 var ErrAttemptTimeout = errors.New("classify: attempt timed out")
 
+// ErrRequestBody is matched, with errors.Is, by an attempt's error when
+// reading the caller's request body failed (a file that cannot be read, a
+// pipe whose writer gave up). The fault is the caller's, not the server's:
+// the outcome is final (another attempt would read the same broken source)
+// and says nothing about the server's health. The retry loop marks such
+// errors with a *RequestBodyError for the bodies it records; net/http
+// returns the body's error as it is, so a body read outside the loop is
+// not recognised.
+var ErrRequestBody = errors.New("classify: reading the request body failed")
+
+// RequestBodyError wraps the error of reading a request body, so that it
+// matches ErrRequestBody while errors.Is and errors.As still reach the
+// cause. The zero value (no cause) reads like ErrRequestBody.
+type RequestBodyError struct {
+	// Err is the error the body's Read returned.
+	Err error
+}
+
+// Error returns "request body: " and the cause.
+func (e *RequestBodyError) Error() string {
+	if e.Err == nil {
+		return ErrRequestBody.Error()
+	}
+	return "request body: " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *RequestBodyError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrRequestBody.
+func (e *RequestBodyError) Is(target error) bool { return target == ErrRequestBody }
+
 // attemptTimedOut reports whether req's context was ended by the retry
 // loop's per-attempt timeout.
 func attemptTimedOut(req *http.Request) bool {
@@ -68,14 +100,16 @@ func NotSent(err error) bool {
 
 // ErrorReason names the cause of a transport error with one of the Reason
 // constants. It looks at types and sentinels (errors.Is / errors.As) and,
-// only for HTTP/2 errors and redirect limits, whose types net/http does not
-// export, at the message.
+// only for HTTP/2 errors, redirect limits and a body that disagrees with
+// its ContentLength, whose types net/http does not export, at the message.
 func ErrorReason(err error) string {
 	switch {
 	case err == nil:
 		return ReasonOK
 	case errors.Is(err, ErrNotSent):
 		return ReasonNotSent
+	case errors.Is(err, ErrRequestBody):
+		return ReasonRequestBody
 	case errors.Is(err, ErrAttemptTimeout):
 		return ReasonTimeout
 	case errors.Is(err, context.Canceled):
@@ -101,6 +135,11 @@ func ErrorReason(err error) string {
 		return ReasonHTTP2
 	case strings.Contains(msg, "stopped after") && strings.Contains(msg, "redirects"):
 		return ReasonRedirects
+	case strings.Contains(msg, "ContentLength=") &&
+		(strings.Contains(msg, "with Body length") || strings.Contains(msg, "with nil Body")):
+		// net/http's "http: ContentLength=10 with Body length 3": the
+		// body disagrees with the length the caller declared.
+		return ReasonRequestBody
 	case strings.Contains(msg, "unsupported protocol scheme"),
 		strings.Contains(msg, "invalid header field"),
 		strings.Contains(msg, "no Host in request URL"),
@@ -156,7 +195,7 @@ func classifyError(req *http.Request, err error) Verdict {
 	switch reason {
 	case ReasonNotSent:
 		return Verdict{Outcome: Final, Reason: reason, NotSent: true}
-	case ReasonTLS, ReasonInvalidRequest, ReasonRedirects, ReasonCanceled:
+	case ReasonTLS, ReasonInvalidRequest, ReasonRedirects, ReasonCanceled, ReasonRequestBody:
 		return Verdict{Outcome: Final, Reason: reason}
 	}
 	if req != nil && RequestProblem(req) != "" {

@@ -157,6 +157,20 @@ func transportErrorCases() []errorCase {
 			final, final, classify.ReasonInvalidRequest, false, neutral},
 		{"no host", errors.New("http: no Host in request URL"), final, final, classify.ReasonInvalidRequest, false, neutral},
 
+		// The caller's body: another attempt reads the same broken source.
+		{"request body error", &classify.RequestBodyError{Err: errors.New("disk on fire")},
+			final, final, classify.ReasonRequestBody, false, neutral},
+		{"request body error under readfrom", urlErr("Put", &net.OpError{Op: "readfrom", Net: "tcp",
+			Err: &classify.RequestBodyError{Err: os.NewSyscallError("read", syscall.ECONNRESET)}}),
+			final, final, classify.ReasonRequestBody, false, neutral},
+		{"zero RequestBodyError", &classify.RequestBodyError{}, final, final, classify.ReasonRequestBody, false, neutral},
+		{"body shorter than ContentLength", urlErr("Put", errors.New("net/http: HTTP/1.x transport connection broken: http: ContentLength=10 with Body length 3")),
+			final, final, classify.ReasonRequestBody, false, neutral},
+		{"body longer than ContentLength", errors.New("http: ContentLength=10 with Body length 12"),
+			final, final, classify.ReasonRequestBody, false, neutral},
+		{"ContentLength without a body", errors.New("http: Request.ContentLength=5 with nil Body"),
+			final, final, classify.ReasonRequestBody, false, neutral},
+
 		// Gates: refused before anything was sent; the loop stops.
 		{"ErrNotSent", classify.ErrNotSent, final, final, classify.ReasonNotSent, true, neutral},
 		{"NotSentError", &classify.NotSentError{Msg: "x"}, final, final, classify.ReasonNotSent, true, neutral},
@@ -334,6 +348,18 @@ func TestNotSentError(t *testing.T) {
 	var target *classify.NotSentError
 	require.ErrorAs(t, fmt.Errorf("wrapped: %w", custom), &target)
 	assert.Same(t, custom, target)
+}
+
+func TestRequestBodyError(t *testing.T) {
+	cause := errors.New("disk on fire")
+	err := &classify.RequestBodyError{Err: cause}
+	assert.Equal(t, "request body: disk on fire", err.Error())
+	assert.ErrorIs(t, err, classify.ErrRequestBody)
+	assert.ErrorIs(t, err, cause, "the cause stays reachable")
+	assert.ErrorIs(t, fmt.Errorf("readfrom: %w", err), classify.ErrRequestBody)
+	assert.NotErrorIs(t, err, classify.ErrNotSent)
+	assert.NotErrorIs(t, cause, classify.ErrRequestBody, "a bare error is not marked")
+	assert.Equal(t, classify.ErrRequestBody.Error(), (&classify.RequestBodyError{}).Error())
 }
 
 func TestErrorReasonNil(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"sync"
+
+	"github.com/rebound-http/rebound/classify"
 )
 
 // errStaleBody is returned by the reader of an earlier attempt once a newer
@@ -133,6 +135,11 @@ func (p *replayReader) Read(b []byte) (int, error) {
 		}
 	}
 	if err != nil {
+		if err != io.EOF {
+			// The caller's source failed, not the connection: mark it so
+			// the loop stops and the breaker does not blame the server.
+			err = &classify.RequestBodyError{Err: err}
+		}
 		r.srcErr = err
 	}
 	return n, err

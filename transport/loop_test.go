@@ -346,6 +346,28 @@ func TestRecordedBodyIsReplayedByteForByte(t *testing.T) {
 	})
 }
 
+func TestUnreadableRecordedBodyIsFinal(t *testing.T) {
+	// A base that, like net/http, fails the attempt with the body's error.
+	var calls int
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		calls++
+		if _, err := io.ReadAll(req.Body); err != nil {
+			return nil, err
+		}
+		return response(req, 503, ""), nil
+	})
+	cause := errors.New("disk on fire")
+	req, _ := http.NewRequest(http.MethodPut, "http://api.test/blob", io.MultiReader(strings.NewReader("abc"), errorReader{cause}))
+	_, err := transport.New(base, transport.Config{}).RoundTrip(req)
+	require.ErrorIs(t, err, classify.ErrRequestBody)
+	require.ErrorIs(t, err, cause)
+	var te *transport.Error
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, 1, te.Attempts)
+	assert.Equal(t, classify.ReasonRequestBody, te.Reason)
+	assert.Equal(t, 1, calls)
+}
+
 func TestBodyOverLimitIsSentOnceAndNotRetried(t *testing.T) {
 	base := &stub{respond: statuses(503, 200)}
 	req, _ := http.NewRequest(http.MethodPut, "http://api.test/blob", io.MultiReader(strings.NewReader(strings.Repeat("x", 2000))))

@@ -128,3 +128,8 @@ func (r *recorder) kinds() []string {
 }
 
 func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// errorReader fails every read with err.
+type errorReader struct{ err error }
+
+func (e errorReader) Read([]byte) (int, error) { return 0, e.err }

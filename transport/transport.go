@@ -306,7 +306,13 @@ func (t *Transport) giveUp(req *http.Request, cur outcome, attempts int, stop st
 // in an *Error.
 func (t *Transport) finish(o outcome, attempts int, stop string) (*http.Response, error) {
 	if o.err != nil {
-		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Err: o.err}
+		err := o.err
+		if o.verdict.Reason == classify.ReasonRequestBody && !errors.Is(err, classify.ErrRequestBody) {
+			// Recognised by its message (net/http's ContentLength
+			// mismatch): mark it, so errors.Is finds every body fault.
+			err = &classify.RequestBodyError{Err: err}
+		}
+		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Err: err}
 	}
 	return o.resp, nil
 }
