@@ -65,7 +65,8 @@ func attemptTimedOut(req *http.Request) bool {
 }
 
 // NotSentError is an error, with its own message, that matches ErrNotSent.
-// Gates that need no fields of their own can declare their sentinel as one:
+// The zero value is usable and reads like ErrNotSent. Gates that need no
+// fields of their own can declare their sentinel as one:
 //
 //	var ErrExhausted error = &classify.NotSentError{Msg: "budget: retry budget exhausted"}
 type NotSentError struct {

@@ -11,6 +11,7 @@ import (
 // The retry loop puts it in the request context of every attempt after the
 // first. Its absence means "first attempt": a healthy call's only attempt
 // carries no metadata, so it needs no copy of the request and no allocation.
+// The zero value describes a first attempt.
 type Attempt struct {
 	// N is the attempt's number, from 1. The zero value means 1.
 	N int

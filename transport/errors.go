@@ -16,7 +16,8 @@ var ErrNoResponse = errors.New("transport: next RoundTripper returned neither re
 // refusal before any response). It wraps the last attempt's error, so
 // errors.Is and errors.As reach the cause (a *breaker.OpenError, a
 // *net.OpError, context.Canceled ...), and says how many attempts were made
-// and why the loop stopped.
+// and why the loop stopped. The loop fills every field; the zero value
+// reads "rebound: 0 attempts".
 type Error struct {
 	// Attempts is the number of attempts made, the refused one included.
 	Attempts int
@@ -35,7 +36,17 @@ func (e *Error) Error() string {
 	if e.Attempts == 1 {
 		noun = "attempt"
 	}
-	return fmt.Sprintf("rebound: %d %s, %s (%s): %v", e.Attempts, noun, e.Stop, e.Reason, e.Err)
+	msg := fmt.Sprintf("rebound: %d %s", e.Attempts, noun)
+	if e.Stop != "" {
+		msg += ", " + e.Stop
+	}
+	if e.Reason != "" {
+		msg += " (" + e.Reason + ")"
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
 }
 
 // Unwrap returns the last attempt's error.
