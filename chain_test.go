@@ -2,6 +2,7 @@ package rebound_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -338,4 +339,46 @@ func TestChainCallerBodyFaultsAreFinalAndDoNotTripTheBreaker(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.EqualValues(t, 1, hits.Load())
+}
+
+// TestChainHungServerTripsTheBreaker: a server that accepts connections and
+// never answers, called as the README says (a deadline on every call). The
+// deadlines count against it, so after five calls the circuit opens and
+// later calls fail fast instead of each waiting out its deadline. This
+// test waits out five real 20 ms deadlines.
+func TestChainHungServerTripsTheBreaker(t *testing.T) {
+	var hits atomic.Int64
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	defer srv.Close()
+	defer close(stop)
+	rt := rebound.NewTransport(cleanhttp.DefaultPooledTransport())
+	defer rt.CloseIdleConnections()
+	client := &http.Client{Transport: rt}
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	for i := range 5 {
+		require.ErrorIs(t, call(), context.DeadlineExceeded, "call %d", i)
+	}
+	for i := range 20 {
+		err := call()
+		var oe *breaker.OpenError
+		require.ErrorAs(t, err, &oe, "call %d fails fast", 5+i)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	}
+	assert.EqualValues(t, 5, hits.Load(), "the open circuit kept the calls off the hung server")
 }

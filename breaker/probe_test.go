@@ -133,24 +133,13 @@ func TestOneProbeAfterTheOpenTime(t *testing.T) {
 
 func TestCancelledProbeFreesTheSlot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		failing := atomic.Bool{}
-		failing.Store(true)
-		base := stub(func(r *http.Request) (*http.Response, error) {
-			if failing.Load() {
-				return &http.Response{StatusCode: 500, Body: http.NoBody}, nil
-			}
-			<-r.Context().Done() // a probe that hangs until its caller gives up
-			return nil, r.Context().Err()
-		})
-		tr := breaker.NewTransport(base, breaker.Config{})
-		for range 5 {
-			send(t, tr, "https://api.example.com/")
-		}
-		time.Sleep(5 * time.Second)
-		failing.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		tr, failing := halfOpenOverHungServer(t)
+		// The caller gives up on the probe (a cancellation, which says
+		// nothing of the server) while it hangs.
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		if _, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/")); !errors.Is(err, context.DeadlineExceeded) {
+		time.AfterFunc(time.Second, cancel)
+		if _, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/")); !errors.Is(err, context.Canceled) {
 			t.Fatalf("probe: %v", err)
 		}
 		if s := tr.Snapshot()[0]; s.State != breaker.HalfOpen || s.ProbesInFlight != 0 {
@@ -191,4 +180,43 @@ func TestPanickingBaseFreesTheSlot(t *testing.T) {
 			t.Fatalf("a panicking probe kept its slot: %+v", s)
 		}
 	})
+}
+
+func TestUnansweredProbeReopens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr, _ := halfOpenOverHungServer(t)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("probe: %v", err)
+		}
+		// The probe outlived its caller's deadline: a failed probe, so the
+		// circuit reopens for longer rather than wedging half-open.
+		if s := tr.Snapshot()[0]; s.State != breaker.Open || s.Trips != 2 || s.ProbesInFlight != 0 {
+			t.Fatalf("after the unanswered probe: %+v", s)
+		}
+	})
+}
+
+// halfOpenOverHungServer returns, inside a synctest bubble, a breaker that
+// five 500s have opened and whose open time has passed, over a base that
+// now hangs until the attempt's context ends. Storing true in the returned
+// flag makes the base answer 500 again.
+func halfOpenOverHungServer(t *testing.T) (*breaker.Transport, *atomic.Bool) {
+	failing := new(atomic.Bool)
+	failing.Store(true)
+	base := stub(func(r *http.Request) (*http.Response, error) {
+		if failing.Load() {
+			return &http.Response{StatusCode: 500, Body: http.NoBody}, nil
+		}
+		<-r.Context().Done() // a probe that hangs until its caller gives up
+		return nil, r.Context().Err()
+	})
+	tr := breaker.NewTransport(base, breaker.Config{})
+	for range 5 {
+		send(t, tr, "https://api.example.com/")
+	}
+	time.Sleep(5 * time.Second)
+	failing.Store(false)
+	return tr, failing
 }

@@ -90,6 +90,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errNilRequest
 	}
 	s := t.state()
+	if req.Context().Err() != nil {
+		// Over before it was sent (the caller's deadline passed during a
+		// wait): whatever the base says of it says nothing of the server.
+		return s.next.RoundTrip(req)
+	}
 	b := s.breakerFor(req)
 	if b == nil {
 		return s.next.RoundTrip(req)

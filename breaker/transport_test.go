@@ -120,12 +120,13 @@ func TestHostsAreIndependent(t *testing.T) {
 }
 
 func TestWhatCountsAsFailure(t *testing.T) {
-	cancelled, cancel := context.WithCancel(context.Background())
-	cancel()
+	// cancelNow cancels the context of the attempt in flight: the caller
+	// gives up while the base is working on it.
+	var cancelNow context.CancelFunc
 	tests := []struct {
 		name     string
 		base     stub
-		ctx      context.Context
+		cancel   bool // each attempt's context is cancelled by the base
 		wantOpen bool
 	}{
 		{name: "200", base: status(200)},
@@ -137,23 +138,30 @@ func TestWhatCountsAsFailure(t *testing.T) {
 		{name: "503", base: status(503), wantOpen: true},
 		{name: "504", base: status(504), wantOpen: true},
 		{name: "network error", base: func(*http.Request) (*http.Response, error) { return nil, errNet }, wantOpen: true},
-		{name: "caller cancelled", ctx: cancelled, base: func(r *http.Request) (*http.Response, error) { return nil, r.Context().Err() }},
+		{name: "caller cancelled during the attempt", cancel: true, base: func(r *http.Request) (*http.Response, error) {
+			cancelNow()
+			return nil, r.Context().Err()
+		}},
 		{name: "attempt timeout counts", base: func(r *http.Request) (*http.Response, error) { return nil, classify.ErrAttemptTimeout }, wantOpen: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := breaker.NewTransport(tt.base, breaker.Config{})
-			ctx := tt.ctx
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			for range 30 {
+				ctx := context.Background()
+				if tt.cancel {
+					ctx, cancelNow = context.WithCancel(ctx)
+				}
 				resp, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/"))
 				if err == nil {
 					resp.Body.Close()
 				}
 			}
-			if open := tr.Snapshot()[0].State == breaker.Open; open != tt.wantOpen {
+			snap := tr.Snapshot()
+			if len(snap) != 1 {
+				t.Fatalf("snapshot %+v, want the one host", snap)
+			}
+			if open := snap[0].State == breaker.Open; open != tt.wantOpen {
 				t.Fatalf("open = %v after 30 attempts, want %v", open, tt.wantOpen)
 			}
 		})
@@ -296,5 +304,69 @@ func TestClosedPathDoesNotAllocate(t *testing.T) {
 		done(classify.Healthy)
 	}); n != 0 {
 		t.Fatalf("Allow and done allocate %v times per call", n)
+	}
+}
+
+// blackHole is a base that never answers: an attempt ends only when its
+// context does, as with a server that accepts connections and hangs.
+func blackHole(calls *atomic.Int64) stub {
+	return func(req *http.Request) (*http.Response, error) {
+		calls.Add(1)
+		<-req.Context().Done()
+		return nil, req.Context().Err()
+	}
+}
+
+func TestUnansweredCallsTripTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		tr := breaker.NewTransport(blackHole(&calls), breaker.Config{})
+		call := func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, err := tr.RoundTrip(get(t, ctx, "http://hung.test/"))
+			return err
+		}
+		for i := range 5 {
+			if err := call(); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("call %d: %v, want the caller's deadline", i, err)
+			}
+		}
+		start := time.Now()
+		err := call()
+		var oe *breaker.OpenError
+		if !errors.As(err, &oe) {
+			t.Fatalf("call 6: %v, want the circuit open after 5 unanswered calls", err)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Fatalf("the refusal took %v; it must not wait for the deadline", waited)
+		}
+		if n := calls.Load(); n != 5 {
+			t.Fatalf("base saw %d calls, want 5", n)
+		}
+	})
+}
+
+func TestCallsOverBeforeSendingAreNotCounted(t *testing.T) {
+	var calls atomic.Int64
+	tr := breaker.NewTransport(blackHole(&calls), breaker.Config{})
+	expired, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel()
+	cancelled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	for i := range 20 {
+		ctx := expired
+		if i%2 == 1 {
+			ctx = cancelled
+		}
+		if _, err := tr.RoundTrip(get(t, ctx, "http://api.test/")); err == nil || errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("call %d: %v, want the context's error from the base", i, err)
+		}
+	}
+	for _, hs := range tr.Snapshot() {
+		t.Fatalf("a host was tracked for calls never sent: %+v", hs)
+	}
+	if n := calls.Load(); n != 20 {
+		t.Fatalf("base saw %d calls, want 20: the base still reports the context's error", n)
 	}
 }

@@ -9,6 +9,7 @@
 package classify
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -225,22 +226,39 @@ func (h Health) String() string {
 // ServerHealth says what an attempt of req, which returned resp or err,
 // tells about the server: 5xx and network errors are Unhealthy, any other
 // status (including 4xx and 429: a server that refuses politely is up) is
-// Healthy, and the caller's own cancellation, a gate's refusal or an
-// invalid request are Neutral.
+// Healthy, and the caller's own cancellation, a gate's refusal, an invalid
+// request or a body the caller could not deliver are Neutral.
+//
+// A deadline that ends an attempt still waiting for the server is
+// Unhealthy: the caller's deadline, or the retry loop's per-attempt timeout.
+// A server that accepts connections and never answers is the commonest
+// outage, and callers that bound every call with a deadline (as they
+// should) would otherwise never let a circuit breaker see it. A caller's
+// cancellation (context.Canceled) is not: it says nothing of the server.
+// An attempt whose context had already ended before it was sent should not
+// be counted at all; the breaker checks for that before sending.
 func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
 	if err != nil {
 		if attemptTimedOut(req) || errors.Is(err, ErrAttemptTimeout) {
 			return Unhealthy
 		}
-		if req != nil && req.Context().Err() != nil {
-			return Neutral
-		}
 		switch ErrorReason(err) {
-		case ReasonNotSent, ReasonInvalidRequest, ReasonRedirects, ReasonCanceled, ReasonRequestBody:
+		case ReasonNotSent, ReasonInvalidRequest, ReasonRedirects, ReasonRequestBody:
 			return Neutral
 		}
 		if req != nil && RequestProblem(req) != "" {
 			return Neutral
+		}
+		if req != nil {
+			if ctxErr := req.Context().Err(); ctxErr != nil {
+				if errors.Is(ctxErr, context.DeadlineExceeded) {
+					return Unhealthy
+				}
+				return Neutral
+			}
+		}
+		if errors.Is(err, context.Canceled) {
+			return Neutral // an inner link cancelled on its own
 		}
 		return Unhealthy
 	}

@@ -252,10 +252,16 @@ func TestClassifyContext(t *testing.T) {
 		{"caller cancelled, dial refused reported", cancelled, dialRefused(), callerCanceled, callerCanceled, neutral},
 		{"caller cancelled with its own cause", cancelledWithCause(errors.New("shutting down")),
 			errors.New("shutting down"), callerCanceled, callerCanceled, neutral},
-		{"caller deadline passed", pastDeadline, context.DeadlineExceeded, callerDeadline, callerDeadline, neutral},
+		// The caller's deadline ended the wait: final (no time is left),
+		// and a server that did not answer in time is unhealthy.
+		{"caller deadline passed", pastDeadline, context.DeadlineExceeded, callerDeadline, callerDeadline, unhealthy},
 		{"caller deadline passed, url.Error", pastDeadline, urlErr("Get", context.DeadlineExceeded),
-			callerDeadline, callerDeadline, neutral},
-		{"caller deadline passed, timeout reported", pastDeadline, timeoutError{}, callerDeadline, callerDeadline, neutral},
+			callerDeadline, callerDeadline, unhealthy},
+		{"caller deadline passed, timeout reported", pastDeadline, timeoutError{}, callerDeadline, callerDeadline, unhealthy},
+		// ... unless the attempt failed for a reason of the caller's own.
+		{"caller deadline passed, request body", pastDeadline, &classify.RequestBodyError{Err: context.DeadlineExceeded},
+			classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline},
+			classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline}, neutral},
 
 		// The retry loop's per-attempt timeout ended the attempt: a retryable
 		// timeout that counts against the server.
