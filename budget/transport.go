@@ -158,6 +158,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		b.Deposit(now)
 	}
+	if th != nil && req.Context().Err() != nil {
+		// Over before it was sent: the base's answer says nothing of
+		// whether the server accepts requests.
+		th = nil
+	}
 	resp, err := t.next.RoundTrip(req)
 	if th != nil {
 		// The outcome is counted at the attempt's start: the window's

@@ -153,6 +153,8 @@ var errNet = errors.New("read: connection reset by peer")
 func TestGateThrottleCountsAccepts(t *testing.T) {
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel2()
 	tests := []struct {
 		name  string
 		ctx   context.Context
@@ -166,6 +168,8 @@ func TestGateThrottleCountsAccepts(t *testing.T) {
 		{name: "network failure is not an accept", reply: func(*http.Request) (*http.Response, error) { return nil, errNet }, want: 3.0 / 4},
 		{name: "caller cancellation is not recorded", ctx: canceled,
 			reply: func(*http.Request) (*http.Response, error) { return nil, context.Canceled }, want: 2.0 / 3},
+		{name: "deadline passed before sending is not recorded", ctx: expired,
+			reply: func(*http.Request) (*http.Response, error) { return nil, context.DeadlineExceeded }, want: 2.0 / 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -398,4 +402,30 @@ func TestGateManyHostsConcurrently(t *testing.T) {
 	if firsts, retries := s.counts(); firsts != 200 || retries == 0 {
 		t.Errorf("stub saw %d first attempts and %d retries, want 200 and some", firsts, retries)
 	}
+}
+
+// TestGateThrottleCountsUnansweredAttempts: an attempt that the caller's
+// deadline ends while the server has not answered is not an accept.
+func TestGateThrottleCountsUnansweredAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &stub{respond: func(r *http.Request) (*http.Response, error) {
+			<-r.Context().Done() // a server that does not answer
+			return nil, r.Context().Err()
+		}}
+		gate := budget.NewTransport(s, budget.Config{
+			Throttle: &budget.ThrottleConfig{Rand: func() float64 { return 1 }}, // never reject
+		})
+		for range 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := gate.RoundTrip(get("http://example.test/", false).WithContext(ctx))
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("attempt: %v", err)
+			}
+		}
+		// Three requests, no accepts: (3 − 0) / (3 + 1).
+		if p := gate.Probability("example.test"); math.Abs(p-3.0/4) > 1e-12 {
+			t.Errorf("Probability = %v, want 3/4", p)
+		}
+	})
 }
