@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Outcome is what an attempt's result means for the retry loop.
@@ -223,6 +224,18 @@ func (h Health) String() string {
 	return "health(" + strconv.Itoa(int(h)) + ")"
 }
 
+// deadlinePassed reports whether ctx ended because its deadline passed. A
+// context can read as cancelled although its deadline has passed:
+// http.Client.Timeout cancels the request's context from its own timer,
+// which can fire just before the context's deadline timer does.
+func deadlinePassed(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
 // ServerHealth says what an attempt of req, which returned resp or err,
 // tells about the server: 5xx and network errors are Unhealthy, any other
 // status (including 4xx and 429: a server that refuses politely is up) is
@@ -250,8 +263,8 @@ func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
 			return Neutral
 		}
 		if req != nil {
-			if ctxErr := req.Context().Err(); ctxErr != nil {
-				if errors.Is(ctxErr, context.DeadlineExceeded) {
+			if ctx := req.Context(); ctx.Err() != nil {
+				if deadlinePassed(ctx) {
 					return Unhealthy
 				}
 				return Neutral

@@ -233,6 +233,9 @@ func TestClassifyContext(t *testing.T) {
 		cancel()
 		return ctx
 	}
+	cancelledAtDeadline := func() context.Context {
+		return pastDeadlineButCancelled{cancelled()}
+	}
 	attemptTimedOut := cancelledWithCause(classify.ErrAttemptTimeout)
 	callerCanceled := classify.Verdict{Outcome: final, Reason: classify.ReasonCanceled}
 	callerDeadline := classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline}
@@ -258,6 +261,10 @@ func TestClassifyContext(t *testing.T) {
 		{"caller deadline passed, url.Error", pastDeadline, urlErr("Get", context.DeadlineExceeded),
 			callerDeadline, callerDeadline, unhealthy},
 		{"caller deadline passed, timeout reported", pastDeadline, timeoutError{}, callerDeadline, callerDeadline, unhealthy},
+		// http.Client.Timeout cancels the context from its own timer, which
+		// can fire just before the deadline's: still the deadline.
+		{"cancelled at its passed deadline", cancelledAtDeadline, urlErr("Get", context.Canceled),
+			callerCanceled, callerCanceled, unhealthy},
 		// ... unless the attempt failed for a reason of the caller's own.
 		{"caller deadline passed, request body", pastDeadline, &classify.RequestBodyError{Err: context.DeadlineExceeded},
 			classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline},
@@ -650,3 +657,10 @@ func TestClassifyRealCancellation(t *testing.T) {
 		})
 	}
 }
+
+// pastDeadlineButCancelled is a cancelled context whose deadline has
+// passed, as http.Client.Timeout leaves a request's context when its own
+// timer cancels it a moment before the context's deadline timer fires.
+type pastDeadlineButCancelled struct{ context.Context }
+
+func (pastDeadlineButCancelled) Deadline() (time.Time, bool) { return time.Unix(0, 0), true }
