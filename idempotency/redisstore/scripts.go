@@ -34,9 +34,15 @@ return 1
 // caller's token) and then replaces it with the completed record: ARGV[2]
 // (completed, same token), the stored fingerprint, and the response
 // ARGV[3], expiring after ARGV[4] milliseconds (0 deletes the key at once).
-// It returns 1, or 0 when the check fails.
+// It returns 1, or 0 when the check fails. A key that already holds exactly
+// that completed record also gives 1: the same script has run before and
+// its reply was lost (go-redis runs a command again after a connection
+// fails), so the caller's response is stored.
 var completeScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 10) == ARGV[2] and string.sub(v, 43) == ARGV[3] then
+  return 1
+end
 if not v or string.sub(v, 1, 10) ~= ARGV[1] then
   return 0
 end

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	"github.com/rebound-http/rebound/idempotency"
@@ -80,6 +81,12 @@ type Config struct {
 // itself: Redis's maxmemory policy decides, and a volatile-* or allkeys-*
 // policy may evict an in-flight reservation, letting a concurrent repeat
 // run; use noeviction, or a database of its own, where that matters.
+// A script whose reply is lost (the connection fails after Redis ran it)
+// is handled as go-redis retries it: a Reserve that finds its own
+// reservation has reserved, a Complete that finds its own response has
+// completed. When Reserve fails that way without a retry, it deletes its
+// reservation, if it made one, before returning the error, so the key is
+// not held for a lease by a request that was refused.
 // The store does not bound its own time: the client's timeouts do
 // (go-redis: DialTimeout 5 s, ReadTimeout and WriteTimeout 3 s, a few
 // retries, by default), and so does the context when the client has
@@ -136,6 +143,13 @@ func (s *Store) Reserve(ctx context.Context, key string, fp idempotency.Fingerpr
 	reply, err := reserveScript.Run(ctx, s.client, []string{s.prefix + key},
 		encodeInFlight(token, fp), millis(lease)).Result()
 	if err != nil {
+		if maybeRan(err) {
+			// The script may have reserved the key before the reply was
+			// lost; nobody else knows the token, so take it back rather
+			// than hold the key for a lease while the caller answers 503.
+			_ = releaseScript.Run(context.WithoutCancel(ctx), s.client, []string{s.prefix + key},
+				recordPrefix(stateInFlight, token)).Err()
+		}
 		return idempotency.Record{}, false, s.fail("reserve", err)
 	}
 	if n, ok := reply.(int64); ok && n == 1 {
@@ -145,7 +159,29 @@ func (s *Store) Reserve(ctx context.Context, key string, fp idempotency.Fingerpr
 	if err != nil {
 		return idempotency.Record{}, false, fmt.Errorf("redisstore: reserve: %w", err)
 	}
+	if rec.Token == token && rec.InFlight() && rec.Fingerprint == fp {
+		// This call's own reservation: go-redis ran the script again after
+		// the first run's reply was lost. Tokens are random, so no other
+		// reservation has this one.
+		return rec, true, nil
+	}
 	return rec, false, nil
+}
+
+// maybeRan reports whether a command that failed with err may still have
+// run in Redis: its connection failed after the command was sent, rather
+// than Redis answering with an error or the command never leaving.
+func maybeRan(err error) bool {
+	var rerr redis.Error
+	var nerr *net.OpError
+	switch {
+	case errors.As(err, &rerr),
+		errors.Is(err, redis.ErrClosed),
+		errors.Is(err, redis.ErrPoolTimeout),
+		errors.As(err, &nerr) && nerr.Op == "dial":
+		return false
+	}
+	return true
 }
 
 // Complete implements idempotency.Store. A nil resp is stored as a
