@@ -122,25 +122,31 @@ func (t *Transport) CloseIdleConnections() {
 }
 
 // RoundTrip adds a key to req when it needs one (see Transport) and sends
-// it through Next. It returns a response or an error, never both.
+// it through Next. It returns a response or an error, never both: when
+// Next returns both, the response's body is closed and the error returned.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil {
 		return nil, ErrNilRequest
 	}
+	return t.send(t.keyed(req))
+}
+
+// keyed returns req, or a copy of it with a key when it needs one.
+func (t *Transport) keyed(req *http.Request) *http.Request {
 	if !t.wants(req.Method) || t.hasKey(req.Header) {
-		return t.next.RoundTrip(req)
+		return req
 	}
 	key, ok := KeyFromContext(req.Context())
 	if !ok {
 		if t.disable || t.skip != nil && t.skip(req) {
-			return t.next.RoundTrip(req)
+			return req
 		}
 		if t.newKey == nil {
 			out, key := withNewKey(req, t.header)
 			if t.onKey != nil {
 				t.onKey(out, key)
 			}
-			return t.next.RoundTrip(out)
+			return out
 		}
 		key = t.newKey()
 	}
@@ -148,7 +154,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.onKey != nil {
 		t.onKey(out, key)
 	}
-	return t.next.RoundTrip(out)
+	return out
+}
+
+// send sends req through Next, dropping (and closing) a response that
+// comes with an error.
+func (t *Transport) send(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil && resp != nil {
+		if resp.Body != nil {
+			resp.Body.Close()
+		}
+		return nil, err
+	}
+	return resp, err
 }
 
 // wants reports whether method gets a key.

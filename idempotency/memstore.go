@@ -39,7 +39,8 @@ type MemoryConfig struct {
 // ErrStoreFull instead), since forgetting one would let a concurrent repeat
 // run the handler a second time. A response too large to fit even after
 // evicting every completed record is kept as NotReplayable (its body
-// dropped), which keeps the key used.
+// dropped), which keeps the key used; completed records are evicted only
+// when that makes room.
 //
 // Create one with NewMemoryStore; the zero value is not usable.
 type MemoryStore struct {
@@ -52,6 +53,8 @@ type MemoryStore struct {
 	oldest    *entry     // completed entries, oldest completion first
 	newest    *entry
 	bytes     int64
+	doneLen   int   // entries in the completed list
+	doneBytes int64 // their sizes
 	lastToken uint64
 }
 
@@ -122,6 +125,7 @@ func (s *MemoryStore) Complete(_ context.Context, key string, token uint64, resp
 	if !s.makeRoomLocked(0, add) {
 		resp = &Response{Status: resp.Status, NotReplayable: true}
 		add = resp.size()
+		s.makeRoomLocked(0, add) // a few bytes over the bound at worst
 	}
 	e.rec.Response = resp
 	e.rec.Expires = now.Add(ttl)
@@ -183,9 +187,14 @@ func (s *MemoryStore) expireLocked(now time.Time) {
 }
 
 // makeRoomLocked evicts completed entries, oldest first, until n more
-// entries and size more bytes fit, and reports whether they do. The caller
-// holds s.mu.
+// entries and size more bytes fit, and reports whether they do. When they
+// would not fit even without any completed entry (the in-flight ones fill
+// the store), it evicts nothing: that would free keys for a second run and
+// gain nothing. The caller holds s.mu.
 func (s *MemoryStore) makeRoomLocked(n int, size int64) bool {
+	if len(s.entries)-s.doneLen+n > s.maxEntries || s.bytes-s.doneBytes+size > s.maxBytes {
+		return false
+	}
 	for len(s.entries)+n > s.maxEntries || s.bytes+size > s.maxBytes {
 		if s.oldest == nil {
 			return false
@@ -208,6 +217,8 @@ func (s *MemoryStore) removeLocked(e *entry) {
 // pushNewestLocked appends e to the completed list. The caller holds s.mu.
 func (s *MemoryStore) pushNewestLocked(e *entry) {
 	e.prev, e.next = s.newest, nil
+	s.doneLen++
+	s.doneBytes += e.size
 	if s.newest != nil {
 		s.newest.next = e
 	} else {
@@ -218,6 +229,8 @@ func (s *MemoryStore) pushNewestLocked(e *entry) {
 
 // unlinkLocked removes e from the completed list. The caller holds s.mu.
 func (s *MemoryStore) unlinkLocked(e *entry) {
+	s.doneLen--
+	s.doneBytes -= e.size
 	if e.prev != nil {
 		e.prev.next = e.next
 	} else {

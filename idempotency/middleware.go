@@ -22,7 +22,9 @@ const (
 // default of every field; Middleware normalises a copy.
 type MiddlewareConfig struct {
 	// Methods are the request methods whose keys are honoured; requests
-	// with other methods pass through untouched. Nil means POST and PATCH.
+	// with other methods pass through untouched. Nil means POST and PATCH;
+	// an empty non-nil slice means that no method's keys are. Methods are
+	// matched exactly (upper case, as clients send them).
 	Methods []string
 
 	// Required makes a request with one of Methods and no key an error
@@ -138,7 +140,7 @@ func Middleware(store Store, cfg MiddlewareConfig) func(http.Handler) http.Handl
 // normalize returns c with defaults in place of zero values.
 func (c MiddlewareConfig) normalize() MiddlewareConfig {
 	if c.Methods != nil {
-		c.Methods = append([]string(nil), c.Methods...)
+		c.Methods = append(make([]string, 0, len(c.Methods)), c.Methods...)
 	}
 	if c.MaxKeyLength <= 0 {
 		c.MaxKeyLength = DefaultMaxKeyLength
