@@ -19,7 +19,8 @@ const (
 	// request has no key.
 	ProblemMissingKey = problemBase + "ProblemMissingKey"
 	// ProblemBodyTooLarge (413): the body is over
-	// MiddlewareConfig.MaxBodyBytes, so it cannot be fingerprinted.
+	// MiddlewareConfig.MaxBodyBytes, or over the limit of an
+	// http.MaxBytesReader in front, so it cannot be fingerprinted.
 	ProblemBodyTooLarge = problemBase + "ProblemBodyTooLarge"
 	// ProblemInFlight (409, with Retry-After): a request with this key is
 	// still being processed.

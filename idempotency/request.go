@@ -32,6 +32,10 @@ func keyHeader(h http.Header) (raw string, present bool, err error) {
 
 // readBody reads r's whole body, refusing one over limit bytes without
 // reading more than limit+1 of it. A request without a body gives nil.
+// ContentLength is only a size hint: middleware in front may have replaced
+// the body (decompressing it, say) without updating it, and the handler
+// must still get every byte. A body cut short by an http.MaxBytesReader in
+// front is refused as too large, like one over limit.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
@@ -39,23 +43,33 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, r.ContentLength, limit)
 	}
-	if r.ContentLength > 0 {
-		b := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, b); err != nil {
+	// Room for the whole body plus one byte, so that the read that finds
+	// the end needs no growth; 512 bytes when the length is unknown.
+	b := make([]byte, 0, max(r.ContentLength, 511)+1)
+	lr := io.LimitedReader{R: r.Body, N: limit + 1}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := lr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				return nil, fmt.Errorf("%w: limit %d", errBodyTooLarge, mbe.Limit)
+			}
 			return nil, err
 		}
-		return b, nil
 	}
-	// Unknown length (chunked), or zero as set by code that built the
-	// request by hand: read up to one byte past the limit.
-	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err == nil && int64(len(b)) > limit {
-		err = fmt.Errorf("%w: limit %d", errBodyTooLarge, limit)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: limit %d", errBodyTooLarge, limit)
 	}
 	if len(b) == 0 {
-		b = nil
+		return nil, nil
 	}
-	return b, err
+	return b, nil
 }
 
 // fingerprint returns the SHA-256 of r's method, escaped path and raw
