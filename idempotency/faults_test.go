@@ -3,11 +3,13 @@ package idempotency_test
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rebound-http/rebound/idempotency"
@@ -117,4 +119,41 @@ func TestTransportResponseAndError(t *testing.T) {
 			assert.True(t, body.closed, "the dropped response's body is closed")
 		})
 	}
+}
+
+// TestMemoryStoreChurn runs random reservations, completions, releases and
+// expiries against small bounds: the bounds hold throughout (but for the
+// few bytes of a response kept as NotReplayable when in-flight keys fill
+// the store), and once every record has expired the store is empty, its
+// byte count back to zero.
+func TestMemoryStoreChurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxBytes = 8 << 10
+		s := idempotency.NewMemoryStore(idempotency.MemoryConfig{MaxEntries: 16, MaxBytes: maxBytes})
+		rng := rand.New(rand.NewPCG(1, 2))
+		tokens := map[string]uint64{}
+		for range 5000 {
+			k := strconv.Itoa(rng.IntN(40))
+			switch tok, held := tokens[k]; {
+			case !held:
+				rec, reserved, err := s.Reserve(ctx, k, fp(1), time.Duration(1+rng.IntN(5))*time.Second)
+				if err == nil && reserved {
+					tokens[k] = rec.Token
+				}
+			case rng.IntN(4) == 0:
+				_ = s.Release(ctx, k, tok)
+				delete(tokens, k)
+			default:
+				body := make([]byte, rng.IntN(3000))
+				_ = s.Complete(ctx, k, tok, &idempotency.Response{Status: 200, Body: body}, time.Duration(rng.IntN(10))*time.Second)
+				delete(tokens, k)
+			}
+			require.LessOrEqual(t, s.Len(), 16)
+			require.LessOrEqual(t, s.Bytes(), int64(maxBytes+16*64))
+			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+		}
+		time.Sleep(time.Minute)
+		assert.Zero(t, s.Len())
+		assert.Zero(t, s.Bytes())
+	})
 }
