@@ -10,7 +10,8 @@
 // Open, it refuses attempts with *OpenError, which matches
 // classify.ErrNotSent, for an open time that doubles on repeated trips.
 // Then it turns half-open and lets a bounded number of probes through: a
-// success closes it, a failure reopens it.
+// success closes it, a failure reopens it, and so does a probe left
+// unanswered for the longest open time.
 //
 // Use Transport in a chain, or alone:
 //
@@ -95,7 +96,7 @@ type gen struct {
 	b       *Breaker
 	n       uint64 // generation number, from 1
 	state   State
-	until   time.Time     // Open: when the first probe may pass
+	until   time.Time     // Open: when the first probe may pass; HalfOpen: when probes are overdue
 	openFor time.Duration // Open: the open time chosen at the trip
 	probes  atomic.Int32  // HalfOpen: probes in flight
 	consec  atomic.Int64  // Closed: failures in a row
@@ -200,7 +201,7 @@ func (b *Breaker) allowSlow(g *gen) (*gen, error) {
 				return nil, &OpenError{Host: b.name, State: Open, RetryIn: g.until.Sub(now)}
 			}
 			if ng, ch, ok := b.change(g, HalfOpen, "open time elapsed", 0, now); ok {
-				b.notify(ch)
+				b.notifyProbing(ng, ch)
 				return ng, nil
 			}
 		case HalfOpen:
@@ -208,7 +209,16 @@ func (b *Breaker) allowSlow(g *gen) (*gen, error) {
 				return g, nil
 			}
 			g.release()
-			return nil, &OpenError{Host: b.name, State: HalfOpen}
+			now := time.Now()
+			if now.Before(g.until) {
+				return nil, &OpenError{Host: b.name, State: HalfOpen}
+			}
+			// The probes have been out for longer than the breaker ever
+			// stays open: a server that does not answer a caller without
+			// a deadline, or a caller that never reported. Reopen rather
+			// than wait for ever; their outcomes, if they come, belong to
+			// a past generation.
+			b.trip(g, "probe unanswered after "+b.set.maxOpen.String(), 0, now)
 		}
 		g = b.cur.Load() // another goroutine changed the state first
 	}
@@ -249,7 +259,7 @@ func (b *Breaker) record(g *gen, h classify.Health, hint time.Duration) {
 			return
 		}
 		if reason := b.tripReason(g, idx); reason != "" {
-			b.trip(g, reason, hint)
+			b.trip(g, reason, hint, time.Now())
 		}
 	case HalfOpen:
 		switch h {
@@ -260,7 +270,7 @@ func (b *Breaker) record(g *gen, h classify.Health, hint time.Duration) {
 				b.notify(ch)
 			}
 		default:
-			b.trip(g, "probe failed", hint)
+			b.trip(g, "probe failed", hint, time.Now())
 		}
 	}
 }
@@ -285,8 +295,8 @@ func (b *Breaker) tripReason(g *gen, idx uint64) string {
 
 // trip opens the breaker from generation g, if g is still current, and
 // reports the change.
-func (b *Breaker) trip(g *gen, reason string, hint time.Duration) {
-	if _, ch, ok := b.change(g, Open, reason, hint, time.Now()); ok {
+func (b *Breaker) trip(g *gen, reason string, hint time.Duration, now time.Time) {
+	if _, ch, ok := b.change(g, Open, reason, hint, now); ok {
 		b.notify(ch)
 	}
 }
@@ -314,6 +324,7 @@ func (b *Breaker) change(g *gen, to State, reason string, hint time.Duration, no
 		}
 	case HalfOpen:
 		ng.probes.Store(1)
+		ng.until = now.Add(s.maxOpen)
 	case Closed:
 		b.trips = 0
 	}
@@ -326,6 +337,21 @@ func (b *Breaker) change(g *gen, to State, reason string, hint time.Duration, no
 		Generation: ng.n,
 		OpenFor:    ng.openFor,
 	}, true
+}
+
+// notifyProbing reports the change to half-open ch, whose first probe slot
+// in ng the caller holds. If the hook panics, the probe will not be sent:
+// its slot is freed before the panic goes on, or the breaker would wait
+// for it for as long as the open time.
+func (b *Breaker) notifyProbing(ng *gen, ch StateChange) {
+	ok := false
+	defer func() {
+		if !ok {
+			ng.release()
+		}
+	}()
+	b.notify(ch)
+	ok = true
 }
 
 // notify calls the state-change hook. Callers hold no lock.

@@ -74,8 +74,11 @@ type Config struct {
 	Jitter float64
 	// HalfOpenProbes is how many attempts may be in flight at once while
 	// the breaker is half-open; the rest fail fast. The first success
-	// closes the breaker, the first failure reopens it. Zero or negative
-	// means 1.
+	// closes the breaker, the first failure reopens it. A breaker whose
+	// probes have all been in flight for MaxOpenTimeout (a server that
+	// never answers a caller without a deadline) reopens at the next
+	// attempt, and the late outcomes of those probes are ignored. Zero or
+	// negative means 1.
 	HalfOpenProbes int
 
 	// MaxHosts bounds how many hosts a Transport tracks (a Breaker ignores

@@ -54,7 +54,8 @@ type StateChange struct {
 	// Reason says why, as a short human-readable phrase: "5 consecutive
 	// failures", "failure rate 63% of 40 calls" (either may end with
 	// ", Retry-After 30s" when a 503 asked for a longer wait), "open time
-	// elapsed", "probe succeeded" or "probe failed".
+	// elapsed", "probe succeeded", "probe failed" or "probe unanswered
+	// after 1m0s" (see Config.HalfOpenProbes).
 	Reason string
 	// Generation is the breaker's generation after the change; it grows by
 	// one per change, so observers can order changes that raced.

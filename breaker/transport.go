@@ -84,7 +84,9 @@ func (t *Transport) Next() http.RoundTripper { return t.state().next }
 
 // RoundTrip sends req to the next transport unless req's host has an open
 // breaker, in which case it returns a nil response and an *OpenError. A
-// nil request, or one without a URL, gets an error and is not sent.
+// nil request, or one without a URL, gets an error and is not sent. It
+// never returns both a response and an error: when the next transport
+// does, the response is closed and the error returned.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil || req.URL == nil {
 		return nil, errNilRequest
@@ -93,31 +95,67 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Context().Err() != nil {
 		// Over before it was sent (the caller's deadline passed during a
 		// wait): whatever the base says of it says nothing of the server.
-		return s.next.RoundTrip(req)
+		return pass(s.next, req)
 	}
 	b := s.breakerFor(req)
 	if b == nil {
-		return s.next.RoundTrip(req)
+		return pass(s.next, req)
 	}
 	g, err := b.allow()
 	if err != nil {
 		return nil, err
 	}
-	finished := false
+	var resp *http.Response
+	stage := sending
 	defer func() {
-		if !finished { // the next transport panicked: free a probe slot
+		switch stage {
+		case sending: // the next transport panicked: free a probe slot
 			b.record(g, classify.Neutral, 0)
+		case recording: // OnStateChange panicked: nobody will read resp
+			closeResponse(resp)
 		}
 	}()
-	resp, err := s.next.RoundTrip(req)
-	finished = true
+	resp, err = s.next.RoundTrip(req)
+	stage = recording
+	if resp != nil && err != nil {
+		// A gate never returns both: http.Client would drop the
+		// response without closing it. The error says what happened.
+		closeResponse(resp)
+		resp = nil
+	}
 	h := classify.ServerHealth(req, resp, err)
 	var hint time.Duration
 	if h == classify.Unhealthy && err == nil && resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
 		hint, _ = classify.RetryAfter(resp.Header, time.Now())
 	}
 	b.record(g, h, hint)
+	stage = returned
 	return resp, err
+}
+
+// Stages of Transport.RoundTrip, for its deferred clean-up.
+const (
+	sending = iota
+	recording
+	returned
+)
+
+// pass sends req to next untracked, never returning both a response and
+// an error.
+func pass(next http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := next.RoundTrip(req)
+	if resp != nil && err != nil {
+		closeResponse(resp)
+		resp = nil
+	}
+	return resp, err
+}
+
+// closeResponse closes resp's body, if there is one.
+func closeResponse(resp *http.Response) {
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
 }
 
 // breakerFor returns the breaker of req's host, or nil when req is not to

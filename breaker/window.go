@@ -10,7 +10,9 @@ import "sync/atomic"
 //	bits 19..0   successes in the bucket
 //
 // A word whose epoch is not the current bucket's holds an older bucket's
-// counts; the first outcome of a new bucket resets them. Counts saturate at
+// counts; the first outcome of a new bucket resets them. An outcome that
+// arrives with an index older than the word's (its goroutine was held up
+// between reading the clock and adding) is counted in the newer bucket. Counts saturate at
 // 2^20-1 (over a million calls per bucket to one host), which keeps the
 // failure rate meaningful. With the default 1 s buckets the epoch wraps
 // after 194 days; a bucket untouched for exactly a multiple of that would
@@ -68,15 +70,23 @@ func (w *window) add(idx uint64, failed bool) {
 	for {
 		old := slot.Load()
 		e, f, s := unpack(old)
-		if e != epoch {
-			f, s = 0, 0
+		ep := epoch
+		switch ahead := (e - epoch) & epochMask; {
+		case ahead == 0:
+		case ahead < epochMask/2:
+			// A newer bucket owns the slot: this outcome is reported a
+			// whole window late (its goroutine read idx, then waited).
+			// Count it in that bucket rather than wipe the bucket.
+			ep = e
+		default:
+			f, s = 0, 0 // an older bucket's counts: the slot is ours
 		}
 		if failed {
 			f = min(f+1, countMax)
 		} else {
 			s = min(s+1, countMax)
 		}
-		next := pack(epoch, f, s)
+		next := pack(ep, f, s)
 		if next == old || slot.CompareAndSwap(old, next) {
 			return
 		}

@@ -181,3 +181,31 @@ func TestKeyOfLowerCaseHostDoesNotAllocate(t *testing.T) {
 		t.Fatalf("keyOf allocates %v times", n)
 	}
 }
+
+func TestWindowLateOutcomeKeepsTheCurrentBucket(t *testing.T) {
+	// A goroutine that read the bucket index, then was descheduled for a
+	// whole window (a tiny Window, or a starved machine), reports into a
+	// slot that a newer bucket now owns. It must not wipe that bucket.
+	tests := []struct {
+		name       string
+		at, late   uint64
+		calls, bad int64
+	}{
+		{name: "one window late", at: 15, late: 5, calls: 4, bad: 3},
+		{name: "many windows late", at: 45, late: 5, calls: 4, bad: 3},
+		{name: "late but within the window", at: 15, late: 6, calls: 4, bad: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWindow(10)
+			w.add(tt.at, true)
+			w.add(tt.at, true)
+			w.add(tt.at, false)
+			w.add(tt.late, true)
+			calls, bad := w.sum(tt.at)
+			if calls != tt.calls || bad != tt.bad {
+				t.Fatalf("sum(%d) = %d calls, %d failures; want %d, %d", tt.at, calls, bad, tt.calls, tt.bad)
+			}
+		})
+	}
+}
