@@ -37,8 +37,9 @@ func (e *entry) touch(now int64) {
 // copies the map under a lock; that happens once per host.
 //
 // The number of hosts is bounded by max. When the map is full, entries
-// unused for at least idle (by then indistinguishable from new ones: their
-// windows are empty) are dropped to make room; if none is idle, the new
+// unused for at least idle whose budget holds as much as a new one (by
+// then indistinguishable from new ones) are dropped to make room; if none
+// is, the new
 // host shares the overflow entry with every other host beyond the bound,
 // which is conservative (one budget for all of them) but never unbounded.
 type registry struct {
@@ -89,7 +90,7 @@ func (r *registry) add(host string, now int64) *entry {
 	}
 	size := len(old)
 	if size >= r.max {
-		size = r.sweepLocked(old, now)
+		size = r.sweepLocked(old, now, fresh)
 		if size >= r.max {
 			r.overflow.touch(now)
 			return r.overflow
@@ -105,16 +106,17 @@ func (r *registry) add(host string, now int64) *entry {
 	return fresh
 }
 
-// sweepLocked drops the entries idle since now − idle, at most once per
-// tenth of idle, and returns the number of entries left. r.mu must be held.
-func (r *registry) sweepLocked(old map[string]*entry, now int64) int {
+// sweepLocked drops the entries that a new entry, fresh, could replace
+// unnoticed (see forgettable), at most once per tenth of idle, and returns
+// the number of entries left. r.mu must be held.
+func (r *registry) sweepLocked(old map[string]*entry, now int64, fresh *entry) int {
 	if now-r.lastSweep < r.idle/10 {
 		return len(old)
 	}
 	r.lastSweep = now
 	m := make(map[string]*entry, len(old))
 	for k, v := range old {
-		if now-v.used.Load() < r.idle {
+		if !r.forgettable(v, now, fresh) {
 			m[k] = v
 		}
 	}
@@ -122,6 +124,24 @@ func (r *registry) sweepLocked(old map[string]*entry, now int64) int {
 		r.m.Store(&m)
 	}
 	return len(m)
+}
+
+// forgettable reports whether e may be dropped at now (Unix nanoseconds):
+// it has been idle for idle, which empties its throttle's window and a
+// Ratio's whose Window is the transport's, and its budget (when per host)
+// holds at least as many retries as fresh's new one. The second test
+// keeps the budgets of Config.NewBudget that remember longer than idle: a
+// TokenBucket refilling slowly, a Ratio with a longer window. Swapping
+// them for new ones would let their host retry beyond its budget.
+func (r *registry) forgettable(e *entry, now int64, fresh *entry) bool {
+	if now-e.used.Load() < r.idle {
+		return false
+	}
+	if e.budget == nil || fresh.budget == nil || e.budget == fresh.budget {
+		return true
+	}
+	at := time.Unix(0, now)
+	return e.budget.Balance(at) >= fresh.budget.Balance(at)
 }
 
 // hostKey returns the key of a URL host: the host itself, lower-cased only

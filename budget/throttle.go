@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -89,12 +90,29 @@ func (t *Throttle) setup(cfg ThrottleConfig) {
 
 // RejectProbability returns the SRE book's client-side throttling
 // probability, max(0, (requests − k·accepts) / (requests + 1)), for the
-// given counts. It is 0 for empty or negative counts.
+// given counts. It is always in [0, 1]: 0 for empty, negative or NaN
+// requests; negative or NaN accepts count as none; a result that is not a
+// number (NaN k, infinite counts on both sides) reads as 0, one above 1 (a
+// negative k) as 1.
 func RejectProbability(requests, accepts, k float64) float64 {
 	if !(requests > 0) {
 		return 0
 	}
-	return max(0, (requests-k*max(accepts, 0))/(requests+1))
+	if math.IsInf(requests, 1) {
+		if math.IsInf(accepts, 1) {
+			return 0
+		}
+		return 1
+	}
+	over := requests
+	if accepts > 0 { // k·0 would be NaN for an infinite k
+		over -= k * accepts
+	}
+	p := over / (requests + 1)
+	if !(p > 0) {
+		return 0
+	}
+	return min(p, 1)
 }
 
 // Allow reports whether a request may be sent at now. When it may not, the

@@ -28,8 +28,10 @@ type Config struct {
 	PerHost bool
 	// MaxHosts bounds the hosts that per-host budgets and throttling keep
 	// state for. When it is reached, hosts idle for longer than the
-	// windows are forgotten; if none is, further hosts share one overflow
-	// budget and throttle. Zero or negative means 1024.
+	// windows are forgotten, unless their budget holds fewer retries than
+	// a new one (a NewBudget that remembers longer than Ratio.Window); if
+	// none is, further hosts share one overflow budget and throttle. Zero
+	// or negative means 1024.
 	MaxHosts int
 	// Throttle, when non-nil, turns on adaptive client-side throttling of
 	// first attempts, per host, configured by *Throttle (whose zero value
@@ -53,10 +55,13 @@ type Config struct {
 // A refused attempt is not sent: its body is closed and the error, which
 // matches classify.ErrNotSent, tells the retry loop to stop and return the
 // previous attempt's real outcome. An attempt that is sent goes to Next
-// unchanged, and its response or error comes back unchanged; with
-// throttling on its outcome is recorded: accepted when
-// classify.ServerHealth calls it Healthy and the status is not 429, not
-// recorded at all when Neutral (the caller cancelled it).
+// unchanged, and its response or error comes back unchanged (but never
+// both: a response that Next returns with an error is closed); an attempt
+// whose context is already over goes to Next uncounted, as Next will not
+// send it. With throttling on, the outcome of an attempt that is sent is
+// recorded: accepted when classify.ServerHealth calls it Healthy and the
+// status is not 429, not recorded at all when Neutral (the caller
+// cancelled it).
 //
 // Budgets are global by default and per host with Config.PerHost;
 // throttling is always per host. A Transport is safe for concurrent use.
@@ -136,6 +141,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errNilRequest
 	}
+	if req.Context().Err() != nil {
+		// Over before it was sent (the caller's deadline passed during
+		// the loop's wait): the base will not send it, so it neither pays
+		// into the budget nor spends it, and its outcome says nothing of
+		// whether the server accepts requests.
+		return pass(t.next, req)
+	}
 	now := clock.Now()
 	b := t.global
 	var th *Throttle
@@ -158,12 +170,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		b.Deposit(now)
 	}
-	if th != nil && req.Context().Err() != nil {
-		// Over before it was sent: the base's answer says nothing of
-		// whether the server accepts requests.
-		th = nil
-	}
-	resp, err := t.next.RoundTrip(req)
+	resp, err := pass(t.next, req)
 	if th != nil {
 		// The outcome is counted at the attempt's start: the window's
 		// buckets are a tenth of it wide, so a second clock read would
@@ -174,6 +181,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		case classify.Unhealthy:
 			th.Record(now, false)
 		}
+	}
+	return resp, err
+}
+
+// pass sends req to next, never returning both a response and an error:
+// http.Client would drop such a response without closing it, so it is
+// closed here and the error returned.
+func pass(next http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := next.RoundTrip(req)
+	if resp != nil && err != nil {
+		if resp.Body != nil {
+			resp.Body.Close()
+		}
+		resp = nil
 	}
 	return resp, err
 }
