@@ -14,6 +14,9 @@ import (
 // attempt has started reading: only one attempt may consume the source.
 var errStaleBody = errors.New("transport: request body read by a superseded attempt")
 
+// errShortBody is the source's end before the request's ContentLength.
+var errShortBody = errors.New("transport: request body shorter than its ContentLength")
+
 // recorder makes a request body without GetBody replayable without reading
 // it up front: the bytes are recorded as the first attempt streams them to
 // the server, up to a limit, and a later attempt reads the recording, then
@@ -35,10 +38,13 @@ type recorder struct {
 	done     bool  // the loop is over: no new reader will be made
 	curOpen  bool  // the current reader has not been closed yet
 	closed   bool  // src has been closed
+	length   int64 // the request's ContentLength; ≤ 0 when unknown
+	read     int64 // bytes read from src so far
 }
 
-func newRecorder(src io.ReadCloser, limit int64) *recorder {
-	return &recorder{src: src, limit: limit}
+// newRecorder records src, whose declared length is length (≤ 0: unknown).
+func newRecorder(src io.ReadCloser, limit, length int64) *recorder {
+	return &recorder{src: src, limit: limit, length: length}
 }
 
 // reader returns a reader of the whole body for a new attempt, or false when
@@ -133,6 +139,13 @@ func (p *replayReader) Read(b []byte) (int, error) {
 			r.buf = append(r.buf, b[:n]...)
 			p.off += n
 		}
+	}
+	r.read += int64(n)
+	if err == io.EOF && r.length > 0 && r.read < r.length {
+		// The source ended before the length the caller declared. Say so
+		// now, as the caller's fault: left to net/http, the attempt may
+		// instead fail with whatever the broken connection reports.
+		err = errShortBody
 	}
 	if err != nil {
 		if err != io.EOF {

@@ -85,7 +85,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	out := req
 	var rec *recorder
 	if hasBody(req) && req.GetBody == nil && cfg.MaxAttempts > 1 && cfg.MaxBodyBytes > 0 {
-		rec = newRecorder(req.Body, cfg.MaxBodyBytes)
+		rec = newRecorder(req.Body, cfg.MaxBodyBytes, req.ContentLength)
 		defer rec.finish()
 		out = new(http.Request)
 		*out = *req
