@@ -62,7 +62,12 @@ func TestStormBounded(t *testing.T) {
 			seconds = 30
 			floor   = budget.DefaultMinPerSecond
 		)
-		s := &stub{respond: status(http.StatusServiceUnavailable), latency: 5 * time.Millisecond}
+		// Every attempt takes 5 ms of virtual time, so that callers in a
+		// loop let time pass.
+		s := &stub{respond: func(r *http.Request) (*http.Response, error) {
+			time.Sleep(5 * time.Millisecond)
+			return status(http.StatusServiceUnavailable)(r)
+		}}
 		var refused atomic.Int64
 		gate := budget.NewTransport(s, budget.Config{OnRefuse: func(budget.Refusal) { refused.Add(1) }})
 		client := &http.Client{Transport: transport.New(gate, transport.Config{})}

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/rebound-http/rebound/transport"
 )
@@ -18,9 +17,6 @@ type stub struct {
 	firsts  int
 	retries int
 	respond func(req *http.Request) (*http.Response, error)
-	// latency, when positive, is how long every attempt takes (virtual
-	// time under synctest), so that callers in a loop let time pass.
-	latency time.Duration
 }
 
 func (s *stub) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -36,9 +32,6 @@ func (s *stub) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	respond := s.respond
 	s.mu.Unlock()
-	if s.latency > 0 {
-		time.Sleep(s.latency)
-	}
 	return respond(req)
 }
 
