@@ -62,12 +62,7 @@ func TestStormBounded(t *testing.T) {
 			seconds = 30
 			floor   = budget.DefaultMinPerSecond
 		)
-		// Every attempt takes 5 ms of virtual time, so that callers in a
-		// loop let time pass.
-		s := &stub{respond: func(r *http.Request) (*http.Response, error) {
-			time.Sleep(5 * time.Millisecond)
-			return status(http.StatusServiceUnavailable)(r)
-		}}
+		s := &stub{respond: slow(status(http.StatusServiceUnavailable))}
 		var refused atomic.Int64
 		gate := budget.NewTransport(s, budget.Config{OnRefuse: func(budget.Refusal) { refused.Add(1) }})
 		client := &http.Client{Transport: transport.New(gate, transport.Config{})}
@@ -99,7 +94,7 @@ func TestStormBounded(t *testing.T) {
 
 		// Phase 2: the server recovers. After a window of healthy
 		// traffic the whole budget is available again.
-		s.setRespond(status(http.StatusOK))
+		s.setRespond(slow(status(http.StatusOK)))
 		callers(context.Background(), time.Now().Add(10*time.Second), 20, client, "http://example.test/")
 		f0, _ := s.counts()
 		if bal := gate.Balance(""); bal < floor*10 {
@@ -109,12 +104,12 @@ func TestStormBounded(t *testing.T) {
 		// Phase 3: every call fails once, then succeeds. Retries are
 		// within the ratio, so every caller succeeds.
 		var n atomic.Int64
-		s.setRespond(func(req *http.Request) (*http.Response, error) {
+		s.setRespond(slow(func(req *http.Request) (*http.Response, error) {
 			if transport.IsRetry(req.Context()) || n.Add(1)%10 != 0 {
 				return response(req, http.StatusOK), nil
 			}
 			return response(req, http.StatusServiceUnavailable), nil
-		})
+		}))
 		r0 := refused.Load()
 		calls, ok := callers(context.Background(), time.Now().Add(10*time.Second), 20, client, "http://example.test/")
 		f1, _ := s.counts()
@@ -184,4 +179,13 @@ func TestThrottleSteadyState(t *testing.T) {
 			t.Errorf("share of first attempts sent = %.3f, want %.3f ± 0.02", share, want)
 		}
 	})
+}
+
+// slow makes every attempt answered by f take 5 ms of virtual time (the
+// storm test runs under synctest), so that callers in a loop let time pass.
+func slow(f func(*http.Request) (*http.Response, error)) func(*http.Request) (*http.Response, error) {
+	return func(req *http.Request) (*http.Response, error) {
+		time.Sleep(5 * time.Millisecond)
+		return f(req)
+	}
 }
