@@ -18,9 +18,12 @@ const (
 	// EventGiveUp: the call ends on a failure; Stop says why the loop did
 	// not (or could not) try again.
 	EventGiveUp
+	// EventHold: the attempt waits Delay before it is sent, because its
+	// host is held by a server's wait hint (see ErrHeld).
+	EventHold
 )
 
-// String returns "attempt", "retry" or "give up".
+// String returns "attempt", "retry", "give up" or "hold".
 func (k EventKind) String() string {
 	switch k {
 	case EventAttempt:
@@ -29,6 +32,8 @@ func (k EventKind) String() string {
 		return "retry"
 	case EventGiveUp:
 		return "give up"
+	case EventHold:
+		return "hold"
 	}
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
@@ -43,6 +48,7 @@ const (
 	StopBodyNotReplay  = "body not replayable"
 	StopResponseTooBig = "response too large to buffer"
 	StopCanceled       = "canceled while waiting"
+	StopHeld           = "host held by the server's wait hint"
 )
 
 // Event is one decision of the retry loop, reported to an Observer. The

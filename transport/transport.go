@@ -21,6 +21,9 @@ import (
 //     X-RateLimit-Reset) plus a small upward spread, or else a jittered
 //     exponential backoff; a hint over MaxRetryAfter, or any wait that would
 //     end after the context's deadline, ends the loop at once;
+//   - a hint also holds its host for every call of this Transport: until
+//     it ends no attempt goes to that host, and a call whose deadline ends
+//     first returns at once, unsent (see ErrHeld and HoldError);
 //   - bodies are replayed through GetBody, or recorded while the first
 //     attempt streams them (see Config.MaxBodyBytes);
 //   - a discarded response is read (bounded) and closed, so its keep-alive
@@ -40,8 +43,9 @@ import (
 // A Transport is safe for concurrent use. Create one with New; the zero
 // value is not usable.
 type Transport struct {
-	next http.RoundTripper
-	cfg  Config
+	next  http.RoundTripper
+	cfg   Config
+	holds holds // hosts held by a server's wait hint; see ErrHeld
 }
 
 // New returns a retry loop that sends attempts through next, configured by
@@ -108,6 +112,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		} else if cfg.AttemptHeader != "" {
 			out = withAttemptHeader(out, cfg.AttemptHeader, 1)
 		}
+		if t.holds.n.Load() != 0 {
+			if resp, err, done := t.awaitHold(req, prev, n); done {
+				return resp, err
+			}
+		}
 		if cfg.Observer != nil {
 			cfg.Observer.Observe(Event{Kind: EventAttempt, Request: req, Attempt: n})
 		}
@@ -123,6 +132,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return t.finish(prev, n-1, StopRefused)
 		}
 		cur := outcome{resp: resp, err: err, verdict: cfg.Classifier.Classify(req, resp, err)}
+		var held time.Time // the end of the host's hold this response asked for
+		if resp != nil && resp.StatusCode >= 400 && !cfg.DisableWaitHints && cfg.holdable(resp.StatusCode) {
+			now := time.Now()
+			if hint, ok := classify.WaitHint(resp.Header, now); ok && hint <= cfg.MaxRetryAfter {
+				held = t.holds.hold(holdKey(req), now.Add(hint), now)
+			}
+		}
 		if cur.verdict.Outcome != classify.Retryable {
 			release(prev, cfg.MaxResponseBytes)
 			if cur.verdict.Outcome == classify.Final && (err != nil || cfg.Observer != nil) {
@@ -154,6 +170,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 					release(prev, cfg.MaxResponseBytes)
 					return t.giveUp(req, cur, n, StopHintOverCap)
 				}
+				// Wait for the host's hold, which another response may
+				// have extended past this one's hint.
+				hint = max(hint, held.Sub(now))
 				wait, fromServer = hint+HintSpread(hint, cfg.BaseDelay, rand.Float64()), true
 			}
 		}
@@ -184,6 +203,43 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n, StopCanceled)
 		}
 	}
+}
+
+// awaitHold makes attempt n of req wait while its host is held (see
+// ErrHeld). done reports that the call ends instead, without sending: the
+// hold outlasts the deadline (the caller gets the previous attempt's
+// outcome, or a *HoldError) or the context ended while waiting.
+func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Response, error, bool) {
+	cfg := &t.cfg
+	ctx := req.Context()
+	host := holdKey(req)
+	now := time.Now()
+	end, ok := t.holds.until(host, now)
+	if !ok {
+		return nil, nil, false
+	}
+	wait := end.Sub(now)
+	wait += HintSpread(wait, cfg.BaseDelay, rand.Float64())
+	if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
+		if n > 1 {
+			resp, err := t.giveUp(req, prev, n-1, StopHeld)
+			return resp, err, true
+		}
+		herr := &HoldError{Host: host, Until: end}
+		if cfg.Observer != nil {
+			cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld})
+		}
+		return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr}, true
+	}
+	if cfg.Observer != nil {
+		cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
+	}
+	if err := sleep(ctx, wait); err != nil {
+		release(prev, cfg.MaxResponseBytes)
+		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled)
+		return resp, err, true
+	}
+	return nil, nil, false
 }
 
 // send makes one attempt through next, enforcing the RoundTripper contract
