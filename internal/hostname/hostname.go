@@ -1,0 +1,167 @@
+// Package hostname gives every link of the chain one form of a host, so the
+// router, the breaker, the budget and what they report agree on which host
+// a request is for.
+//
+// The canonical form of a URL host ("name" or "name:port") is:
+//
+//   - lower case;
+//   - without a trailing dot ("example.com." is "example.com"; the root,
+//     "." or "..", is ".");
+//   - a Unicode name as its IDNA A-label ("bücher.example" is
+//     "xn--bcher-kva.example"), by the same golang.org/x/net/idna profile
+//     net/http uses to write the Host header;
+//   - an IPv6 address in brackets, in its RFC 5952 text ("[::1]:8080";
+//     a bare "0:0::1" is "[::1]");
+//   - without an empty port ("example.com:" is "example.com") and, when the
+//     scheme is known, without its default port (:80 for http, :443 for
+//     https).
+//
+// An already canonical host is returned as is (or sliced, to drop a
+// default port), so the common case allocates nothing.
+package hostname
+
+import (
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// Canonical returns the canonical form of host, a URL host with an
+// optional port, when the scheme is not known: every rule of the package
+// except the removal of a default port. A name that is not a valid IDNA
+// name (net/http would send it unchanged) is lower-cased instead. Canonical
+// never fails; Canonical(Canonical(h)) == Canonical(h).
+func Canonical(host string) string { return ForScheme("", host) }
+
+// ForScheme returns the canonical form of host as the host of a URL with
+// the given scheme: Canonical, and without the scheme's default port
+// (":80" for "http", ":443" for "https"; the scheme compared without
+// regard to case). Any other scheme keeps every port.
+func ForScheme(scheme, host string) string {
+	if host == "" {
+		return ""
+	}
+	name, port, bracketed := split(host)
+	cname, v6 := canonicalName(name, bracketed)
+	if port != "" && port == defaultPort(scheme) {
+		port = ""
+	}
+	// Rebuild only what changed: the fast path returns host or a prefix.
+	switch {
+	case v6:
+		if port == "" {
+			return "[" + cname + "]"
+		}
+		return "[" + cname + "]:" + port
+	case bracketed:
+		// Brackets around something that is not an IPv6 address: kept,
+		// so the result is not mistaken for a name with a port.
+		if port == "" {
+			return "[" + cname + "]"
+		}
+		return "[" + cname + "]:" + port
+	case port == "":
+		if len(cname) <= len(host) && host[:len(cname)] == cname {
+			return host[:len(cname)]
+		}
+		return cname
+	default:
+		if len(cname)+1+len(port) == len(host) && host[:len(cname)] == cname {
+			return host
+		}
+		return cname + ":" + port
+	}
+}
+
+// FromURL returns the canonical host of u: ForScheme(u.Scheme, u.Host).
+// It is "" for a nil URL or one without a host.
+func FromURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return ForScheme(u.Scheme, u.Host)
+}
+
+// defaultPort returns the port a scheme implies, or "" if it implies none.
+func defaultPort(scheme string) string {
+	switch {
+	case strings.EqualFold(scheme, "http"):
+		return "80"
+	case strings.EqualFold(scheme, "https"):
+		return "443"
+	}
+	return ""
+}
+
+// split cuts a URL host into its name and port. bracketed reports a name
+// written in brackets ("[::1]:80"); the brackets are not part of name. A
+// bare name with more than one colon is an IPv6 address without a port. A
+// malformed bracketed host (no closing bracket, or text after it that is
+// not a port) is one name with no port.
+func split(host string) (name, port string, bracketed bool) {
+	if host[0] == '[' {
+		i := strings.LastIndexByte(host, ']')
+		if i < 0 {
+			return host, "", false
+		}
+		rest := host[i+1:]
+		switch {
+		case rest == "":
+			return host[1:i], "", true
+		case rest[0] == ':' && !strings.ContainsAny(rest[1:], "[]:"):
+			return host[1:i], rest[1:], true
+		}
+		return host, "", false
+	}
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || strings.IndexByte(host[:i], ':') >= 0 {
+		return host, "", false
+	}
+	return host[:i], host[i+1:], false
+}
+
+// canonicalName returns the canonical form of a host name without its port.
+// v6 reports an IPv6 address, returned in RFC 5952 text without brackets.
+func canonicalName(name string, bracketed bool) (_ string, v6 bool) {
+	name = trimDots(name)
+	if bracketed || strings.IndexByte(name, ':') >= 0 {
+		if a, err := netip.ParseAddr(name); err == nil && a.Is6() {
+			return a.String(), true
+		}
+	}
+	upper, nonASCII := false, false
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 0x80 {
+			nonASCII = true
+			break
+		}
+		if 'A' <= c && c <= 'Z' {
+			upper = true
+		}
+	}
+	switch {
+	case nonASCII:
+		if a, err := idna.Lookup.ToASCII(name); err == nil {
+			// The mapping may have made a dot ("。" is "."), and an
+			// A-label is lower case already.
+			return trimDots(a), false
+		}
+		return trimDots(strings.ToLower(name)), false
+	case upper:
+		return strings.ToLower(name), false
+	}
+	return name, false
+}
+
+// trimDots removes trailing dots from a name; a name of dots only (the
+// root) is ".".
+func trimDots(name string) string {
+	t := strings.TrimRight(name, ".")
+	if t == "" && name != "" {
+		return "."
+	}
+	return t
+}

@@ -1,0 +1,159 @@
+package hostname
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestForScheme(t *testing.T) {
+	tests := []struct {
+		name, scheme, host, want string
+	}{
+		{"empty", "http", "", ""},
+		{"canonical name", "http", "api.example.com", "api.example.com"},
+		{"upper case", "https", "API.Example.COM", "api.example.com"},
+		{"trailing dot", "http", "svc.legacy.internal.", "svc.legacy.internal"},
+		{"trailing dot and port", "http", "svc.legacy.internal.:8080", "svc.legacy.internal:8080"},
+		{"only dots", "http", ".", "."},
+		{"dots", "http", "...:80", "."},
+		{"http default port", "http", "example.com:80", "example.com"},
+		{"https default port", "https", "example.com:443", "example.com"},
+		{"scheme in upper case", "HTTPS", "example.com:443", "example.com"},
+		{"https keeps 80", "https", "example.com:80", "example.com:80"},
+		{"http keeps 443", "http", "example.com:443", "example.com:443"},
+		{"unknown scheme keeps port", "ftp", "example.com:21", "example.com:21"},
+		{"no scheme keeps port", "", "example.com:443", "example.com:443"},
+		{"other port", "http", "127.0.0.1:8080", "127.0.0.1:8080"},
+		{"empty port", "http", "example.com:", "example.com"},
+		{"unicode", "https", "bücher.example", "xn--bcher-kva.example"},
+		{"unicode upper case", "https", "BÜCHER.example", "xn--bcher-kva.example"},
+		{"unicode with port", "http", "bücher.example:8080", "xn--bcher-kva.example:8080"},
+		{"unicode trailing dot and default port", "https", "bücher.example.:443", "xn--bcher-kva.example"},
+		{"ideographic full stop", "https", "bücher。example。", "xn--bcher-kva.example"},
+		{"A-label in upper case", "https", "XN--BCHER-KVA.example", "xn--bcher-kva.example"},
+		{"invalid IDNA is lower-cased", "http", "Ü_Ü.example", "ü_ü.example"},
+		{"IPv6 with port", "http", "[::1]:8080", "[::1]:8080"},
+		{"IPv6 default port", "http", "[::1]:80", "[::1]"},
+		{"bare IPv6", "http", "::1", "[::1]"},
+		{"IPv6 long form", "http", "[0:0:0:0:0:0:0:1]:8080", "[::1]:8080"},
+		{"IPv6 upper case", "https", "[FE80::AB]", "[fe80::ab]"},
+		{"IPv6 zone kept", "http", "[fe80::1%eth0]:8080", "[fe80::1%eth0]:8080"},
+		{"IPv4", "http", "127.0.0.1", "127.0.0.1"},
+		{"brackets around a name", "http", "[Host]:80", "[host]"},
+		{"unclosed bracket", "http", "[::1:80", "[::1:80"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ForScheme(tt.scheme, tt.host); got != tt.want {
+				t.Errorf("ForScheme(%q, %q) = %q, want %q", tt.scheme, tt.host, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCanonicalKeepsPorts(t *testing.T) {
+	for host, want := range map[string]string{
+		"Example.com:80":  "example.com:80",
+		"example.com:443": "example.com:443",
+		"example.com.":    "example.com",
+		"[::1]:443":       "[::1]:443",
+	} {
+		if got := Canonical(host); got != want {
+			t.Errorf("Canonical(%q) = %q, want %q", host, got, want)
+		}
+	}
+}
+
+func TestFromURL(t *testing.T) {
+	if got := FromURL(nil); got != "" {
+		t.Errorf("FromURL(nil) = %q", got)
+	}
+	for raw, want := range map[string]string{
+		"http://SVC.legacy.internal.:80/x": "svc.legacy.internal",
+		"https://b%C3%BCcher.example/":     "xn--bcher-kva.example",
+		"http://[::1]:8080/":               "[::1]:8080",
+		"https://example.com:443":          "example.com",
+		"/relative":                        "",
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := FromURL(u); got != want {
+			t.Errorf("FromURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// The hot paths (breaker and budget lookups, routing) call ForScheme on
+// every attempt; a host already canonical, with or without a default port,
+// must cost no allocation.
+func TestForSchemeDoesNotAllocateForCanonicalHosts(t *testing.T) {
+	for _, host := range []string{"api.example.com", "127.0.0.1:8080", "example.com:443", "example.com"} {
+		if n := testing.AllocsPerRun(100, func() { _ = ForScheme("https", host) }); n != 0 {
+			t.Errorf("ForScheme(https, %q): %v allocations, want 0", host, n)
+		}
+	}
+}
+
+func FuzzCanonical(f *testing.F) {
+	for _, s := range []string{"Example.COM.", "bücher.example:443", "[::1]:80", "::FFFF:1.2.3.4", "a:b:c", "[x]y", "。", ":80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		for _, scheme := range []string{"", "http", "https"} {
+			c := ForScheme(scheme, host)
+			if again := ForScheme(scheme, c); again != c {
+				t.Fatalf("ForScheme(%q, %q) = %q, but ForScheme of that is %q", scheme, host, c, again)
+			}
+			if host != "" && c == "" && !strings.HasPrefix(host, ":") {
+				t.Fatalf("ForScheme(%q, %q) lost the host", scheme, host)
+			}
+			if !strings.Contains(c, "%") && utf8.ValidString(host) {
+				if strings.ToLower(c) != c && !hasUpperPort(c) {
+					t.Fatalf("ForScheme(%q, %q) = %q has upper case", scheme, host, c)
+				}
+			}
+		}
+		// Case and a trailing dot do not make another host.
+		if host != "" && !strings.ContainsAny(host, ":%") {
+			c := Canonical(host)
+			if up := Canonical(asciiUpper(host)); up != c {
+				t.Fatalf("Canonical(%q) = %q but Canonical(upper) = %q", host, c, up)
+			}
+			if dot := Canonical(host + "."); dot != c {
+				t.Fatalf("Canonical(%q) = %q but Canonical(with dot) = %q", host, c, dot)
+			}
+		}
+	})
+}
+
+// hasUpperPort reports whether the upper case in a canonical host is in its
+// port, which is kept verbatim.
+func hasUpperPort(c string) bool {
+	i := strings.LastIndexByte(c, ':')
+	return i >= 0 && strings.ToLower(c[:i]) == c[:i]
+}
+
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+func BenchmarkForScheme(b *testing.B) {
+	for _, host := range []string{"127.0.0.1:8080", "API.example.com", "bücher.example"} {
+		b.Run(host, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = ForScheme("http", host)
+			}
+		})
+	}
+}
