@@ -1,0 +1,195 @@
+package rebound
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rebound-http/rebound/breaker"
+	"github.com/rebound-http/rebound/budget"
+	"github.com/rebound-http/rebound/transport"
+)
+
+// LogObserver returns an Observer that logs to l (nil: slog.Default()).
+//
+//   - Retries and held attempts are logged at Info, one line each, with
+//     the host, method and path (never the query string or userinfo), the
+//     attempt, the reason and the wait as a readable duration ("1.2s").
+//   - Give-ups are logged at Warn, except a final 4xx response (the server
+//     answered; nothing failed), which is logged at Debug.
+//   - Refusals (an open circuit, a host held by the server's wait hint, the
+//     retry budget) are aggregated per host: the first refusal of a quiet
+//     host is logged at once, then at most one line per host per second
+//     says how many calls were refused in that second ("refused 1243 calls
+//     in the last 1s", with a count per gate). A storm of refused calls
+//     writes about one line a second, not one per call.
+//   - Every circuit state change is one line: Warn when it opens, Info
+//     otherwise.
+//
+// Lines about a call are logged with the request's context, so handlers
+// that add trace or request ids from the context keep them.
+func LogObserver(l *slog.Logger) Observer {
+	if l == nil {
+		l = slog.Default()
+	}
+	agg := &refusalLog{l: l, every: time.Second}
+	return Observer{
+		Retry: func(e transport.Event) {
+			ctx := context.Background()
+			if e.Request != nil {
+				ctx = e.Request.Context()
+			}
+			switch e.Kind {
+			case transport.EventRetry, transport.EventHold:
+				msg := "rebound: retry"
+				if e.Kind == transport.EventHold {
+					msg = "rebound: held by the server's wait"
+				}
+				l.LogAttrs(ctx, slog.LevelInfo, msg, append(requestAttrs(e.Request),
+					slog.Int("attempt", e.Attempt), slog.String("reason", e.Reason),
+					slog.String("delay", e.Delay.String()), slog.Bool("server_hint", e.FromServer))...)
+			case transport.EventGiveUp:
+				if gate := refusedBy(e); gate != "" {
+					agg.refused(ctx, eventHost(e.Request), gate, e)
+					return
+				}
+				level := slog.LevelWarn
+				if e.Err == nil && e.StatusCode >= 400 && e.StatusCode < 500 && e.Stop == transport.StopFinal {
+					level = slog.LevelDebug
+				}
+				attrs := append(requestAttrs(e.Request), slog.Int("attempts", e.Attempt),
+					slog.String("reason", e.Reason), slog.String("stop", e.Stop))
+				if e.Err != nil {
+					attrs = append(attrs, slog.String("error", e.Err.Error()))
+				}
+				l.LogAttrs(ctx, level, "rebound: give up", attrs...)
+			}
+		},
+		Breaker: func(c breaker.StateChange) {
+			level := slog.LevelWarn
+			if c.To != breaker.Open {
+				level = slog.LevelInfo
+			}
+			attrs := []slog.Attr{slog.String("host", c.Host), slog.String("from", c.From.String()), slog.String("reason", c.Reason)}
+			if c.OpenFor > 0 {
+				attrs = append(attrs, slog.String("open_for", c.OpenFor.String()))
+			}
+			l.LogAttrs(context.Background(), level, "rebound: circuit "+c.To.String(), attrs...)
+		},
+		// Budget refusals reach the log through the loop's give-up event
+		// of the refused call (refusedBy), counted once per call.
+	}
+}
+
+// requestAttrs describes req without its query string or userinfo.
+func requestAttrs(req *http.Request) []slog.Attr {
+	if req == nil {
+		return nil
+	}
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs, slog.String("host", eventHost(req)), slog.String("method", req.Method))
+	if req.URL != nil {
+		attrs = append(attrs, slog.String("path", req.URL.EscapedPath()))
+	}
+	return attrs
+}
+
+func eventHost(req *http.Request) string {
+	if req == nil || req.URL == nil {
+		return ""
+	}
+	return req.URL.Host
+}
+
+// refusedBy names the gate that refused the call e ends, or "" when e is
+// not a refusal.
+func refusedBy(e transport.Event) string {
+	if e.Stop != transport.StopRefused && e.Stop != transport.StopHeld {
+		return ""
+	}
+	switch {
+	case errors.Is(e.Err, breaker.ErrOpen):
+		return "breaker"
+	case errors.Is(e.Err, budget.ErrExhausted), errors.Is(e.Err, budget.ErrThrottled):
+		return "budget"
+	case errors.Is(e.Err, transport.ErrHeld), e.Stop == transport.StopHeld:
+		return "hold"
+	}
+	return "gate"
+}
+
+// maxLoggedHosts bounds the hosts refusalLog keeps a window for; refusals
+// of further hosts are counted under "other".
+const maxLoggedHosts = 1024
+
+// refusalLog aggregates refusals per host: the first of a quiet host is
+// logged at once and opens a window of length every; at the end of each
+// window with refusals, one line gives their count and opens the next.
+type refusalLog struct {
+	l     *slog.Logger
+	every time.Duration
+	mu    sync.Mutex
+	hosts map[string]*refusalWindow
+}
+
+type refusalWindow struct {
+	byGate map[string]int
+	total  int
+}
+
+func (a *refusalLog) refused(ctx context.Context, host, gate string, e transport.Event) {
+	a.mu.Lock()
+	if a.hosts == nil {
+		a.hosts = make(map[string]*refusalWindow)
+	}
+	if _, ok := a.hosts[host]; !ok && len(a.hosts) >= maxLoggedHosts {
+		host = "other"
+	}
+	if w, ok := a.hosts[host]; ok {
+		w.byGate[gate]++
+		w.total++
+		a.mu.Unlock()
+		return
+	}
+	a.hosts[host] = &refusalWindow{byGate: make(map[string]int)}
+	a.mu.Unlock()
+	time.AfterFunc(a.every, func() { a.flush(host) })
+
+	attrs := append(requestAttrs(e.Request), slog.String("gate", gate), slog.String("stop", e.Stop))
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("error", e.Err.Error()))
+	}
+	a.l.LogAttrs(ctx, slog.LevelWarn, "rebound: refused", attrs...)
+}
+
+// flush ends host's window: it logs the refusals counted in it and opens
+// the next, or, when there were none, forgets the host.
+func (a *refusalLog) flush(host string) {
+	a.mu.Lock()
+	w := a.hosts[host]
+	if w == nil || w.total == 0 {
+		delete(a.hosts, host)
+		a.mu.Unlock()
+		return
+	}
+	a.hosts[host] = &refusalWindow{byGate: make(map[string]int)}
+	a.mu.Unlock()
+	time.AfterFunc(a.every, func() { a.flush(host) })
+
+	attrs := []slog.Attr{slog.String("host", host), slog.Int("count", w.total), slog.String("window", a.every.String())}
+	for _, gate := range []string{"breaker", "hold", "budget", "gate"} {
+		if n := w.byGate[gate]; n > 0 {
+			attrs = append(attrs, slog.Int(gate, n))
+		}
+	}
+	noun := " calls"
+	if w.total == 1 {
+		noun = " call"
+	}
+	a.l.LogAttrs(context.Background(), slog.LevelWarn,
+		"rebound: refused "+strconv.Itoa(w.total)+noun+" in the last "+a.every.String(), attrs...)
+}
