@@ -1,8 +1,12 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+
+	"github.com/rebound-http/rebound/classify"
 )
 
 // ErrNilRequest is returned for a nil request; nothing is sent.
@@ -51,3 +55,48 @@ func (e *Error) Error() string {
 
 // Unwrap returns the last attempt's error.
 func (e *Error) Unwrap() error { return e.Err }
+
+// An *Error is a net.Error, so os.IsTimeout and net.Error checks see
+// through it (and through the *url.Error http.Client wraps it in, which
+// asks its direct cause).
+var _ net.Error = (*Error)(nil)
+
+// Timeout reports whether the call ended because it ran out of time: the
+// last attempt's error is a timeout (the caller's deadline or
+// http.Client.Timeout, the loop's AttemptTimeout, http.Transport's
+// ResponseHeaderTimeout, a dial timeout: any error matching
+// context.DeadlineExceeded or classify.ErrAttemptTimeout, or a net.Error
+// whose Timeout is true), or the loop stopped because the next attempt
+// would have started after the deadline (StopDeadline).
+func (e *Error) Timeout() bool {
+	return e.Stop == StopDeadline || isTimeout(e.Err)
+}
+
+// Temporary reports whether the failure is transient, so that a later call
+// may succeed: a timeout, or a loop that stopped on a retryable outcome
+// (attempts, deadline, a gate's refusal, a body that could not be
+// replayed). A final outcome (a certificate the client rejects, an invalid
+// request, an unknown host) and a call the caller cancelled are not.
+// net.Error deprecates Temporary; it is here to complete the interface.
+func (e *Error) Temporary() bool {
+	if e.Timeout() {
+		return true
+	}
+	switch e.Stop {
+	case StopAttempts, StopRefused, StopBodyNotReplay:
+		return true
+	}
+	return false
+}
+
+// isTimeout reports whether err is, or wraps, a timeout.
+func isTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, classify.ErrAttemptTimeout) {
+		return true
+	}
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
+}
