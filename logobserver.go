@@ -11,6 +11,7 @@ import (
 
 	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
+	canon "github.com/rebound-http/rebound/internal/hostname"
 	"github.com/rebound-http/rebound/transport"
 )
 
@@ -99,10 +100,10 @@ func requestAttrs(req *http.Request) []slog.Attr {
 }
 
 func eventHost(req *http.Request) string {
-	if req == nil || req.URL == nil {
+	if req == nil {
 		return ""
 	}
-	return req.URL.Host
+	return canon.FromURL(req.URL)
 }
 
 // refusedBy names the gate that refused the call e ends, or "" when e is

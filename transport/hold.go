@@ -2,12 +2,12 @@ package transport
 
 import (
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/hostname"
 )
 
 // A host hold is the loop's single mechanism for a server's wait hint.
@@ -118,13 +118,10 @@ func (h *holds) hold(host string, end, now time.Time) time.Time {
 	return end
 }
 
-// holdKey is the host a hold applies to: the request's host, lower case,
-// with its port.
+// holdKey is the host a hold applies to: the request URL's canonical host
+// (see internal/hostname), with its port unless it is the scheme's default.
 func holdKey(req *http.Request) string {
-	if req.URL == nil {
-		return ""
-	}
-	return strings.ToLower(req.URL.Host)
+	return hostname.FromURL(req.URL)
 }
 
 // holdable reports whether a response with status code may hold its host:
