@@ -1,6 +1,6 @@
 module github.com/rebound-http/rebound/bench
 
-go 1.26
+go 1.26.0
 
 replace github.com/rebound-http/rebound => ../
 
@@ -20,5 +20,7 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/influxdata/tdigest v0.0.1 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
