@@ -260,7 +260,8 @@ func (failingStore) Reserve(context.Context, string, idempotency.Fingerprint, ti
 func (failingStore) Complete(context.Context, string, uint64, *idempotency.Response, time.Duration) error {
 	return errDown
 }
-func (failingStore) Release(context.Context, string, uint64) error { return errDown }
+func (failingStore) Renew(context.Context, string, uint64, time.Duration) error { return errDown }
+func (failingStore) Release(context.Context, string, uint64) error              { return errDown }
 func (failingStore) Lookup(context.Context, string) (idempotency.Record, bool, error) {
 	return idempotency.Record{}, false, errDown
 }

@@ -108,6 +108,21 @@ func (s *MemoryStore) Reserve(_ context.Context, key string, fp Fingerprint, lea
 	return e.rec, true, nil
 }
 
+// Renew implements Store. A lease of zero or less expires at once.
+func (s *MemoryStore) Renew(_ context.Context, key string, token uint64, lease time.Duration) error {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(now)
+	e := s.entries[key]
+	if e == nil || e.rec.Response != nil || e.rec.Token != token {
+		return ErrLeaseLost
+	}
+	e.rec.Expires = now.Add(lease)
+	heap.Fix(&s.expiry, e.index)
+	return nil
+}
+
 // Complete implements Store. A ttl of zero or less expires at once.
 func (s *MemoryStore) Complete(_ context.Context, key string, token uint64, resp *Response, ttl time.Duration) error {
 	if resp == nil {

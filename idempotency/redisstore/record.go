@@ -25,7 +25,7 @@ var ErrMalformed = errors.New("redisstore: malformed record")
 //	10      32    fingerprint (SHA-256)
 //	42      …     response, completed records only:
 //	              flags byte (bit 0 NotReplayable, bit 1 Header non-nil,
-//	              bit 2 Body non-nil), uvarint status, uvarint header
+//	              bit 2 Body non-nil, bit 3 OutcomeUnknown), uvarint status, uvarint header
 //	              count, then per header: uvarint name length, name,
 //	              uvarint value count, per value uvarint length and value;
 //	              the body fills the rest.
@@ -45,6 +45,7 @@ const (
 	flagNotReplayable = 1 << iota
 	flagHeader
 	flagBody
+	flagOutcomeUnknown
 )
 
 // recordPrefix returns the first bytes of a record with state and token.
@@ -86,6 +87,9 @@ func encodeResponse(resp *idempotency.Response) []byte {
 	}
 	if resp.Body != nil {
 		flags |= flagBody
+	}
+	if resp.OutcomeUnknown {
+		flags |= flagOutcomeUnknown
 	}
 	b := make([]byte, 1, encodedSize(resp))
 	b[0] = flags
@@ -131,10 +135,13 @@ func decodeRecord(v string) (idempotency.Record, error) {
 func decodeResponse(s string) (*idempotency.Response, error) {
 	d := decoder{s: s}
 	flags := d.byte()
-	if flags&^(flagNotReplayable|flagHeader|flagBody) != 0 {
+	if flags&^(flagNotReplayable|flagHeader|flagBody|flagOutcomeUnknown) != 0 {
 		return nil, ErrMalformed
 	}
-	resp := &idempotency.Response{NotReplayable: flags&flagNotReplayable != 0}
+	resp := &idempotency.Response{
+		NotReplayable:  flags&flagNotReplayable != 0,
+		OutcomeUnknown: flags&flagOutcomeUnknown != 0,
+	}
 	status := d.uvarint()
 	if status < 100 || status > 999 {
 		return nil, fmt.Errorf("%w: status %d", ErrMalformed, status)

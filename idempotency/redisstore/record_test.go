@@ -43,6 +43,8 @@ func TestEncodeResponse(t *testing.T) {
 		{"bare", idempotency.Response{Status: 200}, []byte{0, 200, 1, 0}},
 		{"empty body", idempotency.Response{Status: 204, Body: []byte{}}, []byte{flagBody, 204, 1, 0}},
 		{"not replayable", idempotency.Response{Status: 500, NotReplayable: true}, []byte{flagNotReplayable, 0xf4, 3, 0}},
+		{"outcome unknown", idempotency.Response{Status: 500, NotReplayable: true, OutcomeUnknown: true},
+			[]byte{flagNotReplayable | flagOutcomeUnknown, 0xf4, 3, 0}},
 		{"header", idempotency.Response{Status: 201, Header: http.Header{"A": {"x", ""}}, Body: []byte("ok")},
 			[]byte{flagHeader | flagBody, 201, 1, 1, 1, 'A', 2, 1, 'x', 0, 'o', 'k'}},
 		{"many headers", idempotency.Response{Status: 999, Header: http.Header{
@@ -73,7 +75,7 @@ func TestDecodeMalformed(t *testing.T) {
 		"zero token":             valid[:2] + strings.Repeat("\x00", 8) + valid[prefixLen:],
 		"in flight with a tail":  valid + "x",
 		"completed, no response": valid[:1] + "\x02" + valid[2:],
-		"unknown flag":           completed("\x08\xc8\x01\x00"),
+		"unknown flag":           completed("\x10\xc8\x01\x00"),
 		"status 99":              completed("\x00\x63\x00"),
 		"status 1000":            completed("\x00\xe8\x07\x00"),
 		"huge status":            completed("\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x00"),

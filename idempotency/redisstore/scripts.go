@@ -54,6 +54,23 @@ end
 return 1
 `)
 
+// renewScript sets the expiry of KEYS[1] to ARGV[2] milliseconds (0
+// deletes it: the lease has ended) if it begins with ARGV[1] (in flight,
+// the caller's token) and returns 1, or returns 0. Running it twice (a
+// lost reply) gives the same result.
+var renewScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, 10) ~= ARGV[1] then
+  return 0
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+`)
+
 // releaseScript deletes KEYS[1] if it begins with ARGV[1] (in flight, the
 // caller's token) and returns 1, or returns 0.
 var releaseScript = redis.NewScript(`

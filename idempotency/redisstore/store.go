@@ -63,7 +63,8 @@ type Config struct {
 // step on the server.
 //
 // Reserve creates the key only if it is absent, with the lease as its
-// Redis expiry (PX). Complete replaces an in-flight record that still has
+// Redis expiry (PX); Renew moves that expiry while the token matches.
+// Complete replaces an in-flight record that still has
 // the caller's token with the response, expiring after the TTL; Release
 // deletes it. Both return idempotency.ErrLeaseLost when the key is gone or
 // holds another token or a response. Expiry is Redis's own, so the store
@@ -198,13 +199,30 @@ func (s *Store) Complete(ctx context.Context, key string, token uint64, resp *id
 		return fmt.Errorf("%w: %d", ErrInvalidStatus, resp.Status)
 	}
 	if encodedSize(resp) > s.maxResponse {
-		resp = &idempotency.Response{Status: resp.Status, NotReplayable: true}
+		resp = &idempotency.Response{Status: resp.Status, NotReplayable: true, OutcomeUnknown: resp.OutcomeUnknown}
 	}
 	n, err := completeScript.Run(ctx, s.client, []string{s.prefix + key},
 		recordPrefix(stateInFlight, token), recordPrefix(stateCompleted, token),
 		encodeResponse(resp), millis(ttl)).Int64()
 	if err != nil {
 		return s.fail("complete", err)
+	}
+	if n != 1 {
+		return idempotency.ErrLeaseLost
+	}
+	return nil
+}
+
+// Renew implements idempotency.Store. A lease of zero or less ends the
+// reservation at once.
+func (s *Store) Renew(ctx context.Context, key string, token uint64, lease time.Duration) error {
+	if s.client == nil {
+		return ErrNilClient
+	}
+	n, err := renewScript.Run(ctx, s.client, []string{s.prefix + key},
+		recordPrefix(stateInFlight, token), millis(lease)).Int64()
+	if err != nil {
+		return s.fail("renew", err)
 	}
 	if n != 1 {
 		return idempotency.ErrLeaseLost
