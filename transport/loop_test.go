@@ -229,7 +229,7 @@ func TestGateRefusalOnFirstAttemptReturnsTheRefusal(t *testing.T) {
 	require.ErrorIs(t, err, errRefused)
 	var te *transport.Error
 	require.ErrorAs(t, err, &te)
-	assert.Equal(t, 1, te.Attempts)
+	assert.Equal(t, 0, te.Attempts, "a refused attempt was not sent")
 	assert.Equal(t, transport.StopRefused, te.Stop)
 	assert.Zero(t, base.calls())
 }

@@ -107,7 +107,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			var ok bool
 			out, ok = t.retryRequest(req, rec, n, start)
 			if !ok {
-				return t.giveUp(req, prev, n-1, StopBodyNotReplay)
+				return t.giveUp(req, prev, n-1, StopBodyNotReplay, nil)
 			}
 		} else if cfg.AttemptHeader != "" {
 			out = withAttemptHeader(out, cfg.AttemptHeader, 1)
@@ -129,7 +129,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if cfg.Observer != nil {
 				cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: n, Reason: classify.ReasonNotSent, Err: err, Stop: StopRefused})
 			}
-			return t.finish(prev, n-1, StopRefused)
+			return t.finish(prev, n-1, StopRefused, err)
 		}
 		cur := outcome{resp: resp, err: err, verdict: cfg.Classifier.Classify(req, resp, err)}
 		var held time.Time // the end of the host's hold this response asked for
@@ -141,23 +141,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if cur.verdict.Outcome != classify.Retryable {
 			release(prev, cfg.MaxResponseBytes)
+			if err != nil && errors.Is(err, classify.ErrNotSent) {
+				// A gate refused the first attempt: nothing was sent.
+				return t.giveUp(req, cur, n-1, StopRefused, err)
+			}
 			if cur.verdict.Outcome == classify.Final && (err != nil || cfg.Observer != nil) {
-				stop := StopFinal
-				if cur.verdict.NotSent {
-					stop = StopRefused
-				}
-				return t.giveUp(req, cur, n, stop)
+				return t.giveUp(req, cur, n, StopFinal, nil)
 			}
 			return resp, nil
 		}
 		// The outcome is retryable: may we, and how long do we wait?
 		if n >= cfg.MaxAttempts {
 			release(prev, cfg.MaxResponseBytes)
-			return t.giveUp(req, cur, n, StopAttempts)
+			return t.giveUp(req, cur, n, StopAttempts, nil)
 		}
 		if !replayable(req, rec) {
 			release(prev, cfg.MaxResponseBytes)
-			return t.giveUp(req, cur, n, StopBodyNotReplay)
+			return t.giveUp(req, cur, n, StopBodyNotReplay, nil)
 		}
 		now := time.Now()
 		if n == 1 {
@@ -168,7 +168,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if hint, ok := classify.WaitHint(resp.Header, now); ok {
 				if hint > cfg.MaxRetryAfter {
 					release(prev, cfg.MaxResponseBytes)
-					return t.giveUp(req, cur, n, StopHintOverCap)
+					return t.giveUp(req, cur, n, StopHintOverCap, nil)
 				}
 				// Wait for the host's hold, which another response may
 				// have extended past this one's hint.
@@ -186,11 +186,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		delay = wait
 		if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
 			release(prev, cfg.MaxResponseBytes)
-			return t.giveUp(req, cur, n, StopDeadline)
+			return t.giveUp(req, cur, n, StopDeadline, nil)
 		}
 		if resp != nil && !t.buffer(resp) {
 			release(prev, cfg.MaxResponseBytes)
-			return t.giveUp(req, cur, n, StopResponseTooBig)
+			return t.giveUp(req, cur, n, StopResponseTooBig, nil)
 		}
 		release(prev, cfg.MaxResponseBytes)
 		prev = cur
@@ -200,7 +200,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if err := sleep(ctx, wait); err != nil {
 			release(prev, cfg.MaxResponseBytes)
-			return t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n, StopCanceled)
+			return t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n, StopCanceled, nil)
 		}
 	}
 }
@@ -221,22 +221,22 @@ func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Res
 	wait := end.Sub(now)
 	wait += HintSpread(wait, cfg.BaseDelay, rand.Float64())
 	if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
+		herr := &HoldError{Host: host, Until: end}
 		if n > 1 {
-			resp, err := t.giveUp(req, prev, n-1, StopHeld)
+			resp, err := t.giveUp(req, prev, n-1, StopHeld, herr)
 			return resp, err, true
 		}
-		herr := &HoldError{Host: host, Until: end}
 		if cfg.Observer != nil {
 			cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld})
 		}
-		return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr}, true
+		return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr, Refusal: herr}, true
 	}
 	if cfg.Observer != nil {
 		cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
 	}
 	if err := sleep(ctx, wait); err != nil {
 		release(prev, cfg.MaxResponseBytes)
-		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled)
+		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
 		return resp, err, true
 	}
 	return nil, nil, false
@@ -349,18 +349,20 @@ func setAttemptHeader(req *http.Request, name string, n int) {
 	req.Header.Set(name, strconv.Itoa(n))
 }
 
-// giveUp reports the end of the loop on cur and returns it.
-func (t *Transport) giveUp(req *http.Request, cur outcome, attempts int, stop string) (*http.Response, error) {
+// giveUp reports the end of the loop on cur and returns it. attempts is
+// the number of attempts sent; refusal, when not nil, is the gate's or the
+// hold's error that refused the next one.
+func (t *Transport) giveUp(req *http.Request, cur outcome, attempts int, stop string, refusal error) (*http.Response, error) {
 	if t.cfg.Observer != nil && (cur.err != nil || cur.verdict.Outcome != classify.Success) {
 		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: attempts, Reason: cur.verdict.Reason,
 			StatusCode: statusOf(cur.resp), Err: cur.err, Stop: stop})
 	}
-	return t.finish(cur, attempts, stop)
+	return t.finish(cur, attempts, stop, refusal)
 }
 
 // finish hands an outcome to the caller: the response, or the error wrapped
 // in an *Error.
-func (t *Transport) finish(o outcome, attempts int, stop string) (*http.Response, error) {
+func (t *Transport) finish(o outcome, attempts int, stop string, refusal error) (*http.Response, error) {
 	if o.err != nil {
 		err := o.err
 		if o.verdict.Reason == classify.ReasonRequestBody && !errors.Is(err, classify.ErrRequestBody) {
@@ -368,7 +370,7 @@ func (t *Transport) finish(o outcome, attempts int, stop string) (*http.Response
 			// mismatch): mark it, so errors.Is finds every body fault.
 			err = &classify.RequestBodyError{Err: err}
 		}
-		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Err: err}
+		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Err: err, Refusal: refusal}
 	}
 	return o.resp, nil
 }
