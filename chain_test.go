@@ -260,11 +260,12 @@ func TestTransportExposesBreakersAndBudgets(t *testing.T) {
 	}
 	states := rt.Breakers()
 	require.Len(t, states, 1)
-	assert.Equal(t, "http://down.test", states[0].Host)
+	assert.Equal(t, "down.test", states[0].Host)
 	assert.Equal(t, breaker.Open, states[0].State)
 	assert.Equal(t, 1, states[0].Trips)
 
-	balance, ok := rt.RetryBalance("down.test")
+	// Breakers' host is the form RetryBalance takes.
+	balance, ok := rt.RetryBalance(states[0].Host)
 	require.True(t, ok)
 	// 5 first attempts: 20 % of them plus the 10/s × 10 s reserve.
 	assert.InDelta(t, 0.2*5+100, balance, 1e-9)

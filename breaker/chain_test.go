@@ -44,7 +44,7 @@ func TestInsideTheRetryLoop(t *testing.T) {
 
 	_, err = client.Get(srv.URL) // refused at once
 	var oe *breaker.OpenError
-	if !errors.As(err, &oe) || oe.Host != srv.URL || srv.hits.Load() != 5 {
+	if !errors.As(err, &oe) || oe.Host != srv.Listener.Addr().String() || srv.hits.Load() != 5 {
 		t.Fatalf("call 3: %v, server hits %d", err, srv.hits.Load())
 	}
 }

@@ -92,9 +92,11 @@ type Config struct {
 	MaxHosts int
 	// Key, when non-nil, names the breaker of a request for a Transport
 	// (a Breaker ignores it); an empty key sends the request through
-	// untracked. Nil means the URL's scheme and host, lower-cased, with a
-	// default port (":80" for http, ":443" for https) removed, which
-	// costs no allocation for a lower-case host. Key must be safe for
+	// untracked. Nil means the URL's host in canonical form: lower case,
+	// no trailing dot, IDNA A-label, IPv6 in brackets, without a default
+	// port (":80" for http, ":443" for https), so "https://API.example.com.:443"
+	// and "https://api.example.com" share a breaker; it costs no allocation
+	// for a host already in that form. Key must be safe for
 	// concurrent use and should not allocate, as it runs on every attempt.
 	Key func(*http.Request) string
 

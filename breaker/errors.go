@@ -20,7 +20,8 @@ var errNilRequest = errors.New("breaker: nil request or request URL")
 // and returns the previous attempt's outcome) and ErrOpen. The zero value
 // reads as a refusal for an unnamed host with a probe due now.
 type OpenError struct {
-	// Host is the breaker's name: for a Transport, "scheme://host" or the
+	// Host is the breaker's name: for a Transport, the canonical URL host
+	// ("api.example.com", "127.0.0.1:8080"; see Config.Key) or the
 	// Config.Key of the request.
 	Host string
 	// State is Open, or HalfOpen when the probe slots are taken.

@@ -79,7 +79,7 @@ func TestOneProbeAmongConcurrentCallersThenRecovery(t *testing.T) {
 		t.Fatalf("changes %+v", chs)
 	}
 	for i, ch := range chs {
-		if ch.To != want[i] || ch.Host != srv.URL {
+		if ch.To != want[i] || ch.Host != srv.Listener.Addr().String() {
 			t.Fatalf("change %d: %+v, want to %v", i, ch, want[i])
 		}
 	}

@@ -10,38 +10,25 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rebound-http/rebound/internal/hostname"
 )
 
-// hostKey identifies a tracked host: the request URL's scheme and host, or
-// (scheme empty) a Config.Key. Lookups use the request's own strings, so
-// finding a breaker builds no string.
+// hostKey identifies a tracked host: the request URL's canonical host (see
+// Config.Key), or a Config.Key. Lookups use the request's own strings when
+// its host is already canonical, so finding a breaker builds no string.
 type hostKey struct {
-	scheme, host string
+	host string
 }
 
-// keyOf returns the default key of req: its URL's scheme and host, with a
-// default port removed and the host lower-cased. Neither step allocates for
-// a lower-case host (slicing shares the string). ok is false when there is
-// no host to key by.
+// keyOf returns the default key of req: its URL's host in the canonical
+// form of internal/hostname (lower case, no trailing dot, IDNA A-label, no
+// default port), the form the router and the budget use too. It does not
+// allocate for a host already in that form. ok is false when there is no
+// host to key by.
 func keyOf(req *http.Request) (k hostKey, ok bool) {
-	u := req.URL
-	host := u.Host
-	if host == "" {
-		return hostKey{}, false
-	}
-	switch {
-	case u.Scheme == "http" && strings.HasSuffix(host, ":80"):
-		host = host[:len(host)-len(":80")]
-	case u.Scheme == "https" && strings.HasSuffix(host, ":443"):
-		host = host[:len(host)-len(":443")]
-	}
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; 'A' <= c && c <= 'Z' {
-			host = strings.ToLower(host)
-			break
-		}
-	}
-	return hostKey{scheme: u.Scheme, host: host}, true
+	host := hostname.FromURL(req.URL)
+	return hostKey{host: host}, host != ""
 }
 
 // registry maps hosts to breakers, at most settings.maxHosts of them. It is
@@ -163,16 +150,10 @@ func (r *registry) insert(sh *shard, h uint64, k hostKey) *Breaker {
 	if sh.used >= len(t.slots)*3/4 {
 		t = sh.rebuildLocked()
 	}
-	// One allocation holds the name and both key strings, so the key does
-	// not pin the request's URL in memory.
-	var name string
-	if k.scheme == "" {
-		name = strings.Clone(k.host)
-		k.host = name
-	} else {
-		name = k.scheme + "://" + k.host
-		k.scheme, k.host = name[:len(k.scheme)], name[len(k.scheme)+len("://"):]
-	}
+	// The name is a copy, so the key does not pin the request's URL in
+	// memory.
+	name := strings.Clone(k.host)
+	k.host = name
 	b := newBreaker(name, r.set)
 	b.key, b.hash = k, h
 	for i := h & t.mask; ; i = (i + 1) & t.mask {

@@ -64,7 +64,7 @@ func TestEvictionOrder(t *testing.T) {
 		hosts := func() []string {
 			var out []string
 			for _, s := range tr.Snapshot() {
-				out = append(out, s.Host[len("https://"):]+":"+s.State.String())
+				out = append(out, s.Host+":"+s.State.String())
 			}
 			return out
 		}

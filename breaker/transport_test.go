@@ -88,7 +88,7 @@ func TestFailingServerIsCutOff(t *testing.T) {
 		if !errors.As(err, &oe) || !errors.Is(err, classify.ErrNotSent) || !errors.Is(err, breaker.ErrOpen) {
 			t.Fatalf("refusal %v does not match the gate protocol", err)
 		}
-		if oe.Host != srv.URL || oe.State != breaker.Open || oe.RetryIn <= 0 || oe.RetryIn > 5*time.Second {
+		if oe.Host != srv.Listener.Addr().String() || oe.State != breaker.Open || oe.RetryIn <= 0 || oe.RetryIn > 5*time.Second {
 			t.Fatalf("refusal %+v", oe)
 		}
 	}
@@ -114,7 +114,7 @@ func TestHostsAreIndependent(t *testing.T) {
 	for _, s := range tr.Snapshot() {
 		states[s.Host] = s.State
 	}
-	if states[bad.URL] != breaker.Open || states[good.URL] != breaker.Closed || len(states) != 2 {
+	if states[bad.Listener.Addr().String()] != breaker.Open || states[good.Listener.Addr().String()] != breaker.Closed || len(states) != 2 {
 		t.Fatalf("snapshot states %v", states)
 	}
 }

@@ -79,7 +79,9 @@ var errNilRequest = errors.New("budget: nil request or URL")
 // Refusal describes an attempt the gate refused, for Config.OnRefuse.
 // The zero value describes a refused retry on the empty host.
 type Refusal struct {
-	// Host is the request URL's host (with port, if any), lower-cased.
+	// Host is the request URL's host in canonical form: lower case, no
+	// trailing dot, IDNA A-label, IPv6 in brackets, without the scheme's
+	// default port ("api.example.com", "127.0.0.1:8080").
 	Host string
 	// Throttled is true for a first attempt rejected by adaptive
 	// throttling, false for a retry refused by the budget.

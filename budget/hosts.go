@@ -1,7 +1,6 @@
 package budget
 
 import (
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,15 +141,4 @@ func (r *registry) forgettable(e *entry, now int64, fresh *entry) bool {
 	}
 	at := time.Unix(0, now)
 	return e.budget.Balance(at) >= fresh.budget.Balance(at)
-}
-
-// hostKey returns the key of a URL host: the host itself, lower-cased only
-// when it has upper-case letters, so the common case costs no allocation.
-func hostKey(host string) string {
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(host)
-		}
-	}
-	return host
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/classify"
 	"github.com/rebound-http/rebound/internal/clock"
+	"github.com/rebound-http/rebound/internal/hostname"
 	"github.com/rebound-http/rebound/transport"
 )
 
@@ -22,7 +23,8 @@ type Config struct {
 	// with PerHost. It may return a shared Budget. Nil, or a nil result,
 	// means NewRatio(Ratio).
 	NewBudget func() Budget
-	// PerHost gives every host (URL host and port) its own budget, so one
+	// PerHost gives every host (canonical URL host and port, see
+	// Refusal.Host) its own budget, so one
 	// failing host cannot spend the retries of the others. The zero value
 	// shares one budget among all hosts.
 	PerHost bool
@@ -152,7 +154,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	b := t.global
 	var th *Throttle
 	if t.hosts != nil {
-		e := t.hosts.get(hostKey(req.URL.Host), now.UnixNano())
+		e := t.hosts.get(hostname.FromURL(req.URL), now.UnixNano())
 		if e.budget != nil {
 			b = e.budget
 		}
@@ -203,7 +205,7 @@ func pass(next http.RoundTripper, req *http.Request) (*http.Response, error) {
 func (t *Transport) refuse(req *http.Request, now time.Time, b Budget, th *Throttle, err error, p float64) (*http.Response, error) {
 	closeBody(req)
 	if t.onRefuse != nil {
-		r := Refusal{Host: hostKey(req.URL.Host), Throttled: err == ErrThrottled, Err: err, Balance: b.Balance(now), Probability: p}
+		r := Refusal{Host: hostname.FromURL(req.URL), Throttled: err == ErrThrottled, Err: err, Balance: b.Balance(now), Probability: p}
 		if th != nil && !r.Throttled {
 			r.Probability = th.Probability(now)
 		}
@@ -213,30 +215,35 @@ func (t *Transport) refuse(req *http.Request, now time.Time, b Budget, th *Throt
 }
 
 // Balance returns the retries the budget for host holds now (see
-// Budget.Balance), for metrics. Without Config.PerHost every host shares
-// one budget and host is ignored. A host without an entry of its own (never
-// seen, forgotten, or beyond Config.MaxHosts and so sharing the overflow
-// budget) reads as a new budget.
+// Budget.Balance), for metrics, read on the gate's clock. host is a URL
+// host as Refusal.Host reports it (canonical: "api.example.com",
+// "127.0.0.1:8080", without the scheme's default port); case, a trailing
+// dot and a Unicode name are folded as the gate folds them. Without
+// Config.PerHost every host shares one budget and host is ignored. A host
+// without an entry of its own (never seen, forgotten, or beyond
+// Config.MaxHosts and so sharing the overflow budget) reads as a new
+// budget.
 func (t *Transport) Balance(host string) float64 {
-	now := time.Now()
+	now := clock.Now()
 	if t.global != nil {
 		return t.global.Balance(now)
 	}
-	if e := t.hosts.lookup(hostKey(host)); e != nil {
+	if e := t.hosts.lookup(hostname.Canonical(host)); e != nil {
 		return e.budget.Balance(now)
 	}
 	return t.newB().Balance(now)
 }
 
-// Probability returns the current throttling probability for host: the
-// chance that its next first attempt is rejected locally. It is 0 when
-// throttling is off or host was never seen.
+// Probability returns the current throttling probability for host (as for
+// Balance), read on the gate's clock: the chance that its next first
+// attempt is rejected locally. It is 0 when throttling is off or host was
+// never seen.
 func (t *Transport) Probability(host string) float64 {
 	if t.hosts == nil {
 		return 0
 	}
-	if e := t.hosts.lookup(hostKey(host)); e != nil && e.throttle != nil {
-		return e.throttle.Probability(time.Now())
+	if e := t.hosts.lookup(hostname.Canonical(host)); e != nil && e.throttle != nil {
+		return e.throttle.Probability(clock.Now())
 	}
 	return 0
 }
