@@ -58,6 +58,20 @@ func (e *RequestBodyError) Unwrap() error { return e.Err }
 // Is reports whether target is ErrRequestBody.
 func (e *RequestBodyError) Is(target error) bool { return target == ErrRequestBody }
 
+// cancelClosed reports whether req's deprecated Cancel channel is closed,
+// as http.Client.Timeout closes it around RoundTrippers it does not know.
+func cancelClosed(req *http.Request) bool {
+	if req.Cancel == nil {
+		return false
+	}
+	select {
+	case <-req.Cancel:
+		return true
+	default:
+		return false
+	}
+}
+
 // attemptTimedOut reports whether req's context was ended by the retry
 // loop's per-attempt timeout.
 func attemptTimedOut(req *http.Request) bool {
@@ -181,10 +195,16 @@ func isDial(err error) bool {
 // classifyError is Classify for a non-nil err.
 func classifyError(req *http.Request, err error) Verdict {
 	if req != nil && !attemptTimedOut(req) {
-		if ctxErr := req.Context().Err(); ctxErr != nil {
-			if errors.Is(ctxErr, context.DeadlineExceeded) {
-				return Verdict{Outcome: Final, Reason: ReasonDeadline}
-			}
+		// The caller's context, or http.Client.Timeout, ended the attempt.
+		// Around a RoundTripper it does not know, http.Client.Timeout both
+		// sets the context's deadline and closes req.Cancel from its own
+		// timer; the attempt may fail on the second before the first has
+		// ended the context. Either way the verdict is the same.
+		ctx := req.Context()
+		if deadlinePassed(ctx) {
+			return Verdict{Outcome: Final, Reason: ReasonDeadline}
+		}
+		if ctx.Err() != nil || cancelClosed(req) {
 			return Verdict{Outcome: Final, Reason: ReasonCanceled}
 		}
 	}

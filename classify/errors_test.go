@@ -236,6 +236,9 @@ func TestClassifyContext(t *testing.T) {
 	cancelledAtDeadline := func() context.Context {
 		return pastDeadlineButCancelled{cancelled()}
 	}
+	deadlinePassedNotDone := func() context.Context {
+		return pastDeadlineNotDone{context.Background()}
+	}
 	attemptTimedOut := cancelledWithCause(classify.ErrAttemptTimeout)
 	callerCanceled := classify.Verdict{Outcome: final, Reason: classify.ReasonCanceled}
 	callerDeadline := classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline}
@@ -264,7 +267,11 @@ func TestClassifyContext(t *testing.T) {
 		// http.Client.Timeout cancels the context from its own timer, which
 		// can fire just before the deadline's: still the deadline.
 		{"cancelled at its passed deadline", cancelledAtDeadline, urlErr("Get", context.Canceled),
-			callerCanceled, callerCanceled, unhealthy},
+			callerDeadline, callerDeadline, unhealthy},
+		// ... or closes the request's Cancel channel, and the attempt fails
+		// before the deadline's timer has ended the context.
+		{"deadline passed, context not yet done", deadlinePassedNotDone, errRequestCanceled,
+			callerDeadline, callerDeadline, unhealthy},
 		// ... unless the attempt failed for a reason of the caller's own.
 		{"caller deadline passed, request body", pastDeadline, &classify.RequestBodyError{Err: context.DeadlineExceeded},
 			classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline},
@@ -300,6 +307,20 @@ func TestClassifyContext(t *testing.T) {
 			assert.Equal(t, tt.health, classify.ServerHealth(get, nil, tt.err), "ServerHealth")
 		})
 	}
+
+	t.Run("a closed Cancel channel is the caller's cancellation", func(t *testing.T) {
+		for name, ctx := range map[string]context.Context{"no deadline": context.Background(), "deadline passed": deadlinePassedNotDone()} {
+			req := newRequestCtx(t, ctx, http.MethodGet)
+			cancel := make(chan struct{})
+			close(cancel)
+			req.Cancel = cancel // as http.Client.Timeout does around RoundTrippers it does not know
+			want := callerCanceled
+			if name == "deadline passed" {
+				want = callerDeadline
+			}
+			assert.Equal(t, want, classify.Classify(req, nil, errRequestCanceled), name)
+		}
+	})
 
 	t.Run("a response after the caller cancelled is still classified by status", func(t *testing.T) {
 		req := newRequestCtx(t, cancelled(), http.MethodGet)
@@ -657,6 +678,16 @@ func TestClassifyRealCancellation(t *testing.T) {
 		})
 	}
 }
+
+// errRequestCanceled reads like net/http's error for a request whose
+// Cancel channel was closed.
+var errRequestCanceled = errors.New("net/http: request canceled")
+
+// pastDeadlineNotDone is a context whose deadline has passed but whose
+// timer has not ended it yet: it is not done.
+type pastDeadlineNotDone struct{ context.Context }
+
+func (pastDeadlineNotDone) Deadline() (time.Time, bool) { return time.Unix(0, 0), true }
 
 // pastDeadlineButCancelled is a cancelled context whose deadline has
 // passed, as http.Client.Timeout leaves a request's context when its own

@@ -72,3 +72,22 @@ func TestTimeoutsAreNetErrorTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestClientTimeoutGivesOneReason: around a RoundTripper it does not know,
+// http.Client.Timeout ends a call both through the request context's
+// deadline and by closing req.Cancel from its own timer, in either order.
+// Whichever comes first, the loop reports the same stop, reason and cause.
+// (net/http itself then adds "(Client.Timeout exceeded ...)" to the message
+// only when its timer came first.) Each call waits out a real 10 ms.
+func TestClientTimeoutGivesOneReason(t *testing.T) {
+	srv := hungServer(t)
+	client := newClient(t, fast)
+	client.Timeout = 10 * time.Millisecond
+	for i := range 40 {
+		_, err := client.Get(srv.URL)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "rebound: 1 attempt, final outcome (deadline exceeded): context deadline exceeded", "call %d", i)
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "call %d", i)
+		assert.True(t, os.IsTimeout(err), "call %d", i)
+	}
+}

@@ -370,6 +370,11 @@ func (t *Transport) finish(o outcome, attempts int, stop string, refusal error) 
 			// mismatch): mark it, so errors.Is finds every body fault.
 			err = &classify.RequestBodyError{Err: err}
 		}
+		if o.verdict.Reason == classify.ReasonDeadline && !errors.Is(err, context.DeadlineExceeded) {
+			// The deadline ended the attempt, whatever net/http saw
+			// first (see classify.Classify): say so the same way.
+			err = &deadlineError{err}
+		}
 		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Err: err, Refusal: refusal}
 	}
 	return o.resp, nil
@@ -429,6 +434,17 @@ func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel(nil)
 	return err
+}
+
+// deadlineError marks an attempt's error as caused by the context's
+// deadline, which it reads as, while keeping the original error (such as
+// net/http's "request canceled" when http.Client.Timeout closed
+// req.Cancel a moment before the deadline ended the context) reachable.
+type deadlineError struct{ err error }
+
+func (e *deadlineError) Error() string { return context.DeadlineExceeded.Error() }
+func (e *deadlineError) Unwrap() []error {
+	return []error{context.DeadlineExceeded, e.err}
 }
 
 // attemptTimeoutError marks an attempt's error as caused by the per-attempt
