@@ -53,7 +53,7 @@ func TestChainRetriesAPostSafelyWithOneKey(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	client := &http.Client{Transport: newTransport(t, rebound.WithRetry(fastRetry))}
+	client := &http.Client{Transport: newTransport(t, rebound.WithPolicy(rebound.Policy{Retry: fastRetry, KeysHonored: true}))}
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/orders", strings.NewReader(`{"sku":"42"}`))
 	resp, err := client.Do(req)
 	require.NoError(t, err)

@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/idempotency"
 	"github.com/rebound-http/rebound/transport"
 )
 
 // A client with every default. A POST gets an Idempotency-Key, made once
-// per call, so the retry loop may repeat it and the server can deduplicate.
+// per call, so a server can deduplicate; the retry loop repeats the POST
+// after an ambiguous failure only toward hosts declared with
+// Policy.KeysHonored.
 func ExampleNewClient() {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
@@ -30,7 +33,7 @@ func ExampleNewClient() {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println(resp.StatusCode, string(body))
-	fmt.Println("same key on the caller's side:", len(resp.Request.Header.Get("Idempotency-Key")) == 36)
+	fmt.Println("same key on the caller's side:", len(idempotency.ResponseKey(resp)) == 36)
 	// Output:
 	// 201 key of 36 characters
 	// same key on the caller's side: true

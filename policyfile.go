@@ -53,6 +53,7 @@ type PolicySpec struct {
 	DisableBudget          bool `json:"disable_budget,omitempty"`           // Policy.DisableBudget
 	DisableBreaker         bool `json:"disable_breaker,omitempty"`          // Policy.DisableBreaker
 	DisableIdempotencyKeys bool `json:"disable_idempotency_keys,omitempty"` // Policy.DisableIdempotencyKeys
+	HonorsIdempotencyKeys  bool `json:"honors_idempotency_keys,omitempty"`  // Policy.KeysHonored
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string. The
@@ -179,5 +180,6 @@ func (s PolicySpec) Policy() (Policy, error) {
 	p.DisableBudget = s.DisableBudget
 	p.DisableBreaker = s.DisableBreaker
 	p.DisableIdempotencyKeys = s.DisableIdempotencyKeys
+	p.KeysHonored = s.HonorsIdempotencyKeys
 	return p, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/idempotency"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -28,7 +29,7 @@ func TestLoadPolicyFileRoutesHosts(t *testing.T) {
 		{"payments: 2 attempts", http.MethodGet, "http://payments.example.com/", 503, 2, false},
 		{"payments: 502 is not retryable there", http.MethodGet, "http://payments.example.com/x", 502, 1, false},
 		{"legacy: POST gets no key, so no retry", http.MethodPost, "http://billing.legacy.internal/", 502, 1, false},
-		{"default: POST gets a key and is retried", http.MethodPost, "http://orders.example.com/", 502, 3, true},
+		{"default: POST gets a key, which licenses no retry", http.MethodPost, "http://orders.example.com/", 502, 1, true},
 	}
 	for _, tt := range tests {
 		// Virtual time: the file's real backoff costs no wall-clock time.
@@ -39,7 +40,7 @@ func TestLoadPolicyFileRoutesHosts(t *testing.T) {
 			require.NoError(t, err)
 			resp.Body.Close()
 			assert.Equal(t, tt.wantHits, base.count(req.URL.Host+req.URL.Path), tt.name)
-			assert.Equal(t, tt.wantKey, resp.Request.Header.Get("Idempotency-Key") != "", tt.name)
+			assert.Equal(t, tt.wantKey, idempotency.ResponseKey(resp) != "", tt.name)
 		})
 	}
 }

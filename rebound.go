@@ -56,6 +56,13 @@ type Policy struct {
 	// key would let the retry loop repeat a POST the server may run twice.
 	// The zero value generates keys.
 	DisableIdempotencyKeys bool
+	// KeysHonored declares that the hosts of this policy deduplicate by
+	// Idempotency-Key (idempotency.Config.KeysHonored): only toward them
+	// does a generated key let the retry loop, and net/http, repeat a POST
+	// after an ambiguous failure. The zero value declares nothing: a POST
+	// is repeated only when it provably was not sent, was answered 429, or
+	// carries a key the caller set.
+	KeysHonored bool
 }
 
 // Option configures NewClient and NewTransport.
@@ -245,6 +252,7 @@ func build(base http.RoundTripper, pattern string, p Policy, obs Observer) *chai
 	if p.DisableIdempotencyKeys {
 		keys.Disable = true
 	}
+	keys.KeysHonored = keys.KeysHonored || p.KeysHonored
 	c.rt = idempotency.NewTransport(rt, keys)
 	return c
 }

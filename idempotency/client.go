@@ -16,7 +16,8 @@ var ErrNilRequest = errors.New("idempotency: nil request")
 
 // Config configures the client link. The zero value adds an
 // Idempotency-Key holding a fresh UUIDv4 to every POST and PATCH that has
-// no key; NewTransport normalises it and never modifies the caller's copy.
+// no key, without declaring that the server honours it (see KeysHonored);
+// NewTransport normalises it and never modifies the caller's copy.
 type Config struct {
 	// Methods are the request methods that get a key. Nil means POST and
 	// PATCH; an empty non-nil slice means that no method does. Methods are
@@ -24,9 +25,10 @@ type Config struct {
 	Methods []string
 
 	// Header is the name of the header the link sets. The empty string
-	// means Idempotency-Key. Beware that the retry loop (classify) only
-	// treats Idempotency-Key and X-Idempotency-Key as making a request safe
-	// to repeat: under another name a keyed POST is not retried.
+	// means Idempotency-Key. Beware that the retry loop (classify) and
+	// net/http only treat Idempotency-Key and X-Idempotency-Key as making
+	// a request safe to repeat: under another name even a caller's key or
+	// a host that honours keys does not license a retry.
 	Header string
 
 	// NewKey makes the key of one call. Nil means NewKeyV4; NewKeyV7 gives
@@ -35,19 +37,32 @@ type Config struct {
 	NewKey func() string
 
 	// Skip, when non-nil, is asked about every request that would get a
-	// generated key; true sends it without one. Use it to turn injection
-	// off for hosts that do not honour the header (for them a key makes
-	// the retry loop repeat a POST that the server may run twice). Keys
-	// given with WithKey are added regardless. Nil skips nothing.
+	// generated key; true sends it without one (for a server that rejects
+	// unknown headers, or logs that should not carry them). Keys given with
+	// WithKey are added regardless. Nil skips nothing.
 	Skip func(req *http.Request) bool
 
 	// Disable turns generated keys off entirely; keys given with WithKey
 	// are still added. The zero value generates keys.
 	Disable bool
 
+	// KeysHonored declares that the server deduplicates by key: it runs
+	// the first request with a key and answers a repeat from its record
+	// (as Middleware does). Only then does a generated key make an
+	// ambiguous failure (a reset or EOF after the request was written, a
+	// 5xx, a 409 "in flight") safe to retry. The zero value declares
+	// nothing: the generated key still goes out, but neither the retry
+	// loop nor net/http treats the request as keyed, so a POST is repeated
+	// only when it provably was not sent or was answered 429 (see
+	// Transport). Keys the caller sets, in the header or with WithKey, are
+	// the caller's own declaration and license retries regardless.
+	KeysHonored bool
+
 	// OnKey, when non-nil, is called with the outgoing request (the link's
 	// copy) and its key every time the link adds a key, for logging. It
-	// must not modify the request. Nil costs nothing.
+	// must not modify the request. Read the key from the argument:
+	// req.Header.Get does not find a generated key that licenses nothing
+	// (see Transport). Nil costs nothing.
 	OnKey func(req *http.Request, key string)
 }
 
@@ -65,6 +80,19 @@ type Config struct {
 // overwritten. The caller reads the key used from the response's request
 // (see ResponseKey).
 //
+// Who vouches for the key decides whether it licenses a retry. A key the
+// caller set, or given with WithKey, and a generated key toward a host
+// declared with Config.KeysHonored, go out under the canonical header
+// name, which the retry loop (classify.Idempotent) and net/http (its
+// replay of a request on a broken reused connection) both read as "safe
+// to repeat". Any other generated key goes out under the lower-case name
+// ("idempotency-key"): header names are case-insensitive, so a server
+// reads it as usual (HTTP/1.1 writes the name as given, HTTP/2 always in
+// lower case), but the header map lookups of classify and of net/http's
+// replay rule do not see it, and the request is retried only as a keyless
+// one would be. Inner links that look for the key should use ResponseKey's
+// rule, not Header.Get.
+//
 // The caller's request is never modified: a keyed request is a shallow copy
 // with a copy of the header map (the header values are shared, capped so
 // an append cannot write into the caller's arrays). On a POST with up to
@@ -75,13 +103,14 @@ type Config struct {
 // A Transport is safe for concurrent use. Create one with NewTransport; the
 // zero value is not usable.
 type Transport struct {
-	next    http.RoundTripper
-	methods []string // nil: POST and PATCH
-	header  string
-	newKey  func() string // nil: NewKeyV4, generated in place
-	skip    func(*http.Request) bool
-	disable bool
-	onKey   func(*http.Request, string)
+	next      http.RoundTripper
+	methods   []string      // nil: POST and PATCH
+	header    string        // canonical: a caller's key, or a generated one toward a host that honours keys
+	generated string        // the map key of a generated key: header, or its lower-case form when that licenses nothing
+	newKey    func() string // nil: NewKeyV4, generated in place
+	skip      func(*http.Request) bool
+	disable   bool
+	onKey     func(*http.Request, string)
 }
 
 // NewTransport returns a client link that sends requests through next,
@@ -107,7 +136,31 @@ func NewTransport(next http.RoundTripper, cfg Config) *Transport {
 	if t.header == "" {
 		t.header = HeaderKey
 	}
+	t.generated = t.header
+	if !cfg.KeysHonored {
+		t.generated = unlicensed(t.header)
+	}
 	return t
+}
+
+// Lower-case forms of the header names that license a retry. A header map
+// entry under them goes on the wire but licenses nothing.
+const (
+	lowerKey  = "idempotency-key"
+	lowerXKey = "x-idempotency-key"
+)
+
+// unlicensed returns the map key under which a generated key named name
+// licenses no retry: its lower-case form for the two names that classify
+// and net/http read as a license, name itself for any other.
+func unlicensed(name string) string {
+	switch name {
+	case HeaderKey:
+		return lowerKey
+	case HeaderXKey:
+		return lowerXKey
+	}
+	return name
 }
 
 // Next returns the RoundTripper that requests are sent through.
@@ -136,13 +189,15 @@ func (t *Transport) keyed(req *http.Request) *http.Request {
 	if !t.wants(req.Method) || t.hasKey(req.Header) {
 		return req
 	}
+	name := t.header
 	key, ok := KeyFromContext(req.Context())
 	if !ok {
 		if t.disable || t.skip != nil && t.skip(req) {
 			return req
 		}
+		name = t.generated
 		if t.newKey == nil {
-			out, key := withNewKey(req, t.header)
+			out, key := withNewKey(req, name)
 			if t.onKey != nil {
 				t.onKey(out, key)
 			}
@@ -150,7 +205,7 @@ func (t *Transport) keyed(req *http.Request) *http.Request {
 		}
 		key = t.newKey()
 	}
-	out := withHeader(req, t.header, key)
+	out := withHeader(req, name, key)
 	if t.onKey != nil {
 		t.onKey(out, key)
 	}
@@ -184,15 +239,25 @@ func (t *Transport) wants(method string) bool {
 }
 
 // hasKey reports whether h already carries a key under any name the link
-// honours.
+// honours, canonical or lower-case (a request that went through a link
+// already), so that a request never carries two.
 func (t *Transport) hasKey(h http.Header) bool {
+	if h == nil {
+		return false
+	}
 	if classify.HasIdempotencyKey(h) {
 		return true
 	}
-	if t.header == HeaderKey || h == nil {
+	if _, ok := h[lowerKey]; ok {
+		return true
+	}
+	if _, ok := h[lowerXKey]; ok {
+		return true
+	}
+	if t.header == HeaderKey {
 		return false
 	}
-	_, ok := h[t.header]
+	_, ok := h[t.header] // a custom name, never lower-cased
 	return ok
 }
 
@@ -277,16 +342,21 @@ func KeyFromContext(ctx context.Context) (string, bool) {
 }
 
 // ResponseKey returns the idempotency key that was sent with the request
-// that produced resp (its Idempotency-Key, else its X-Idempotency-Key), or
-// "" when there was none. Through a rebound chain, resp.Request is the last
+// that produced resp (its Idempotency-Key, else its X-Idempotency-Key,
+// under the canonical or the lower-case map key; see Transport), or ""
+// when there was none. Through a rebound chain, resp.Request is the last
 // attempt's request, which carries the key the client link added. For a
-// custom Config.Header, read resp.Request.Header.Get(name) instead.
+// custom Config.Header, read the header map under that name and its lower
+// case.
 func ResponseKey(resp *http.Response) string {
 	if resp == nil || resp.Request == nil {
 		return ""
 	}
-	if k := resp.Request.Header.Get(HeaderKey); k != "" {
-		return k
+	h := resp.Request.Header
+	for _, name := range [...]string{HeaderKey, lowerKey, HeaderXKey, lowerXKey} {
+		if vs := h[name]; len(vs) > 0 && vs[0] != "" {
+			return vs[0]
+		}
 	}
-	return resp.Request.Header.Get(HeaderXKey)
+	return ""
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/rebound-http/rebound/classify"
 	"github.com/rebound-http/rebound/idempotency"
 	"github.com/rebound-http/rebound/transport"
 	"github.com/stretchr/testify/assert"
@@ -49,29 +50,35 @@ func TestTransportAddsKey(t *testing.T) {
 		header  http.Header
 		ctxKey  string
 		wantKey string // "" no key added, "new" a fresh UUIDv4, "new7" a UUIDv7, else this value
-		name2   string // header name the key is under; "" means Idempotency-Key
+		name2   string // header map key the key is under; "" means idempotency-key (licensing nothing)
 	}{
 		{name: "POST gets a key", method: "POST", wantKey: "new"},
 		{name: "PATCH gets a key", method: "PATCH", wantKey: "new"},
+		{name: "honoured host: canonical", cfg: idempotency.Config{KeysHonored: true}, method: "POST", wantKey: "new", name2: "Idempotency-Key"},
 		{name: "GET does not", method: "GET"},
 		{name: "PUT does not", method: "PUT"},
 		{name: "DELETE does not", method: "DELETE"},
 		{name: "caller key kept", method: "POST", header: http.Header{"Idempotency-Key": {"mine"}}},
 		{name: "caller X key kept", method: "POST", header: http.Header{"X-Idempotency-Key": {"mine"}}},
 		{name: "empty caller key kept", method: "POST", header: http.Header{"Idempotency-Key": {""}}},
-		{name: "context key", method: "POST", ctxKey: "job-42", wantKey: "job-42"},
+		{name: "lower-case key kept", method: "POST", header: http.Header{"idempotency-key": {"mine"}}},
+		{name: "lower-case X key kept", method: "POST", header: http.Header{"x-idempotency-key": {"mine"}}},
+		{name: "context key", method: "POST", ctxKey: "job-42", wantKey: "job-42", name2: "Idempotency-Key"},
 		{name: "context key loses to header", method: "POST", ctxKey: "job-42", header: http.Header{"Idempotency-Key": {"mine"}}},
 		{name: "context key ignored on GET", method: "GET", ctxKey: "job-42"},
 		{name: "disabled", cfg: idempotency.Config{Disable: true}, method: "POST"},
-		{name: "disabled honours context key", cfg: idempotency.Config{Disable: true}, method: "POST", ctxKey: "job-42", wantKey: "job-42"},
+		{name: "disabled honours context key", cfg: idempotency.Config{Disable: true}, method: "POST", ctxKey: "job-42", wantKey: "job-42", name2: "Idempotency-Key"},
 		{name: "skipped", cfg: idempotency.Config{Skip: func(*http.Request) bool { return true }}, method: "POST"},
 		{name: "skip false", cfg: idempotency.Config{Skip: func(*http.Request) bool { return false }}, method: "POST", wantKey: "new"},
-		{name: "skipped honours context key", cfg: idempotency.Config{Skip: func(*http.Request) bool { return true }}, method: "POST", ctxKey: "k", wantKey: "k"},
+		{name: "skipped honours context key", cfg: idempotency.Config{Skip: func(*http.Request) bool { return true }}, method: "POST", ctxKey: "k", wantKey: "k", name2: "Idempotency-Key"},
 		{name: "custom methods", cfg: idempotency.Config{Methods: []string{"PUT"}}, method: "PUT", wantKey: "new"},
 		{name: "custom methods exclude POST", cfg: idempotency.Config{Methods: []string{"PUT"}}, method: "POST"},
 		{name: "no methods", cfg: idempotency.Config{Methods: []string{}}, method: "POST"},
 		{name: "custom header", cfg: idempotency.Config{Header: "x-request-key"}, method: "POST", wantKey: "new", name2: "X-Request-Key"},
 		{name: "custom header kept", cfg: idempotency.Config{Header: "X-Request-Key"}, method: "POST", header: http.Header{"X-Request-Key": {"mine"}}},
+		{name: "X- header", cfg: idempotency.Config{Header: "X-Idempotency-Key"}, method: "POST", wantKey: "new", name2: "x-idempotency-key"},
+		{name: "X- header, honoured host", cfg: idempotency.Config{Header: "x-idempotency-key", KeysHonored: true}, method: "POST", wantKey: "new", name2: "X-Idempotency-Key"},
+		{name: "X- header, context key", cfg: idempotency.Config{Header: "X-Idempotency-Key"}, method: "POST", ctxKey: "k", wantKey: "k", name2: "X-Idempotency-Key"},
 		{name: "custom header respects standard", cfg: idempotency.Config{Header: "X-Request-Key"}, method: "POST", header: http.Header{"Idempotency-Key": {"mine"}}},
 		{name: "custom generator", cfg: idempotency.Config{NewKey: func() string { return "gen" }}, method: "POST", wantKey: "gen"},
 		{name: "v7", cfg: idempotency.Config{NewKey: idempotency.NewKeyV7}, method: "POST", wantKey: "new7"},
@@ -99,14 +106,16 @@ func TestTransportAddsKey(t *testing.T) {
 			sent := next.last()
 			name := tt.name2
 			if name == "" {
-				name = idempotency.HeaderKey
+				name = "idempotency-key"
 			}
 			if tt.wantKey == "" {
 				assert.Same(t, req, sent, "a request needing no key is passed on as is")
 				return
 			}
 			assert.NotSame(t, req, sent, "a keyed request is a copy")
-			got := sent.Header.Get(name)
+			require.Len(t, sent.Header[name], 1, "the key is under %q in %v", name, sent.Header)
+			got := sent.Header[name][0]
+			assert.Len(t, sent.Header, len(before)+1, "one header added")
 			if tt.wantKey == "new" || tt.wantKey == "new7" {
 				u, err := uuid.Parse(got)
 				require.NoError(t, err, "key %q", got)
@@ -120,8 +129,7 @@ func TestTransportAddsKey(t *testing.T) {
 			} else {
 				assert.Equal(t, tt.wantKey, got)
 			}
-			assert.Equal(t, got, resp.Request.Header.Get(name))
-			if name == idempotency.HeaderKey {
+			if strings.EqualFold(name, idempotency.HeaderKey) || strings.EqualFold(name, idempotency.HeaderXKey) {
 				assert.Equal(t, got, idempotency.ResponseKey(resp))
 			}
 		})
@@ -182,7 +190,7 @@ func TestTransportBadInput(t *testing.T) {
 	_, err = rt.RoundTrip(req)
 	require.NoError(t, err)
 	assert.Nil(t, req.Header)
-	assert.NotEmpty(t, next.last().Header.Get(idempotency.HeaderKey))
+	assert.NotEmpty(t, idempotency.ResponseKey(&http.Response{Request: next.last()}))
 
 	assert.Empty(t, idempotency.ResponseKey(nil))
 	assert.Empty(t, idempotency.ResponseKey(&http.Response{}))
@@ -196,7 +204,7 @@ func TestTransportOnKey(t *testing.T) {
 	var got []string
 	next := &stub{}
 	rt := idempotency.NewTransport(next, idempotency.Config{OnKey: func(r *http.Request, key string) {
-		assert.Equal(t, key, r.Header.Get(idempotency.HeaderKey))
+		assert.Equal(t, key, idempotency.ResponseKey(&http.Response{Request: r}))
 		got = append(got, key)
 	}})
 	for _, m := range []string{"POST", "GET", "PATCH"} {
@@ -209,8 +217,9 @@ func TestTransportOnKey(t *testing.T) {
 
 // TestTransportWithRetryLoop sends POSTs through the client link and the
 // retry loop to a real server that fails the first attempt of each key: the
-// key makes the POST retryable, every attempt carries the same key, and the
-// caller can read it from the response.
+// key of a host declared to honour keys makes the POST retryable, every
+// attempt carries the same key, and the caller can read it from the
+// response. Without the declaration the generated key licenses nothing.
 func TestTransportWithRetryLoop(t *testing.T) {
 	var mu sync.Mutex
 	attempts := map[string]int{}
@@ -232,7 +241,7 @@ func TestTransportWithRetryLoop(t *testing.T) {
 	defer srv.Close()
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
-	client := &http.Client{Transport: idempotency.NewTransport(transport.New(base, transport.Config{}), idempotency.Config{})}
+	client := &http.Client{Transport: idempotency.NewTransport(transport.New(base, transport.Config{}), idempotency.Config{KeysHonored: true})}
 
 	for i := range 5 {
 		resp, err := client.Post(srv.URL, "text/plain", strings.NewReader("order "+string(rune('a'+i))))
@@ -251,12 +260,62 @@ func TestTransportWithRetryLoop(t *testing.T) {
 	assert.Len(t, attempts, 5, "one key per call")
 	mu.Unlock()
 
-	// Without the client link the same POST is not retried.
-	client = &http.Client{Transport: transport.New(base, transport.Config{})}
-	resp, err := client.Post(srv.URL, "text/plain", strings.NewReader("x"))
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	// Without the declaration, or without the client link, the same POST
+	// is not retried.
+	for name, rt := range map[string]http.RoundTripper{
+		"undeclared": idempotency.NewTransport(transport.New(base, transport.Config{}), idempotency.Config{}),
+		"no link":    transport.New(base, transport.Config{}),
+	} {
+		resp, err := (&http.Client{Transport: rt}).Post(srv.URL, "text/plain", strings.NewReader("x"))
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, name)
+		if key := idempotency.ResponseKey(resp); key != "" {
+			mu.Lock()
+			assert.Equal(t, 1, attempts[key], "%s: sent once with its key", name)
+			mu.Unlock()
+		}
+	}
+}
+
+// TestTransportKeyLicense checks what the retry loop's classifier makes of
+// the request the link sends: a key licenses a repeat when the caller set
+// it or the host is declared to honour keys, never when it was only
+// generated.
+func TestTransportKeyLicense(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     idempotency.Config
+		ctx     context.Context
+		header  http.Header
+		license bool
+	}{
+		{"generated", idempotency.Config{}, context.Background(), nil, false},
+		{"generated X-", idempotency.Config{Header: "X-Idempotency-Key"}, context.Background(), nil, false},
+		{"generated, host honours keys", idempotency.Config{KeysHonored: true}, context.Background(), nil, true},
+		{"generated X-, host honours keys", idempotency.Config{Header: "X-Idempotency-Key", KeysHonored: true}, context.Background(), nil, true},
+		{"generated by NewKey", idempotency.Config{NewKey: idempotency.NewKeyV7}, context.Background(), nil, false},
+		{"WithKey", idempotency.Config{}, idempotency.WithKey(context.Background(), "job-1"), nil, true},
+		{"caller header", idempotency.Config{}, context.Background(), http.Header{"Idempotency-Key": {"mine"}}, true},
+		{"caller X header", idempotency.Config{}, context.Background(), http.Header{"X-Idempotency-Key": {"mine"}}, true},
+		{"custom header licenses nothing", idempotency.Config{Header: "X-Request-Key", KeysHonored: true}, context.Background(), nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next := &stub{}
+			rt := idempotency.NewTransport(next, tt.cfg)
+			req, _ := http.NewRequestWithContext(tt.ctx, "POST", "http://example.test/", strings.NewReader("x"))
+			for k, v := range tt.header {
+				req.Header[k] = v
+			}
+			_, err := rt.RoundTrip(req)
+			require.NoError(t, err)
+			sent := next.last()
+			assert.Equal(t, tt.license, classify.Idempotent(sent), "header %v", sent.Header)
+			v := classify.Classify(sent, nil, io.ErrUnexpectedEOF)
+			assert.Equal(t, tt.license, v.Outcome == classify.Retryable, "an EOF after sending: %v", v)
+		})
+	}
 }
 
 func TestTransportAllocations(t *testing.T) {
@@ -269,6 +328,8 @@ func TestTransportAllocations(t *testing.T) {
 	post := testing.AllocsPerRun(1000, func() { _, _ = rt.RoundTrip(req) })
 	// The request copy (with the key inside it) and the header map (two).
 	assert.LessOrEqual(t, post, 3.0, "POST with key injection")
+	honored := idempotency.NewTransport(nopRT{resp}, idempotency.Config{KeysHonored: true})
+	assert.LessOrEqual(t, testing.AllocsPerRun(1000, func() { _, _ = honored.RoundTrip(req) }), 3.0, "toward a host that honours keys")
 
 	get, _ := http.NewRequest("GET", "http://example.test/", nil)
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = rt.RoundTrip(get) }), "GET passes through")

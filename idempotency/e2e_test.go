@@ -83,13 +83,15 @@ type e2eResult struct {
 	drops      int
 	replays    int64
 	answers201 int
+	errors     int // calls that failed (a lost answer that was not retried)
 }
 
 // runE2E sends calls POSTs, from parallel callers, through the full client
 // chain (key injection outside the retry loop) to a loopback server that
 // loses 30% of first responses after doing the work, with or without the
-// middleware in front of the handler.
-func runE2E(t *testing.T, calls int, withMiddleware bool) e2eResult {
+// middleware in front of the handler, and with or without declaring that
+// the server honours keys (Config.KeysHonored).
+func runE2E(t *testing.T, calls int, withMiddleware, declared bool) e2eResult {
 	t.Helper()
 	o := &orders{created: make(map[int]int)}
 	var replays atomic.Int64
@@ -111,12 +113,12 @@ func runE2E(t *testing.T, calls int, withMiddleware bool) e2eResult {
 	defer base.CloseIdleConnections()
 	client := &http.Client{Transport: idempotency.NewTransport(
 		transport.New(base, transport.Config{}),
-		idempotency.Config{},
+		idempotency.Config{KeysHonored: declared},
 	)}
 
 	const callers = 32
 	work := make(chan int)
-	var ok201 atomic.Int64
+	var ok201, failed atomic.Int64
 	var wg sync.WaitGroup
 	for range callers {
 		wg.Go(func() {
@@ -128,7 +130,8 @@ func runE2E(t *testing.T, calls int, withMiddleware bool) e2eResult {
 				}
 				req.Header.Set("X-Order", strconv.Itoa(n))
 				resp, err := client.Do(req)
-				if !assert.NoError(t, err, "order %d", n) {
+				if err != nil {
+					failed.Add(1)
 					continue
 				}
 				body, err := io.ReadAll(resp.Body)
@@ -148,20 +151,24 @@ func runE2E(t *testing.T, calls int, withMiddleware bool) e2eResult {
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return e2eResult{created: o.created, drops: int(fault.drops.Load()), replays: replays.Load(), answers201: int(ok201.Load())}
+	return e2eResult{created: o.created, drops: int(fault.drops.Load()), replays: replays.Load(),
+		answers201: int(ok201.Load()), errors: int(failed.Load())}
 }
 
 // TestEndToEndExactlyOnce is the point of the package: with keys injected
-// on the client and the middleware on the server, lost responses are
-// retried and every POST has its effect exactly once; without the
-// middleware the same retries duplicate the effect.
+// on the client and the middleware on the server (declared to the client
+// with KeysHonored), lost responses are retried and every POST has its
+// effect exactly once. Toward a server not declared, the generated keys
+// license no retry: no effect is duplicated and the lost answers reach
+// their callers as errors. A false declaration (no middleware) makes the
+// same retries duplicate the effect.
 func TestEndToEndExactlyOnce(t *testing.T) {
 	const calls = 1000
 	wantDrops := calls * 3 / 10
 
 	t.Run("with middleware", func(t *testing.T) {
 		t.Parallel()
-		got := runE2E(t, calls, true)
+		got := runE2E(t, calls, true, true)
 		// Exactly 300 drops also proves each retry carried its call's key:
 		// a new key would have looked like a first attempt and been dropped
 		// again.
@@ -178,9 +185,23 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 		assert.EqualValues(t, wantDrops, got.replays, "each lost response was replayed")
 	})
 
-	t.Run("without middleware", func(t *testing.T) {
+	t.Run("without middleware, undeclared", func(t *testing.T) {
 		t.Parallel()
-		got := runE2E(t, calls, false)
+		got := runE2E(t, calls, false, false)
+		require.Equal(t, wantDrops, got.drops)
+		assert.Equal(t, calls-wantDrops, got.answers201)
+		assert.Equal(t, wantDrops, got.errors, "a lost answer is the caller's error, not a retry")
+		assert.Len(t, got.created, calls)
+		for n, times := range got.created {
+			if !assert.Equal(t, 1, times, "order %d", n) {
+				break
+			}
+		}
+	})
+
+	t.Run("without middleware, falsely declared", func(t *testing.T) {
+		t.Parallel()
+		got := runE2E(t, calls, false, true)
 		require.Equal(t, wantDrops, got.drops)
 		assert.Equal(t, calls, got.answers201, "retries hide the lost responses from callers...")
 		dups := 0

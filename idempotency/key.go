@@ -3,16 +3,20 @@
 //
 //   - on the client, Transport adds a fresh key to every POST and PATCH that
 //     lacks one, once per call and outside the retry loop, so every attempt
-//     of the call carries the same key and the retry loop may repeat it
-//     (classify.Idempotent treats a keyed request as safe to repeat);
+//     of the call carries the same key;
 //   - on the server, Middleware deduplicates by key: the first request with a
 //     key runs the handler and stores its response, a repeat gets the stored
 //     response back without running the handler, a concurrent repeat gets
 //     409, and a repeat with a different body gets 422.
 //
-// Injecting keys is only safe toward servers that honour the header. A
-// server that ignores it will run a retried POST twice; turn injection off
-// for such hosts (Config.Skip, Config.Disable).
+// A key alone does not make a retry safe: a server that ignores the header
+// runs a repeated POST twice. So a generated key licenses a retry after an
+// ambiguous failure (a reset after the request was written, a 5xx) only
+// toward a host declared to deduplicate (Config.KeysHonored); toward any
+// other, the POST is retried only when it provably was not sent or was
+// answered 429, by the retry loop and by net/http alike. A key the caller
+// sets (the header, or WithKey) is the caller's declaration and licenses
+// retries (classify.Idempotent treats such a request as safe to repeat).
 //
 // The Store behind the middleware is an interface of four atomic operations
 // (Reserve, Complete, Release, Lookup) that a database or Redis can
