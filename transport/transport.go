@@ -148,6 +148,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if cur.verdict.Outcome == classify.Final && (err != nil || cfg.Observer != nil) {
 				return t.giveUp(req, cur, n, StopFinal, nil)
 			}
+			if n > 1 {
+				var stop error // success after retries
+				if cur.verdict.Outcome == classify.Final {
+					stop = ErrFinal
+				}
+				remember(resp, n, stop)
+			}
 			return resp, nil
 		}
 		// The outcome is retryable: may we, and how long do we wait?
@@ -376,6 +383,11 @@ func (t *Transport) finish(o outcome, attempts int, stop string, refusal error) 
 			err = &deadlineError{err}
 		}
 		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Err: err, Refusal: refusal}
+	}
+	if o.resp != nil && (attempts > 1 || stop != StopFinal) {
+		// Given up, or retried: say why (see Outcome). A first
+		// attempt's final status is handed back as it came, for free.
+		remember(o.resp, attempts, stopOf(stop, refusal))
 	}
 	return o.resp, nil
 }
