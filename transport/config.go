@@ -74,7 +74,9 @@ type Config struct {
 	// stalls): that attempt's body then ends early with an error matching
 	// classify.ErrAttemptTimeout, and the loop goes on. Zero means no
 	// per-attempt limit: only the caller's context bounds an attempt,
-	// including the reading of a retried response's body.
+	// including the reading of a retried response's body. The body of a
+	// 101 Switching Protocols response, the upgraded connection, is handed
+	// over untouched, an io.ReadWriteCloser whatever AttemptTimeout is.
 	AttemptTimeout time.Duration
 
 	// Classifier decides which outcomes are retryable. Nil means the zero

@@ -274,6 +274,14 @@ func (t *Transport) send(req *http.Request) (*http.Response, error) {
 		cancel(nil)
 		return nil, err
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body is the upgraded connection, an io.ReadWriteCloser the
+		// caller now owns (a WebSocket client asserts that type): hand it
+		// over as it came. net/http has already let go of the request's
+		// context, so the attempt's can end now.
+		cancel(nil)
+		return resp, nil
+	}
 	// Headers arrived in time; the body is the caller's to read, and the
 	// attempt's context ends when it is closed.
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
