@@ -17,58 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestMemoryStoreNoFutileEviction: when a new key or a response cannot fit
-// even with every completed record gone (the in-flight ones alone fill the
-// store), nothing is evicted. Evicting would free those keys for a second
-// run of their handlers and gain nothing.
-func TestMemoryStoreNoFutileEviction(t *testing.T) {
-	big := make([]byte, 1500)
-	tests := []struct {
-		name string
-		cfg  idempotency.MemoryConfig
-		// act fills the rest of the store and does the operation that
-		// cannot fit.
-		act func(t *testing.T, s *idempotency.MemoryStore)
-	}{
-		{
-			name: "response larger than the store",
-			cfg:  idempotency.MemoryConfig{MaxBytes: 4096},
-			act: func(t *testing.T, s *idempotency.MemoryStore) {
-				rec, _, err := s.Reserve(ctx, "huge", fp(1), time.Minute)
-				require.NoError(t, err)
-				require.NoError(t, s.Complete(ctx, "huge", rec.Token, &idempotency.Response{Status: 201, Body: make([]byte, 8192)}, time.Hour))
-				got, _, _ := s.Lookup(ctx, "huge")
-				assert.True(t, got.Response.NotReplayable, "kept without its body")
-			},
-		},
-		{
-			name: "bytes: in-flight keys fill the store",
-			cfg:  idempotency.MemoryConfig{MaxBytes: 4096},
-			act: func(t *testing.T, s *idempotency.MemoryStore) {
-				_, _, err := s.Reserve(ctx, strings.Repeat("x", 500), fp(1), time.Minute)
-				require.NoError(t, err)
-				_, _, err = s.Reserve(ctx, strings.Repeat("y", 3500), fp(1), time.Minute)
-				assert.ErrorIs(t, err, idempotency.ErrStoreFull)
-			},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := idempotency.NewMemoryStore(tt.cfg)
-			for i := range 2 {
-				k := strconv.Itoa(i)
-				rec, _, err := s.Reserve(ctx, k, fp(1), time.Minute)
-				require.NoError(t, err)
-				require.NoError(t, s.Complete(ctx, k, rec.Token, &idempotency.Response{Status: 200, Body: big}, time.Hour))
-			}
-			tt.act(t, s)
-			_, found, _ := s.Lookup(ctx, "1")
-			assert.True(t, found, "the newest completed record is still there")
-			assert.LessOrEqual(t, s.Bytes(), tt.cfg.MaxBytes)
-		})
-	}
-}
-
 // TestMiddlewareEmptyMethods: an empty, non-nil Methods honours no
 // method's keys (as Config.Methods on the client), rather than falling
 // back to POST and PATCH.

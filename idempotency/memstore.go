@@ -3,14 +3,16 @@ package idempotency
 import (
 	"container/heap"
 	"context"
+	"strings"
 	"sync"
 	"time"
 )
 
 // Defaults of MemoryConfig.
 const (
-	DefaultMaxEntries = 100_000
-	DefaultMaxBytes   = 64 << 20
+	DefaultMaxEntries    = 100_000
+	DefaultMaxBytes      = 64 << 20
+	DefaultMaxScopeShare = 0.25
 )
 
 // entryOverhead is the memory an entry costs besides its key and response.
@@ -25,6 +27,11 @@ type MemoryConfig struct {
 	// MaxBytes bounds the memory held by keys and stored responses, as
 	// estimated from their lengths. Zero or negative means 64 MiB.
 	MaxBytes int64
+	// MaxScopeShare is the largest share of MaxEntries and of MaxBytes
+	// that the keys of one scope may hold, so that one caller cannot fill
+	// the store and lock the others out. Zero or negative means 1/4; 1 or
+	// more means no bound per scope.
+	MaxScopeShare float64
 }
 
 // MemoryStore is a Store in process memory, for a single server (servers
@@ -33,39 +40,57 @@ type MemoryConfig struct {
 //
 // Records expire lazily: each operation first removes the records whose
 // lease or TTL has ended, in expiry order, so no goroutine runs in the
-// background and there is nothing to close. When a new key would exceed
-// MaxEntries or MaxBytes, completed records are evicted, oldest completion
-// first; in-flight reservations are never evicted (Reserve returns
-// ErrStoreFull instead), since forgetting one would let a concurrent repeat
-// run the handler a second time. A response too large to fit even after
-// evicting every completed record is kept as NotReplayable (its body
-// dropped), which keeps the key used; completed records are evicted only
-// when that makes room.
+// background and there is nothing to close.
+//
+// A record is never removed before it expires: forgetting a reservation
+// would let a concurrent repeat run the handler a second time, and
+// forgetting a completed record would let a retry run it again. So when a
+// new key would exceed MaxEntries or MaxBytes, Reserve returns
+// ErrStoreFull (the middleware answers 503 with Retry-After) until
+// records expire: size the store for the keyed requests of one TTL. A
+// response that does not fit is kept as NotReplayable (its header and
+// body dropped, a few bytes over the bound at worst), which keeps its key
+// used.
+//
+// Keys are bounded per scope too: the scope of a key is the part before
+// its last newline (StoreKey's layout; a key without one belongs to no
+// scope), and one scope may hold at most MaxScopeShare of the entries and
+// bytes. A caller filling its share gets ErrStoreFull while the others
+// go on. The default scope gives each credential its own share, but a
+// caller who can mint credentials (anonymous cookies, say) can take
+// several: rate-limit such callers in front of the middleware, or scope
+// by an authenticated principal.
 //
 // Create one with NewMemoryStore; the zero value is not usable.
 type MemoryStore struct {
-	maxEntries int
-	maxBytes   int64
+	maxEntries      int
+	maxBytes        int64
+	maxScopeEntries int
+	maxScopeBytes   int64
 
 	mu        sync.Mutex
 	entries   map[string]*entry
+	scopes    map[string]*scopeUse
 	expiry    expiryHeap // every entry, soonest expiry first
-	oldest    *entry     // completed entries, oldest completion first
-	newest    *entry
 	bytes     int64
-	doneLen   int   // entries in the completed list
-	doneBytes int64 // their sizes
 	lastToken uint64
 }
 
 // entry is one key's record with its bookkeeping. Guarded by
 // MemoryStore.mu.
 type entry struct {
-	key        string
-	rec        Record
-	size       int64
-	index      int    // position in MemoryStore.expiry
-	prev, next *entry // neighbours in the completed list
+	key   string
+	rec   Record
+	size  int64
+	index int       // position in MemoryStore.expiry
+	scope *scopeUse // nil for a key without a scope
+}
+
+// scopeUse is what one scope's entries hold. Guarded by MemoryStore.mu.
+type scopeUse struct {
+	name    string
+	entries int
+	bytes   int64
 }
 
 // NewMemoryStore returns an empty MemoryStore bounded by cfg.
@@ -76,11 +101,27 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = DefaultMaxBytes
 	}
-	return &MemoryStore{
-		maxEntries: cfg.MaxEntries,
-		maxBytes:   cfg.MaxBytes,
-		entries:    make(map[string]*entry),
+	if cfg.MaxScopeShare <= 0 {
+		cfg.MaxScopeShare = DefaultMaxScopeShare
 	}
+	share := min(cfg.MaxScopeShare, 1)
+	return &MemoryStore{
+		maxEntries:      cfg.MaxEntries,
+		maxBytes:        cfg.MaxBytes,
+		maxScopeEntries: max(1, int(share*float64(cfg.MaxEntries))),
+		maxScopeBytes:   max(1, int64(share*float64(cfg.MaxBytes))),
+		entries:         make(map[string]*entry),
+		scopes:          make(map[string]*scopeUse),
+	}
+}
+
+// scopeOf returns the scope part of a store key, and whether it has one.
+func scopeOf(key string) (string, bool) {
+	i := strings.LastIndexByte(key, '\n')
+	if i < 0 {
+		return "", false
+	}
+	return key[:i], true
 }
 
 // Reserve implements Store. A lease of zero or less expires at once.
@@ -93,18 +134,28 @@ func (s *MemoryStore) Reserve(_ context.Context, key string, fp Fingerprint, lea
 		return e.rec, false, nil
 	}
 	size := int64(len(key)) + entryOverhead
-	if !s.makeRoomLocked(1, size) {
+	var use *scopeUse
+	if name, ok := scopeOf(key); ok {
+		use = s.scopes[name]
+		if use == nil {
+			use = &scopeUse{name: name}
+		}
+	}
+	if !s.fitsLocked(use, 1, size) {
 		return Record{}, false, ErrStoreFull
+	}
+	if use != nil && use.entries == 0 {
+		s.scopes[use.name] = use
 	}
 	s.lastToken++
 	e := &entry{
-		key:  key,
-		rec:  Record{Fingerprint: fp, Token: s.lastToken, Expires: now.Add(lease)},
-		size: size,
+		key:   key,
+		rec:   Record{Fingerprint: fp, Token: s.lastToken, Expires: now.Add(lease)},
+		scope: use,
 	}
 	s.entries[key] = e
 	heap.Push(&s.expiry, e)
-	s.bytes += size
+	s.addLocked(e, 1, size)
 	return e.rec, true, nil
 }
 
@@ -137,17 +188,14 @@ func (s *MemoryStore) Complete(_ context.Context, key string, token uint64, resp
 		return ErrLeaseLost
 	}
 	add := resp.size()
-	if !s.makeRoomLocked(0, add) {
-		resp = &Response{Status: resp.Status, NotReplayable: true}
-		add = resp.size()
-		s.makeRoomLocked(0, add) // a few bytes over the bound at worst
+	if !s.fitsLocked(e.scope, 0, add) {
+		resp = &Response{Status: resp.Status, NotReplayable: true, OutcomeUnknown: resp.OutcomeUnknown}
+		add = resp.size() // a few bytes over the bound at worst
 	}
 	e.rec.Response = resp
 	e.rec.Expires = now.Add(ttl)
-	e.size += add
-	s.bytes += add
+	s.addLocked(e, 0, add)
 	heap.Fix(&s.expiry, e.index)
-	s.pushNewestLocked(e)
 	return nil
 }
 
@@ -201,62 +249,38 @@ func (s *MemoryStore) expireLocked(now time.Time) {
 	}
 }
 
-// makeRoomLocked evicts completed entries, oldest first, until n more
-// entries and size more bytes fit, and reports whether they do. When they
-// would not fit even without any completed entry (the in-flight ones fill
-// the store), it evicts nothing: that would free keys for a second run and
-// gain nothing. The caller holds s.mu.
-func (s *MemoryStore) makeRoomLocked(n int, size int64) bool {
-	if len(s.entries)-s.doneLen+n > s.maxEntries || s.bytes-s.doneBytes+size > s.maxBytes {
+// fitsLocked reports whether n more entries and size more bytes fit in
+// the store and in use (nil for no scope). The caller holds s.mu.
+func (s *MemoryStore) fitsLocked(use *scopeUse, n int, size int64) bool {
+	if len(s.entries)+n > s.maxEntries || s.bytes+size > s.maxBytes {
 		return false
 	}
-	for len(s.entries)+n > s.maxEntries || s.bytes+size > s.maxBytes {
-		if s.oldest == nil {
-			return false
-		}
-		s.removeLocked(s.oldest)
+	return use == nil || use.entries+n <= s.maxScopeEntries && use.bytes+size <= s.maxScopeBytes
+}
+
+// addLocked counts n more entries and size more bytes for e. The caller
+// holds s.mu.
+func (s *MemoryStore) addLocked(e *entry, n int, size int64) {
+	e.size += size
+	s.bytes += size
+	if e.scope != nil {
+		e.scope.entries += n
+		e.scope.bytes += size
 	}
-	return true
 }
 
 // removeLocked deletes e from every structure. The caller holds s.mu.
 func (s *MemoryStore) removeLocked(e *entry) {
 	delete(s.entries, e.key)
 	heap.Remove(&s.expiry, e.index)
-	if e.rec.Response != nil {
-		s.unlinkLocked(e)
-	}
 	s.bytes -= e.size
-}
-
-// pushNewestLocked appends e to the completed list. The caller holds s.mu.
-func (s *MemoryStore) pushNewestLocked(e *entry) {
-	e.prev, e.next = s.newest, nil
-	s.doneLen++
-	s.doneBytes += e.size
-	if s.newest != nil {
-		s.newest.next = e
-	} else {
-		s.oldest = e
+	if u := e.scope; u != nil {
+		u.entries--
+		u.bytes -= e.size
+		if u.entries == 0 {
+			delete(s.scopes, u.name)
+		}
 	}
-	s.newest = e
-}
-
-// unlinkLocked removes e from the completed list. The caller holds s.mu.
-func (s *MemoryStore) unlinkLocked(e *entry) {
-	s.doneLen--
-	s.doneBytes -= e.size
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		s.oldest = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		s.newest = e.prev
-	}
-	e.prev, e.next = nil, nil
 }
 
 // expiryHeap orders entries by expiry, soonest first (container/heap).
