@@ -3,9 +3,12 @@ package idempotency_test
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -121,4 +124,63 @@ func TestMiddlewareBodyBehindOuterMiddleware(t *testing.T) {
 			assert.Equal(t, []idempotency.Decision{tt.wantDec}, got, "decisions, read after the response")
 		})
 	}
+}
+
+// TestMiddlewareBodyGrowsAsBytesArrive: a client that declares a large
+// Content-Length and sends little costs the server what it sent, not what
+// it declared. 48 connections declaring 1 MiB each and sending 10 bytes
+// once grew the heap by 48 MiB; the bound here is 8 MiB (the connections'
+// own buffers and goroutines take about 1 MiB).
+func TestMiddlewareBodyGrowsAsBytesArrive(t *testing.T) {
+	const conns = 48
+	var reading sync.WaitGroup
+	reading.Add(conns)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = &firstRead{ReadCloser: r.Body, done: reading.Done}
+		idempotency.Middleware(nil, idempotency.MiddlewareConfig{Logger: quiet})(&created{}).ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	before := heapInUse()
+	var clients []net.Conn
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for i := range conns {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		require.NoError(t, err)
+		clients = append(clients, c)
+		_, err = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k%d\r\nContent-Length: %d\r\n\r\n0123456789", i, 1<<20)
+		require.NoError(t, err)
+	}
+	reading.Wait() // every handler has its buffer and waits for more bytes
+	grown := heapInUse() - before
+	t.Logf("heap grew by %d KiB for %d connections", grown>>10, conns)
+	assert.Less(t, grown, int64(8<<20))
+}
+
+// firstRead is a request body that calls done on its first Read that
+// returns data (so after readBody allocated its buffer).
+type firstRead struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if n > 0 || err != nil {
+		f.once.Do(f.done)
+	}
+	return n, err
+}
+
+// heapInUse returns the bytes of live heap objects after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

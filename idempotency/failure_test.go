@@ -37,25 +37,37 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.created.ServeHTTP(w, r)
 }
 
-func TestMiddlewareReleasesOnFailure(t *testing.T) {
+// noScope puts every key in the scope "", so a test can look keys up with
+// StoreKey("", key).
+func noScope(*http.Request) string { return "" }
+
+// TestMiddlewareStoresEveryStatus: a response is stored whatever its
+// status, 5xx included, since a handler may answer 500 after its effect;
+// a retry is replayed, never run again. The Release opt-out still
+// releases the statuses it picks.
+func TestMiddlewareStoresEveryStatus(t *testing.T) {
 	tests := []struct {
 		name    string
 		cfg     idempotency.MiddlewareConfig
 		status  int
 		release bool
 	}{
-		{"500", idempotency.MiddlewareConfig{}, 500, true},
-		{"503", idempotency.MiddlewareConfig{}, 503, true},
-		{"429", idempotency.MiddlewareConfig{}, 429, true},
-		{"400 is stored", idempotency.MiddlewareConfig{}, 400, false},
-		{"409 from the handler is stored", idempotency.MiddlewareConfig{}, 409, false},
-		{"custom release keeps 503", idempotency.MiddlewareConfig{Release: func(int) bool { return false }}, 503, false},
+		{"500 after the effect", idempotency.MiddlewareConfig{}, 500, false},
+		{"503", idempotency.MiddlewareConfig{}, 503, false},
+		{"429", idempotency.MiddlewareConfig{}, 429, false},
+		{"400", idempotency.MiddlewareConfig{}, 400, false},
+		{"409 from the handler", idempotency.MiddlewareConfig{}, 409, false},
+		{"opt-out releases 503", idempotency.MiddlewareConfig{Release: idempotency.ReleaseRetryable}, 503, true},
+		{"opt-out stores 400", idempotency.MiddlewareConfig{Release: idempotency.ReleaseRetryable}, 400, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var effects atomic.Int64
 			h := &flaky{fail: func(w http.ResponseWriter, run int64) bool {
 				if run == 1 {
+					effects.Add(1) // the effect happens, then the handler fails
 					w.WriteHeader(tt.status)
+					io.WriteString(w, "failed after the effect")
 					return true
 				}
 				return false
@@ -67,25 +79,29 @@ func TestMiddlewareReleasesOnFailure(t *testing.T) {
 			if tt.release {
 				assert.Equal(t, 201, second.status, "the retry runs the handler again")
 				assert.EqualValues(t, 2, h.runs.Load())
-				third := hs.do("POST", "/", "x", "Idempotency-Key", "k")
-				assert.Equal(t, "true", third.header.Get(idempotency.HeaderReplayed))
-				assert.Equal(t, []idempotency.Decision{idempotency.DecisionReleased, idempotency.DecisionExecuted,
-					idempotency.DecisionReplayed}, hs.decisions())
-			} else {
-				assert.Equal(t, tt.status, second.status)
-				assert.Equal(t, "true", second.header.Get(idempotency.HeaderReplayed))
-				assert.EqualValues(t, 1, h.runs.Load())
+				assert.Equal(t, []idempotency.Decision{idempotency.DecisionReleased, idempotency.DecisionExecuted}, hs.decisions())
+				return
 			}
+			assert.Equal(t, tt.status, second.status)
+			assert.Equal(t, "failed after the effect", second.body)
+			assert.Equal(t, "true", second.header.Get(idempotency.HeaderReplayed))
+			assert.EqualValues(t, 1, h.runs.Load(), "the effect ran once")
+			assert.EqualValues(t, 1, effects.Load())
+			assert.Equal(t, []idempotency.Decision{idempotency.DecisionExecuted, idempotency.DecisionReplayed}, hs.decisions())
 		})
 	}
 }
 
-func TestMiddlewarePanicReleasesAndRepanics(t *testing.T) {
-	for _, keep := range []bool{false, true} {
-		t.Run(map[bool]string{false: "release", true: "keep aborted"}[keep], func(t *testing.T) {
+// TestMiddlewarePanicOutcomeUnknown: a handler that panics may have had
+// its effect, so its key is completed as OutcomeUnknown and a repeat gets
+// a 500 problem saying so, not a second run; the panic continues. With
+// ReleaseAborted the key is released instead.
+func TestMiddlewarePanicOutcomeUnknown(t *testing.T) {
+	for _, release := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "release aborted"}[release], func(t *testing.T) {
 			store := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
 			var runs atomic.Int64
-			h := idempotency.Middleware(store, idempotency.MiddlewareConfig{KeepAborted: keep})(http.HandlerFunc(
+			h := idempotency.Middleware(store, idempotency.MiddlewareConfig{ReleaseAborted: release})(http.HandlerFunc(
 				func(w http.ResponseWriter, r *http.Request) {
 					if runs.Add(1) == 1 {
 						panic("boom")
@@ -101,56 +117,76 @@ func TestMiddlewarePanicReleasesAndRepanics(t *testing.T) {
 			}
 			assert.PanicsWithValue(t, "boom", func() { send() }, "the panic continues")
 			second := send()
-			if keep {
-				assert.Equal(t, 410, second.Code)
-				assert.EqualValues(t, 1, runs.Load())
+			if release {
+				assert.Equal(t, 201, second.Code, "the key was released")
+				assert.EqualValues(t, 2, runs.Load())
 				return
 			}
-			assert.Equal(t, 201, second.Code, "the key was released")
-			assert.EqualValues(t, 2, runs.Load())
+			assert.Equal(t, 500, second.Code)
+			assert.Contains(t, second.Body.String(), idempotency.ProblemOutcomeUnknown)
+			assert.EqualValues(t, 1, runs.Load(), "never a second run")
 		})
 	}
 }
 
+// TestMiddlewarePanicThroughServer: a handler that panics behind a real
+// server (the connection is dropped, the client sees an error) leaves its
+// key completed as OutcomeUnknown; the client's retry gets the 500
+// problem, and the handler ran once.
 func TestMiddlewarePanicThroughServer(t *testing.T) {
+	var effects atomic.Int64
 	// http.ErrAbortHandler is how a handler aborts a response; the server
 	// recovers it silently and closes the connection.
-	h := &flaky{fail: func(http.ResponseWriter, int64) bool { panic(http.ErrAbortHandler) }}
+	h := &flaky{fail: func(http.ResponseWriter, int64) bool {
+		effects.Add(1)
+		panic(http.ErrAbortHandler)
+	}}
 	hs := newHarness(t, idempotency.MiddlewareConfig{}, h)
 	req, _ := http.NewRequest("POST", hs.srv.URL, strings.NewReader("x"))
 	req.Header.Set("Idempotency-Key", "k")
 	_, err := hs.cl.Do(req)
 	require.Error(t, err)
-	assert.Equal(t, []idempotency.Decision{idempotency.DecisionReleased}, hs.decisions())
-	_, found, _ := hs.store.Lookup(context.Background(), idempotency.StoreKey("", "k"))
-	assert.False(t, found)
+	retry := hs.do("POST", "/", "x", "Idempotency-Key", "k")
+	assert.Equal(t, 500, retry.status)
+	assert.Equal(t, idempotency.ProblemOutcomeUnknown, retry.problemType())
+	assert.EqualValues(t, 1, effects.Load(), "the effect ran once")
+	assert.Equal(t, []idempotency.Decision{idempotency.DecisionAborted, idempotency.DecisionOutcomeUnknown}, hs.decisions())
 }
 
+// TestMiddlewareClientGone: a handler that returns without writing after
+// its client left (it gave up, or succeeded with an implicit 200 nobody
+// saw) may have had its effect: its key is completed as OutcomeUnknown.
+// One that wrote its answer has it stored as usual.
 func TestMiddlewareClientGone(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
-		keep    bool
-		stored  bool
+		cfg     idempotency.MiddlewareConfig
+		want    int // the repeat's status; 0 when the key was released
 	}{
-		{"handler gives up: released", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, false, false},
-		{"handler gives up, keep aborted", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, true, true},
+		{"handler gives up", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, idempotency.MiddlewareConfig{}, 500},
+		{"implicit 200 after the effect", func(w http.ResponseWriter, r *http.Request) {}, idempotency.MiddlewareConfig{}, 500},
+		{"release aborted", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, idempotency.MiddlewareConfig{ReleaseAborted: true}, 0},
 		{"handler finished anyway: stored", func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done()
 			w.WriteHeader(201)
-		}, false, true},
+		}, idempotency.MiddlewareConfig{}, 201},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			store := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
-			h := idempotency.Middleware(store, idempotency.MiddlewareConfig{KeepAborted: tt.keep})(tt.handler)
+			tt.cfg.Scope = noScope
+			h := idempotency.Middleware(store, tt.cfg)(tt.handler)
 			rctx, cancel := context.WithCancel(context.Background())
 			cancel() // the client is gone
 			r := httptest.NewRequestWithContext(rctx, "POST", "/", strings.NewReader("x"))
 			r.Header.Set("Idempotency-Key", "k")
 			h.ServeHTTP(httptest.NewRecorder(), r)
-			_, found, _ := store.Lookup(context.Background(), idempotency.StoreKey("", "k"))
-			assert.Equal(t, tt.stored, found)
+			rec, found, _ := store.Lookup(context.Background(), idempotency.StoreKey("", "k"))
+			require.Equal(t, tt.want != 0, found)
+			if found {
+				assert.Equal(t, tt.want == 500, rec.Response.OutcomeUnknown)
+			}
 		})
 	}
 }
@@ -274,6 +310,15 @@ func TestMiddlewareStoreFailure(t *testing.T) {
 	assert.Zero(t, h.runs.Load())
 }
 
+// deafStore is a MemoryStore whose Renew fails, as for a holder that
+// cannot reach the store (or has died).
+type deafStore struct{ *idempotency.MemoryStore }
+
+func (deafStore) Renew(context.Context, string, uint64, time.Duration) error { return errDown }
+
+// TestMiddlewareLeaseExpiry: a holder that cannot renew loses its lease
+// after Lease, so a repeat runs; the stale holder's late response is sent
+// but not stored (its Complete fails), and the new holder's is kept.
 func TestMiddlewareLeaseExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var (
@@ -282,7 +327,7 @@ func TestMiddlewareLeaseExpiry(t *testing.T) {
 			decisions []idempotency.Decision
 		)
 		wedged := make(chan struct{})
-		h := idempotency.Middleware(idempotency.NewMemoryStore(idempotency.MemoryConfig{}), idempotency.MiddlewareConfig{
+		h := idempotency.Middleware(deafStore{idempotency.NewMemoryStore(idempotency.MemoryConfig{})}, idempotency.MiddlewareConfig{
 			Lease:  30 * time.Second,
 			Logger: quiet,
 			OnDecision: func(_ *http.Request, d idempotency.Decision) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +19,11 @@ const (
 	DefaultMaxBodyBytes     = 1 << 20
 	DefaultMaxResponseBytes = 1 << 20
 )
+
+// DefaultAPIKeyHeaders are the request headers that the default scope
+// treats as credentials besides Authorization, Proxy-Authorization and
+// Cookie (MiddlewareConfig.APIKeyHeaders).
+var DefaultAPIKeyHeaders = []string{"X-Api-Key", "Api-Key", "X-Auth-Token"}
 
 // MiddlewareConfig configures Middleware. The zero value is the documented
 // default of every field; Middleware normalises a copy.
@@ -44,44 +51,60 @@ type MiddlewareConfig struct {
 	// MaxResponseBytes is the largest response body stored for replay. A
 	// larger response is still sent in full, and its key is completed as
 	// NotReplayable: a repeat gets 410 Gone (ProblemNotReplayable), because
-	// running the handler again would repeat its effect. Zero or negative
-	// means 1 MiB.
+	// running the handler again would repeat its effect. Zero or
+	// negative means 1 MiB.
 	MaxResponseBytes int
 
 	// TTL is how long a completed response is kept for replay. Zero or
 	// negative means 24 hours.
 	TTL time.Duration
 
-	// Lease is how long a key stays reserved while its handler runs. When a
-	// handler never finishes (a crashed process, with a shared store) the
-	// key is free again after Lease. Set it above the handler's longest
-	// run (the server's WriteTimeout): a handler still running when its
-	// lease ends lets a repeat run concurrently, and its own response is
-	// then not stored. Zero or negative means 1 minute.
+	// Lease is how long a key stays reserved after its holder was last
+	// heard from. While the handler runs, the middleware renews the lease
+	// every Lease/3 (Store.Renew), so a slow handler keeps its key however
+	// long it runs; the lease ends only when the holder's process died or
+	// could not reach the store for about a Lease, and then its late
+	// response is not stored (DecisionLeaseLost). Zero or negative means
+	// 1 minute.
 	Lease time.Duration
 
 	// RetryAfter is the wait advertised with 409 (a request with the key
-	// is in flight) and 503 (the store failed), rounded up to whole
-	// seconds. Zero or negative means 1 second.
+	// is in flight) and 503 (the store failed or is full), rounded up to
+	// whole seconds. Zero or negative means 1 second.
 	RetryAfter time.Duration
 
-	// Scope returns the namespace of a request's key, so that one client
-	// can never receive another's stored response. The middleware stores
-	// a key under StoreKey(Scope(r), key). Nil means AuthorizationScope.
+	// Scope returns the namespace of a request's key, so that one caller
+	// can never receive another's stored response or spend its keys. The
+	// middleware stores a key under StoreKey(Scope(r), key). A service that
+	// knows its authenticated principal (a user or tenant id set by its
+	// authentication middleware) should set Scope to return it: that is
+	// exact, where the default can only tell credentials apart. Nil means
+	// CallerScope with APIKeyHeaders: a digest of the Host and of every
+	// credential the request carries.
 	Scope func(r *http.Request) string
 
-	// Release decides, from the status the handler wrote, whether to
-	// release the key (nothing stored; a retry runs the handler again)
-	// rather than store the response. Nil means DefaultRelease: 5xx, 429
-	// and 408, the answers that ask the client to try again.
+	// APIKeyHeaders are the headers the default Scope treats as
+	// credentials, besides Authorization, Proxy-Authorization, Cookie and
+	// the TLS client certificate. Nil means DefaultAPIKeyHeaders; an empty
+	// non-nil slice means none. Unused when Scope is set.
+	APIKeyHeaders []string
+
+	// Release, when non-nil, decides from the status the handler wrote
+	// whether to release the key (nothing stored; a retry runs the
+	// handler again) rather than store the response. Set it only for
+	// handlers that have no effect when they answer such a status; a
+	// handler that knows it did nothing can instead call the package's
+	// Release function. Nil means that every status is stored, 5xx
+	// included: a 500 may come after the effect.
 	Release func(status int) bool
 
-	// KeepAborted makes a handler that panicked, or returned without
-	// writing anything after its client went away, complete its key as
-	// NotReplayable (a repeat gets 410) instead of releasing it. Set it
-	// when such a handler may already have had its effect. The zero value
-	// releases the key.
-	KeepAborted bool
+	// ReleaseAborted makes a handler that panicked, took over the
+	// connection, or returned without writing anything after its client
+	// went away release its key (a retry runs it again), instead of
+	// completing it as OutcomeUnknown (a repeat gets 500,
+	// ProblemOutcomeUnknown). Set it only when such handlers cannot have
+	// had an effect. The zero value keeps the key.
+	ReleaseAborted bool
 
 	// OnDecision, when non-nil, is called once per request with a keyed
 	// method with what the middleware did, after it did it. Nil costs
@@ -93,10 +116,12 @@ type MiddlewareConfig struct {
 	Logger *slog.Logger
 }
 
-// DefaultRelease reports whether status asks the client to try again
-// (5xx, 429 Too Many Requests, 408 Request Timeout), in which case the
-// middleware releases the key instead of storing the response.
-func DefaultRelease(status int) bool {
+// ReleaseRetryable reports whether status asks the client to try again
+// (5xx, 429 Too Many Requests, 408 Request Timeout). It is a
+// MiddlewareConfig.Release for handlers that have no effect whenever they
+// answer such a status; with it, a handler that answers 500 after its
+// effect runs again on the retry.
+func ReleaseRetryable(status int) bool {
 	return status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout
 }
 
@@ -107,33 +132,42 @@ func DefaultRelease(status int) bool {
 //   - parses the key (see ParseKey; 400 when invalid or repeated);
 //   - reads the body, up to cfg.MaxBodyBytes (413 beyond), and hands the
 //     handler an identical copy;
-//   - fingerprints method, path, query and body, and scopes the key with
-//     cfg.Scope (by default, a digest of the Authorization header);
-//   - reserves the key in store, for cfg.Lease. If it was free, the handler
-//     runs while its response is recorded, and the response is stored for
-//     cfg.TTL; if the handler answers a status cfg.Release picks (5xx by
-//     default), panics (the panic continues after the release), or gives
-//     up on a departed client, the key is released instead;
+//   - fingerprints method, path, query, Content-Type, Content-Encoding and
+//     body, and scopes the key with cfg.Scope (by default, a digest of the
+//     Host and of every credential: see CallerScope);
+//   - reserves the key in store, for cfg.Lease, renewed while the handler
+//     runs. If it was free, the handler runs while its response is
+//     recorded, and the response is stored for cfg.TTL whatever its
+//     status. A handler that panics, hijacks the connection, switches
+//     protocols, or returns without writing after its client left,
+//     completes the key as OutcomeUnknown (a panic then continues). A
+//     handler that calls Release(r) has its key released instead;
 //   - if the key was taken: a different fingerprint gets 422; a request
 //     still in flight gets 409 with Retry-After; a stored response is
 //     replayed with "Idempotent-Replayed: true", without calling the
-//     handler; a response that could not be stored gets 410;
-//   - if the store fails, answers 503 with Retry-After, without running
-//     the handler.
+//     handler; a response that could not be stored gets 410; an unknown
+//     outcome gets 500;
+//   - if the store fails or is full, answers 503 with Retry-After, without
+//     running the handler.
 //
 // The middleware's own answers have application/problem+json bodies
-// (RFC 9457) whose types are the Problem constants. A nil store means a new
-// MemoryStore with default bounds; a nil handler means http.NotFoundHandler.
+// (RFC 9457) whose types are the Problem constants.
+//
+// When store implements TxStore, each request runs in one of its
+// transactions instead, and its response is sent after the commit: see
+// TxStore. A nil store means a new MemoryStore with default bounds; a nil
+// handler means http.NotFoundHandler.
 func Middleware(store Store, cfg MiddlewareConfig) func(http.Handler) http.Handler {
 	if store == nil {
 		store = NewMemoryStore(MemoryConfig{})
 	}
 	cfg = cfg.normalize()
+	tx, _ := store.(TxStore)
 	return func(next http.Handler) http.Handler {
 		if next == nil {
 			next = http.NotFoundHandler()
 		}
-		return &middleware{next: next, store: store, cfg: cfg}
+		return &middleware{next: next, store: store, tx: tx, cfg: cfg}
 	}
 }
 
@@ -142,6 +176,10 @@ func (c MiddlewareConfig) normalize() MiddlewareConfig {
 	if c.Methods != nil {
 		c.Methods = append(make([]string, 0, len(c.Methods)), c.Methods...)
 	}
+	if c.APIKeyHeaders == nil {
+		c.APIKeyHeaders = DefaultAPIKeyHeaders
+	}
+	c.APIKeyHeaders = canonicalHeaders(c.APIKeyHeaders)
 	if c.MaxKeyLength <= 0 {
 		c.MaxKeyLength = DefaultMaxKeyLength
 	}
@@ -160,9 +198,6 @@ func (c MiddlewareConfig) normalize() MiddlewareConfig {
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = DefaultRetryAfter
 	}
-	if c.Release == nil {
-		c.Release = DefaultRelease
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -173,6 +208,7 @@ func (c MiddlewareConfig) normalize() MiddlewareConfig {
 type middleware struct {
 	next  http.Handler
 	store Store
+	tx    TxStore // store, when it can run a request in a transaction
 	cfg   MiddlewareConfig
 }
 
@@ -212,22 +248,40 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fp := fingerprint(r, body)
 	skey := m.storeKey(r, key)
+	if m.tx != nil {
+		m.serveTx(w, r, body, key, skey, fp)
+		return
+	}
 
 	rec, reserved, err := m.store.Reserve(r.Context(), skey, fp, m.cfg.Lease)
+	if err == nil && reserved {
+		m.execute(w, r, body, skey, rec.Token)
+		return
+	}
+	m.answerTaken(w, r, key, fp, rec, err)
+}
+
+// answerTaken answers a request whose key could not be reserved: err is
+// Reserve's error, or rec the record that holds the key.
+func (m *middleware) answerTaken(w http.ResponseWriter, r *http.Request, key string, fp Fingerprint, rec Record, err error) {
 	switch {
+	case errors.Is(err, ErrStoreFull):
+		m.refuse(w, r, DecisionStoreFull, http.StatusServiceUnavailable, ProblemUnavailable,
+			"the idempotency store is full; the request was not processed", m.cfg.RetryAfter)
 	case err != nil:
 		m.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "idempotency: reserve failed",
 			slog.String("key", key), slog.Any("error", err))
 		m.refuse(w, r, DecisionStoreError, http.StatusServiceUnavailable, ProblemUnavailable,
 			"the idempotency store is unavailable; the request was not processed", m.cfg.RetryAfter)
-	case reserved:
-		m.execute(w, r, body, skey, rec.Token)
 	case rec.Fingerprint != fp:
 		m.refuse(w, r, DecisionKeyReused, http.StatusUnprocessableEntity, ProblemKeyReused,
 			"this idempotency key was used for a different request", 0)
 	case rec.InFlight():
 		m.refuse(w, r, DecisionInFlight, http.StatusConflict, ProblemInFlight,
 			"a request with this idempotency key is being processed", m.cfg.RetryAfter)
+	case rec.Response.OutcomeUnknown:
+		m.refuse(w, r, DecisionOutcomeUnknown, http.StatusInternalServerError, ProblemOutcomeUnknown,
+			"a request with this idempotency key was processed, but its outcome is unknown; it will not be processed again", 0)
 	case rec.Response.NotReplayable:
 		m.refuse(w, r, DecisionNotReplayable, http.StatusGone, ProblemNotReplayable,
 			"a request with this idempotency key was processed, but its response was not stored", 0)
@@ -246,11 +300,41 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // execution holds what one run of the handler needs, allocated together:
-// the handler's copy of the request, its body and the response recorder.
+// its context, its body, the response recorder and the lease renewal.
 type execution struct {
-	req  http.Request
-	body bodyReader
-	rec  recorder
+	ctx      execContext
+	body     bodyReader
+	rec      recorder
+	released atomic.Bool // the handler called Release
+
+	// Lease renewal: renew runs on a timer every interval until stopped.
+	m        *middleware
+	storeCtx context.Context // not cancelled when the client goes
+	skey     string
+	token    uint64
+	mu       sync.Mutex // held while renewing; guards the fields below
+	timer    *time.Timer
+	stopped  bool
+	lost     bool // Renew found the lease gone
+}
+
+// execContext is the handler's request context: the request's own, plus
+// the execution, which Release finds in it. It is part of the execution's
+// allocation, so carrying the execution costs nothing extra.
+type execContext struct {
+	context.Context
+	x *execution
+}
+
+// execKey is the context key of the running execution.
+type execKey struct{}
+
+// Value returns the execution for execKey, and otherwise asks the parent.
+func (c *execContext) Value(key any) any {
+	if key == (execKey{}) {
+		return c.x
+	}
+	return c.Context.Value(key)
 }
 
 // bodyReader is a restored request body.
@@ -259,20 +343,51 @@ type bodyReader struct{ bytes.Reader }
 // Close does nothing: the body is in memory.
 func (*bodyReader) Close() error { return nil }
 
-// execute runs the handler for a freshly reserved key and then completes or
-// releases the reservation.
-func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte, skey string, token uint64) {
-	x := &execution{req: *r, rec: recorder{w: w, limit: m.cfg.MaxResponseBytes}}
-	rec, in := &x.rec, &x.req
+// Release tells the middleware that the handler serving r has had no
+// effect and will answer something a retry should not be stuck with (503
+// when overloaded, say): when the handler returns, its key is released
+// instead of completed, so the next request with the key runs the handler
+// afresh. It may be called at any time before the handler returns, from
+// the handler or anything it calls with r or a request derived from it,
+// and reports whether r is a keyed request the middleware is running.
+//
+// Call it only when nothing happened: releasing a key after an effect
+// lets a retry repeat it. In transactional mode (TxStore) the transaction
+// is also rolled back.
+func Release(r *http.Request) bool {
+	x, ok := r.Context().Value(execKey{}).(*execution)
+	if !ok {
+		return false
+	}
+	x.released.Store(true)
+	return true
+}
+
+// newExecution prepares the handler's request and recorder for a reserved
+// key. In buffered mode the recorder sends nothing until told to.
+func (m *middleware) newExecution(w http.ResponseWriter, r *http.Request, ctx context.Context, body []byte, buffered bool) (*execution, *http.Request) {
+	x := &execution{m: m, rec: recorder{w: w, limit: m.cfg.MaxResponseBytes, buffered: buffered}}
+	x.ctx = execContext{Context: ctx, x: x}
+	in := r.WithContext(&x.ctx)
 	in.Body = http.NoBody
 	if len(body) > 0 {
 		x.body.Reset(body)
 		in.Body = &x.body
 	}
 	in.ContentLength = int64(len(body))
+	return x, in
+}
+
+// execute runs the handler for a freshly reserved key, renewing its lease,
+// and then completes or releases the reservation.
+func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte, skey string, token uint64) {
+	x, in := m.newExecution(w, r, r.Context(), body, false)
+	rec := &x.rec
 	// Store operations after the handler must happen even when the client
 	// has gone: that is when a retry is most likely.
-	ctx := context.WithoutCancel(r.Context())
+	x.storeCtx = context.WithoutCancel(r.Context())
+	x.skey, x.token = skey, token
+	x.startRenewing()
 
 	returned := false
 	defer func() {
@@ -280,26 +395,78 @@ func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte
 			return
 		}
 		// The handler panicked; the panic continues once this returns.
-		if m.cfg.KeepAborted {
-			m.complete(ctx, r, skey, token, &Response{Status: http.StatusInternalServerError, NotReplayable: true})
+		x.stopRenewing()
+		if x.released.Load() || m.cfg.ReleaseAborted {
+			m.release(x.storeCtx, r, skey, token)
 			return
 		}
-		m.release(ctx, r, skey, token)
+		m.complete(x.storeCtx, r, skey, token, rec.unknown(http.StatusInternalServerError))
 	}()
 	m.next.ServeHTTP(rec, in)
 	returned = true
+	x.stopRenewing()
 
-	resp := rec.response()
-	aborted := rec.status == 0 && !rec.hijacked && r.Context().Err() != nil
+	aborted := rec.status == 0 && !rec.hijacked && !rec.upgraded && r.Context().Err() != nil
 	switch {
-	case aborted && m.cfg.KeepAborted:
-		resp = &Response{Status: resp.Status, Header: resp.Header, NotReplayable: true}
-		m.complete(ctx, r, skey, token, resp)
-	case aborted, m.cfg.Release(resp.Status):
-		m.release(ctx, r, skey, token)
+	case x.released.Load():
+		m.release(x.storeCtx, r, skey, token)
+	case rec.hijacked || rec.upgraded || aborted:
+		if m.cfg.ReleaseAborted {
+			m.release(x.storeCtx, r, skey, token)
+			return
+		}
+		m.complete(x.storeCtx, r, skey, token, rec.unknown(http.StatusOK))
+	case m.cfg.Release != nil && m.cfg.Release(rec.finalStatus()):
+		m.release(x.storeCtx, r, skey, token)
 	default:
-		m.complete(ctx, r, skey, token, resp)
+		m.complete(x.storeCtx, r, skey, token, rec.response())
 	}
+}
+
+// startRenewing arms the lease renewal timer.
+func (x *execution) startRenewing() {
+	x.mu.Lock() // renew reads x.timer
+	x.timer = time.AfterFunc(x.m.renewInterval(), x.renew)
+	x.mu.Unlock()
+}
+
+// renewInterval is the time between renewals: a third of the lease, so
+// that two can fail before it ends.
+func (m *middleware) renewInterval() time.Duration {
+	return max(m.cfg.Lease/3, time.Millisecond)
+}
+
+// renew extends the lease and re-arms the timer, unless the execution is
+// over or its lease is lost. After a failed renewal it tries again sooner.
+func (x *execution) renew() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.stopped || x.lost {
+		return
+	}
+	m := x.m
+	err := m.store.Renew(x.storeCtx, x.skey, x.token, m.cfg.Lease)
+	switch {
+	case err == nil:
+		x.timer.Reset(m.renewInterval())
+	case errors.Is(err, ErrLeaseLost):
+		x.lost = true
+		m.cfg.Logger.LogAttrs(x.storeCtx, slog.LevelWarn, "idempotency: lease lost while the handler runs",
+			slog.Any("error", err))
+	default:
+		m.cfg.Logger.LogAttrs(x.storeCtx, slog.LevelWarn, "idempotency: lease renewal failed",
+			slog.Any("error", err))
+		x.timer.Reset(max(m.renewInterval()/4, time.Millisecond))
+	}
+}
+
+// stopRenewing stops the renewal; once it returns, no renewal is running
+// or will run.
+func (x *execution) stopRenewing() {
+	x.mu.Lock()
+	x.stopped = true
+	x.mu.Unlock()
+	x.timer.Stop()
 }
 
 // complete stores resp for skey and reports the decision.
@@ -309,6 +476,10 @@ func (m *middleware) complete(ctx context.Context, r *http.Request, skey string,
 		m.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: response not stored",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 		m.decide(r, DecisionLeaseLost)
+		return
+	}
+	if resp.OutcomeUnknown {
+		m.decide(r, DecisionAborted)
 		return
 	}
 	m.decide(r, DecisionExecuted)

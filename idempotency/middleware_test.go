@@ -46,7 +46,13 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg idempotency.MiddlewareConfig, h http.Handler) *harness {
 	t.Helper()
-	hs := &harness{t: t, store: idempotency.NewMemoryStore(idempotency.MemoryConfig{})}
+	return newHarnessOn(t, idempotency.NewMemoryStore(idempotency.MemoryConfig{}), cfg, h)
+}
+
+// newHarnessOn is newHarness with a store of the test's own.
+func newHarnessOn(t *testing.T, store *idempotency.MemoryStore, cfg idempotency.MiddlewareConfig, h http.Handler) *harness {
+	t.Helper()
+	hs := &harness{t: t, store: store}
 	cfg.OnDecision = func(_ *http.Request, d idempotency.Decision) {
 		hs.mu.Lock()
 		hs.seen = append(hs.seen, d)
@@ -63,6 +69,13 @@ func newHarness(t *testing.T, cfg idempotency.MiddlewareConfig, h http.Handler) 
 		hs.srv.Close()
 	})
 	return hs
+}
+
+// storeKey returns the key the middleware stores key under for an
+// anonymous request from hs.cl.
+func (hs *harness) storeKey(key string) string {
+	r := httptest.NewRequest("POST", hs.srv.URL, nil)
+	return idempotency.StoreKey(idempotency.CallerScope(r, nil), key)
 }
 
 func (hs *harness) decisions() []idempotency.Decision {
@@ -178,6 +191,34 @@ func TestMiddlewareKeyReused(t *testing.T) {
 		{"different query", "POST", "/orders?express=1", "pizza"},
 		{"different method", "PATCH", "/orders", "pizza"},
 	}
+	// The same bytes as another media type or encoding are another request.
+	headerTests := []struct {
+		name    string
+		first   []string
+		second  []string
+		replays bool
+	}{
+		{"form, then JSON", []string{"Content-Type", "application/x-www-form-urlencoded"}, []string{"Content-Type", "application/json"}, false},
+		{"no type, then a type", nil, []string{"Content-Type", "application/json"}, false},
+		{"plain, then gzip", nil, []string{"Content-Encoding", "gzip"}, false},
+		{"gzip, then br", []string{"Content-Encoding", "gzip"}, []string{"Content-Encoding", "br"}, false},
+		{"same type: a replay", []string{"Content-Type", "application/json"}, []string{"Content-Type", "application/json"}, true},
+	}
+	for _, tt := range headerTests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &created{}
+			hs := newHarness(t, idempotency.MiddlewareConfig{}, h)
+			require.Equal(t, 201, hs.do("POST", "/orders", "a=1", append([]string{"Idempotency-Key", "k"}, tt.first...)...).status)
+			got := hs.do("POST", "/orders", "a=1", append([]string{"Idempotency-Key", "k"}, tt.second...)...)
+			if tt.replays {
+				assert.Equal(t, "true", got.header.Get(idempotency.HeaderReplayed))
+				return
+			}
+			assert.Equal(t, 422, got.status)
+			assert.Equal(t, idempotency.ProblemKeyReused, got.problemType())
+			assert.EqualValues(t, 1, h.runs.Load())
+		})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &created{}
@@ -230,21 +271,52 @@ func TestMiddlewareScope(t *testing.T) {
 	assert.EqualValues(t, 2, h2.runs.Load())
 }
 
-func TestAuthorizationScope(t *testing.T) {
-	req := func(auth ...string) *http.Request {
+func TestCallerScope(t *testing.T) {
+	req := func(host string, headers ...string) *http.Request {
 		r := httptest.NewRequest("POST", "/", nil)
-		for _, a := range auth {
-			r.Header.Add("Authorization", a)
+		r.Host = host
+		for i := 0; i+1 < len(headers); i += 2 {
+			r.Header.Add(headers[i], headers[i+1])
 		}
 		return r
 	}
-	assert.Empty(t, idempotency.AuthorizationScope(req()))
-	a := idempotency.AuthorizationScope(req("Bearer a"))
+	scope := func(r *http.Request) string { return idempotency.CallerScope(r, nil) }
+	a := scope(req("api.test", "Authorization", "Bearer a"))
 	assert.Len(t, a, 22)
 	assert.NotContains(t, a, "Bearer", "the credential is not stored")
-	assert.Equal(t, a, idempotency.AuthorizationScope(req("Bearer a")))
-	assert.NotEqual(t, a, idempotency.AuthorizationScope(req("Bearer b")))
-	assert.NotEqual(t, idempotency.AuthorizationScope(req("a", "b")), idempotency.AuthorizationScope(req("ab")))
+	assert.Equal(t, a, scope(req("api.test", "Authorization", "Bearer a")))
+	assert.Equal(t, a, scope(req("API.test", "Authorization", "Bearer a")), "host names are case-insensitive")
+
+	// Every credential, and the host, separates callers.
+	distinct := map[string]string{}
+	for name, r := range map[string]*http.Request{
+		"anonymous":           req("api.test"),
+		"other host":          req("other.test"),
+		"authorization":       req("api.test", "Authorization", "Bearer a"),
+		"authorization b":     req("api.test", "Authorization", "Bearer b"),
+		"two values":          req("api.test", "Authorization", "a", "Authorization", "b"),
+		"joined values":       req("api.test", "Authorization", "ab"),
+		"proxy authorization": req("api.test", "Proxy-Authorization", "Bearer a"),
+		"cookie":              req("api.test", "Cookie", "session=a"),
+		"cookie b":            req("api.test", "Cookie", "session=b"),
+		"api key":             req("api.test", "X-API-Key", "a"),
+		"api key b":           req("api.test", "X-API-Key", "b"),
+		"api-key header":      req("api.test", "Api-Key", "a"),
+		"auth token":          req("api.test", "X-Auth-Token", "a"),
+	} {
+		sc := scope(r)
+		if other, dup := distinct[sc]; dup {
+			t.Errorf("%s and %s share a scope", name, other)
+		}
+		distinct[sc] = name
+	}
+
+	// The API-key list is configurable: a header not on it is not a credential.
+	custom := []string{"x-tenant-key"}
+	assert.NotEqual(t, idempotency.CallerScope(req("h", "X-Tenant-Key", "a"), custom), idempotency.CallerScope(req("h", "X-Tenant-Key", "b"), custom))
+	assert.Equal(t, idempotency.CallerScope(req("h", "X-Api-Key", "a"), custom), idempotency.CallerScope(req("h", "X-Api-Key", "b"), custom))
+	assert.Equal(t, idempotency.CallerScope(req("h", "X-Api-Key", "a"), []string{}), idempotency.CallerScope(req("h"), []string{}))
+
 	// Keys never contain a newline, so the key is what follows the last one.
 	sk := idempotency.StoreKey("tenant\nwith newline", "k")
 	assert.Equal(t, "k", sk[strings.LastIndexByte(sk, '\n')+1:])
@@ -271,8 +343,13 @@ func TestMiddlewareOversizedResponse(t *testing.T) {
 	assert.Equal(t, 201, small.status, "a different key is unaffected")
 }
 
-func TestMiddlewareHijackNotReplayable(t *testing.T) {
+// TestMiddlewareHijackOutcomeUnknown: what a handler sends on a hijacked
+// connection is not recorded, so the key is completed as OutcomeUnknown:
+// a repeat gets the 500 problem, not a second run.
+func TestMiddlewareHijackOutcomeUnknown(t *testing.T) {
+	var runs atomic.Int64
 	hs := newHarness(t, idempotency.MiddlewareConfig{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
 		conn, buf, err := http.NewResponseController(w).Hijack()
 		if !assert.NoError(t, err) {
 			return
@@ -282,7 +359,11 @@ func TestMiddlewareHijackNotReplayable(t *testing.T) {
 		conn.Close()
 	}))
 	assert.Equal(t, 201, hs.do("POST", "/", "x", "Idempotency-Key", "k").status)
-	assert.Equal(t, 410, hs.do("POST", "/", "x", "Idempotency-Key", "k").status)
+	again := hs.do("POST", "/", "x", "Idempotency-Key", "k")
+	assert.Equal(t, 500, again.status)
+	assert.Equal(t, idempotency.ProblemOutcomeUnknown, again.problemType())
+	assert.EqualValues(t, 1, runs.Load())
+	assert.Equal(t, []idempotency.Decision{idempotency.DecisionAborted, idempotency.DecisionOutcomeUnknown}, hs.decisions())
 }
 
 func TestMiddlewareReplayedHeaders(t *testing.T) {
@@ -300,7 +381,7 @@ func TestMiddlewareReplayedHeaders(t *testing.T) {
 	assert.Equal(t, "/orders/1", got.header.Get("Location"))
 	assert.Equal(t, []string{"a=1", "b=2"}, got.header.Values("Set-Cookie"))
 	assert.Empty(t, got.header.Get("X-Late"))
-	rec, found, _ := hs.store.Lookup(context.Background(), idempotency.StoreKey("", "k"))
+	rec, found, _ := hs.store.Lookup(context.Background(), hs.storeKey("k"))
 	require.True(t, found)
 	assert.NotContains(t, rec.Response.Header, "Connection", "hop-by-hop headers are not stored")
 }

@@ -31,6 +31,17 @@ const (
 	// ProblemNotReplayable (410): a request with this key was processed
 	// but its response could not be stored; it will not be processed again.
 	ProblemNotReplayable = problemBase + "ProblemNotReplayable"
+	// ProblemOutcomeUnknown (500): a request with this key ran, but the
+	// middleware does not know what it did or answered (its handler
+	// panicked, took over the connection, or returned without writing
+	// after its client left); its effect may have happened, so it will
+	// not be processed again. Check the effect some other way.
+	ProblemOutcomeUnknown = problemBase + "ProblemOutcomeUnknown"
+	// ProblemNotCommitted (500, transactional mode only): the handler's
+	// response could not be stored with its transaction (it was over
+	// MaxResponseBytes, or switched protocols), so the transaction was
+	// rolled back: nothing was done and the key is free.
+	ProblemNotCommitted = problemBase + "ProblemNotCommitted"
 	// ProblemUnavailable (503, with Retry-After): the store failed or is
 	// full, so the request was not processed.
 	ProblemUnavailable = problemBase + "ProblemUnavailable"
@@ -73,8 +84,10 @@ const (
 	DecisionPass Decision = iota
 	// DecisionExecuted: the handler ran and its response was stored.
 	DecisionExecuted
-	// DecisionReleased: the handler ran but answered 5xx, panicked, or gave
-	// up on a departed client; the key was released so a retry runs again.
+	// DecisionReleased: the handler ran and its key was released so a
+	// retry runs it again: it called Release, or an opt-out
+	// (MiddlewareConfig.Release, ReleaseAborted) applied, or (in
+	// transactional mode) it panicked and its transaction was rolled back.
 	DecisionReleased
 	// DecisionReplayed: a stored response was replayed.
 	DecisionReplayed
@@ -90,27 +103,45 @@ const (
 	DecisionInvalidKey
 	// DecisionBodyTooLarge: 413, the body is over the limit.
 	DecisionBodyTooLarge
-	// DecisionStoreError: 503, the store refused or failed to reserve; or
-	// 500, it returned a completed record with an invalid status.
+	// DecisionStoreError: 503, the store failed to reserve (or, in
+	// transactional mode, to commit); or 500, it returned a completed
+	// record with an invalid status.
 	DecisionStoreError
 	// DecisionLeaseLost: the handler ran and its response was sent, but
 	// the store no longer held its reservation (the lease expired), so the
 	// response was not stored.
 	DecisionLeaseLost
+	// DecisionStoreFull: 503, the store (or the key's scope) had no room
+	// for a new key; the handler did not run.
+	DecisionStoreFull
+	// DecisionAborted: the handler ran but panicked, took over the
+	// connection, or returned without writing after its client left; its
+	// key was completed as OutcomeUnknown.
+	DecisionAborted
+	// DecisionOutcomeUnknown: 500, the key's first request ended with an
+	// unknown outcome (DecisionAborted); the handler did not run again.
+	DecisionOutcomeUnknown
+	// DecisionNotCommitted: 500, transactional mode: the response could
+	// not be stored, so the transaction was rolled back.
+	DecisionNotCommitted
 )
 
 var decisionNames = [...]string{
-	DecisionPass:          "pass",
-	DecisionExecuted:      "executed",
-	DecisionReleased:      "released",
-	DecisionReplayed:      "replayed",
-	DecisionInFlight:      "in flight",
-	DecisionKeyReused:     "key reused",
-	DecisionNotReplayable: "not replayable",
-	DecisionInvalidKey:    "invalid key",
-	DecisionBodyTooLarge:  "body too large",
-	DecisionStoreError:    "store error",
-	DecisionLeaseLost:     "lease lost",
+	DecisionPass:           "pass",
+	DecisionExecuted:       "executed",
+	DecisionReleased:       "released",
+	DecisionReplayed:       "replayed",
+	DecisionInFlight:       "in flight",
+	DecisionKeyReused:      "key reused",
+	DecisionNotReplayable:  "not replayable",
+	DecisionInvalidKey:     "invalid key",
+	DecisionBodyTooLarge:   "body too large",
+	DecisionStoreError:     "store error",
+	DecisionLeaseLost:      "lease lost",
+	DecisionStoreFull:      "store full",
+	DecisionAborted:        "aborted",
+	DecisionOutcomeUnknown: "outcome unknown",
+	DecisionNotCommitted:   "not committed",
 }
 
 // String returns a short, stable name such as "replayed", usable as a

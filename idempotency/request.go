@@ -3,10 +3,12 @@ package idempotency
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 )
 
 // errBodyTooLarge is returned by readBody for a body over its limit.
@@ -32,10 +34,13 @@ func keyHeader(h http.Header) (raw string, present bool, err error) {
 
 // readBody reads r's whole body, refusing one over limit bytes without
 // reading more than limit+1 of it. A request without a body gives nil.
-// ContentLength is only a size hint: middleware in front may have replaced
-// the body (decompressing it, say) without updating it, and the handler
-// must still get every byte. A body cut short by an http.MaxBytesReader in
-// front is refused as too large, like one over limit.
+// ContentLength is only a hint: a client may declare a large body and
+// send little of it, so the buffer grows as bytes arrive (at most
+// initialBody before the first read), and middleware in front may have
+// replaced the body (decompressing it, say) without updating it, so every
+// byte is read whatever it says. A body cut short by an
+// http.MaxBytesReader in front is refused as too large, like one over
+// limit.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
@@ -43,9 +48,9 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, r.ContentLength, limit)
 	}
-	// Room for the whole body plus one byte, so that the read that finds
-	// the end needs no growth; 512 bytes when the length is unknown.
-	b := make([]byte, 0, max(r.ContentLength, 511)+1)
+	// Room for a small declared body plus one byte, so that the read that
+	// finds the end needs no growth.
+	b := make([]byte, 0, min(max(r.ContentLength, 511), initialBody)+1)
 	lr := io.LimitedReader{R: r.Body, N: limit + 1}
 	for {
 		if len(b) == cap(b) {
@@ -72,66 +77,128 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// fingerprint returns the SHA-256 of r's method, escaped path and raw
-// query, and of body. Each part is followed by a zero byte, which none of
-// them contains before the body, so different requests never share an
-// input.
+// initialBody is the most readBody allocates before any byte has arrived.
+const initialBody = 4<<10 - 1
+
+// fingerprint returns the SHA-256 of r's method, escaped path, raw query,
+// Content-Type and Content-Encoding values, and of body. Each part is
+// length-prefixed, so different requests never share an input.
 func fingerprint(r *http.Request, body []byte) Fingerprint {
 	bodySum := sha256.Sum256(body)
 	var path, query string
 	if r.URL != nil {
 		path, query = r.URL.EscapedPath(), r.URL.RawQuery
 	}
-	buf := make([]byte, 0, 256)
-	buf = append(buf, r.Method...)
-	buf = append(buf, 0)
-	buf = append(buf, path...)
-	buf = append(buf, 0)
-	buf = append(buf, query...)
-	buf = append(buf, 0)
+	var arr [256]byte
+	buf := appendField(arr[:0], r.Method)
+	buf = appendField(buf, path)
+	buf = appendField(buf, query)
+	for _, name := range [...]string{"Content-Type", "Content-Encoding"} {
+		vs := r.Header[name]
+		buf = binary.AppendUvarint(buf, uint64(len(vs)))
+		for _, v := range vs {
+			buf = appendField(buf, v)
+		}
+	}
 	buf = append(buf, bodySum[:]...)
 	return sha256.Sum256(buf)
 }
 
-// AuthorizationScope is the default MiddlewareConfig.Scope: a digest of
-// the request's Authorization header (the first 128 bits of its SHA-256,
-// base64url), or "" without one, so that clients with different
-// credentials have separate key spaces and a stored response never leaks
-// to another client. Requests without credentials share one space, where
-// the fingerprint check still keeps a key from replaying another
-// request's response.
-func AuthorizationScope(r *http.Request) string {
-	var buf [scopeLen]byte
-	return string(appendAuthorizationScope(buf[:0], r))
+// appendField appends s to b with its length in front.
+func appendField(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
-// scopeLen is the length of a non-empty AuthorizationScope.
+// CallerScope returns a scope that separates callers by everything that
+// identifies them: a digest (the first 128 bits of a SHA-256, base64url)
+// of the request's Host (lower-cased), its Authorization,
+// Proxy-Authorization and Cookie headers, each of apiKeyHeaders (nil
+// means DefaultAPIKeyHeaders), and the TLS client certificate it
+// presented. Two requests share a scope only when they agree on all of
+// these. It is the default MiddlewareConfig.Scope.
+//
+// The default errs on the side of separation: a caller whose cookie
+// changes between a request and its retry (a rotated session) gets a new
+// key space, so its retry runs the handler again rather than risk serving
+// another caller's response. A service that knows its authenticated
+// principal should scope by it instead (MiddlewareConfig.Scope).
+// Callers without credentials share one space per host, where the
+// fingerprint check still keeps a key from replaying another request's
+// response.
+func CallerScope(r *http.Request, apiKeyHeaders []string) string {
+	if apiKeyHeaders == nil {
+		apiKeyHeaders = DefaultAPIKeyHeaders
+	}
+	var buf [scopeLen]byte
+	return string(appendCallerScope(buf[:0], r, canonicalHeaders(apiKeyHeaders)))
+}
+
+// scopeLen is the length of a CallerScope.
 const scopeLen = 22
 
-// appendAuthorizationScope appends AuthorizationScope(r) to dst.
-func appendAuthorizationScope(dst []byte, r *http.Request) []byte {
-	vs := r.Header["Authorization"]
-	if len(vs) == 0 {
-		return dst
-	}
-	var sum [sha256.Size]byte
-	if len(vs) == 1 {
-		sum = sha256.Sum256([]byte(vs[0]))
-	} else {
-		h := sha256.New()
-		for _, v := range vs {
-			io.WriteString(h, v)
-			h.Write([]byte{'\n'})
+// credentialHeaders are the headers CallerScope always includes.
+var credentialHeaders = [...]string{"Authorization", "Proxy-Authorization", "Cookie"}
+
+// appendCallerScope appends CallerScope(r, apiKeyHeaders) to dst;
+// apiKeyHeaders are in canonical form.
+func appendCallerScope(dst []byte, r *http.Request, apiKeyHeaders []string) []byte {
+	var arr [512]byte // most requests' credentials fit; append grows it otherwise
+	buf := binary.AppendUvarint(arr[:0], uint64(len(r.Host)))
+	for i := range len(r.Host) {
+		c := r.Host[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
 		}
-		h.Sum(sum[:0])
+		buf = append(buf, c)
 	}
+	for _, name := range credentialHeaders {
+		buf = appendHeaderValues(buf, r.Header[name])
+	}
+	for _, name := range apiKeyHeaders {
+		buf = appendField(buf, name)
+		buf = appendHeaderValues(buf, r.Header[name])
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		certSum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+		buf = append(buf, 1)
+		buf = append(buf, certSum[:]...)
+	} else {
+		buf = append(buf, 0)
+	}
+	sum := sha256.Sum256(buf)
 	return base64.RawURLEncoding.AppendEncode(dst, sum[:16])
+}
+
+// appendHeaderValues appends a header's values, counted and each
+// length-prefixed.
+func appendHeaderValues(b []byte, vs []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(vs)))
+	for _, v := range vs {
+		b = appendField(b, v)
+	}
+	return b
+}
+
+// canonicalHeaders returns names in canonical form, without duplicates or
+// the headers CallerScope always includes.
+func canonicalHeaders(names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		n = http.CanonicalHeaderKey(n)
+		if n == "" || slices.Contains(out, n) || slices.Contains(credentialHeaders[:], n) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // StoreKey returns the key under which the middleware stores a client's
 // key within a scope: the scope, a newline, then the key. A key never
 // contains a newline, so distinct (scope, key) pairs never collide,
-// whatever the scope holds.
+// whatever the scope holds, and the scope is everything before the last
+// newline (MemoryStore bounds each scope's share that way).
 func StoreKey(scope, key string) string {
 	return scope + "\n" + key
 }
@@ -143,7 +210,7 @@ func (m *middleware) storeKey(r *http.Request, key string) string {
 		return StoreKey(m.cfg.Scope(r), key)
 	}
 	var arr [128]byte // enough for most keys; append grows it otherwise
-	buf := appendAuthorizationScope(arr[:0], r)
+	buf := appendCallerScope(arr[:0], r, m.cfg.APIKeyHeaders)
 	buf = append(buf, '\n')
 	buf = append(buf, key...)
 	return string(buf)
