@@ -216,7 +216,8 @@ func TestInvalidHostPatternFailsEveryRequest(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "http://example.test/", bytes.NewReader([]byte("x")))
 	_, err := rt.RoundTrip(req)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `invalid host pattern "http://bad/"`)
+	assert.ErrorIs(t, err, rebound.ErrInvalidPattern)
+	assert.Contains(t, err.Error(), `WithHostPolicy("http://bad/"): invalid host pattern`)
 }
 
 func TestLogObserver(t *testing.T) {

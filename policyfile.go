@@ -114,8 +114,8 @@ func ParsePolicyFile(data []byte) ([]Option, error) {
 	}
 	sort.Strings(hosts)
 	for _, h := range hosts {
-		if !validPattern(h) {
-			return nil, fmt.Errorf("rebound: policy file: invalid host pattern %q", h)
+		if _, _, err := canonicalPattern(h); err != nil {
+			return nil, fmt.Errorf("rebound: policy file: invalid host pattern %q: %w", h, err)
 		}
 		p, err := f.Hosts[h].Policy()
 		if err != nil {

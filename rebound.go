@@ -10,19 +10,25 @@
 //
 // With no options every link uses its defaults (see the README's table).
 // A Policy sets every link's configuration at once; WithHostPolicy gives
-// hosts their own Policy, matched by exact hostname or "*.suffix".
+// hosts their own Policy, matched by exact host name or "*.suffix". New
+// builds the same chain and returns an invalid configuration as an error
+// instead of failing every request with it; ParsePolicyFile reads
+// policies from JSON. Every link names a host in one canonical form
+// (lower case, no trailing dot, IDNA A-label, IPv6 in brackets, no default
+// port), so every spelling of a host meets the same policy, breaker and
+// budget.
 package rebound
 
 import (
-	"fmt"
+	"errors"
 	"net/http"
 	"sort"
-	"strings"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
 	"github.com/rebound-http/rebound/idempotency"
+	"github.com/rebound-http/rebound/internal/hostname"
 	"github.com/rebound-http/rebound/transport"
 )
 
@@ -65,17 +71,23 @@ type Policy struct {
 	KeysHonored bool
 }
 
-// Option configures NewClient and NewTransport.
+// Option configures New, NewTransport and NewClient.
 type Option func(*options)
 
 type options struct {
 	policy   Policy
-	hosts    map[string]Policy
+	hosts    []hostOption // in the order given
 	observer Observer
-	err      error
 }
 
-// WithPolicy sets the policy of every host without a host policy.
+// hostOption is one WithHostPolicy, checked by New.
+type hostOption struct {
+	pattern string
+	policy  Policy
+}
+
+// WithPolicy sets the policy of every host without a host policy. A later
+// WithPolicy replaces an earlier one.
 func WithPolicy(p Policy) Option {
 	return func(o *options) { o.policy = p }
 }
@@ -86,23 +98,20 @@ func WithRetry(cfg transport.Config) Option {
 }
 
 // WithHostPolicy gives the hosts matching pattern their own chain with
-// policy p. A pattern is a hostname ("api.example.com", compared without
-// the port and case-insensitively) or "*." and a hostname
-// ("*.example.com", which matches every subdomain but not example.com
-// itself). An exact pattern wins over a suffix; a longer suffix over a
-// shorter one. An invalid pattern makes NewTransport's chain fail every
-// request with an error naming it.
+// policy p. A pattern is a host name or IP address ("api.example.com",
+// "10.0.0.7", "[::1]"), which matches that host on every port, or "*." and
+// a host name ("*.example.com"), which matches every subdomain but not
+// example.com itself. Patterns and request hosts are compared in canonical
+// form (lower case, no trailing dot, IDNA A-label), so "API.example.com."
+// and "api.example.com" are one pattern, and "bücher.example" matches a
+// request to "xn--bcher-kva.example". An exact pattern wins over a suffix;
+// a longer suffix over a shorter one.
+//
+// A pattern that is not a host (a scheme, port, path or other wildcard)
+// or names the same hosts as another pattern is an error that New returns
+// (NewTransport's chain then fails every request with it).
 func WithHostPolicy(pattern string, p Policy) Option {
-	return func(o *options) {
-		if !validPattern(pattern) {
-			o.err = fmt.Errorf("rebound: invalid host pattern %q", pattern)
-			return
-		}
-		if o.hosts == nil {
-			o.hosts = make(map[string]Policy)
-		}
-		o.hosts[pattern] = p
-	}
+	return func(o *options) { o.hosts = append(o.hosts, hostOption{pattern, p}) }
 }
 
 // WithObserver reports every decision of the chain to obs.
@@ -123,19 +132,24 @@ type Transport struct {
 // chain is one policy's assembled links.
 type chain struct {
 	pattern string // "" for the default policy
+	policy  Policy // as given
 	rt      http.RoundTripper
 	breaker *breaker.Transport // nil when disabled
 	budget  *budget.Transport  // nil when disabled
 }
 
-// NewTransport wraps base in the rebound chain configured by opts. A nil
-// base means a pooled transport from go-cleanhttp, shared by every chain
-// of this transport.
+// New wraps base in the rebound chain configured by opts, or returns the
+// errors of an invalid configuration (a bad or duplicate host pattern, an
+// impossible setting), each a *ConfigError, joined. A nil base means a
+// pooled transport from go-cleanhttp, shared by every chain of this
+// transport.
 //
-//	client := &http.Client{Transport: rebound.NewTransport(nil)}
-//	// or, keeping an existing client's transport (proxy, TLS, timeouts):
-//	client.Transport = rebound.NewTransport(client.Transport)
-func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
+//	rt, err := rebound.New(nil, rebound.WithHostPolicy("api.example.com", p))
+//	if err != nil {
+//		return err // rebound: WithHostPolicy("api.example.com"): ...
+//	}
+//	client := &http.Client{Transport: rt}
+func New(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	var o options
 	for _, opt := range opts {
 		if opt != nil {
@@ -145,26 +159,65 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 	if base == nil {
 		base = cleanhttp.DefaultPooledTransport()
 	}
-	if o.err != nil {
-		return &Transport{rt: failing{o.err}, base: base, def: &chain{}}
+	errs := checkPolicy("WithPolicy", "", o.policy)
+	routes, routeErrs := compilePatterns(o.hosts)
+	errs = append(errs, routeErrs...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	t := &Transport{base: base, def: build(base, "", o.policy, o.observer)}
 	t.rt = t.def.rt
-	if len(o.hosts) == 0 {
-		return t
+	if len(routes) == 0 {
+		return t, nil
 	}
 	r := &router{exact: make(map[string]*chain), fallback: t.def}
-	for pattern, p := range o.hosts {
-		c := build(base, pattern, p, o.observer)
-		if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
-			r.suffixes = append(r.suffixes, suffixRoute{dotSuffix: "." + suffix, chain: c})
+	for _, rt := range routes {
+		c := build(base, rt.pattern, rt.policy, o.observer)
+		if rt.wildcard {
+			r.suffixes = append(r.suffixes, suffixRoute{dotSuffix: "." + rt.name, chain: c})
 		} else {
-			r.exact[strings.ToLower(pattern)] = c
+			r.exact[rt.name] = c
 		}
 	}
+	// Longest first; patterns are distinct, so no two suffixes of one
+	// length can match one host.
 	sort.Slice(r.suffixes, func(i, j int) bool { return len(r.suffixes[i].dotSuffix) > len(r.suffixes[j].dotSuffix) })
 	t.router, t.rt = r, r
+	return t, nil
+}
+
+// NewTransport is New for a configuration known to be valid, such as one
+// written in the code: it returns the chain without an error. An invalid
+// configuration makes that chain fail every request, before anything is
+// sent, with the error New would have returned; use New (or
+// ParsePolicyFile, for configuration read at run time) to learn of it
+// before the first request.
+//
+//	client := &http.Client{Transport: rebound.NewTransport(nil)}
+//	// or, keeping an existing client's transport (proxy, TLS, timeouts):
+//	client.Transport = rebound.NewTransport(client.Transport)
+func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
+	t, err := New(base, opts...)
+	if err != nil {
+		if base == nil {
+			base = cleanhttp.DefaultPooledTransport()
+		}
+		return &Transport{rt: failing{err}, base: base, def: &chain{}}
+	}
 	return t
+}
+
+// PolicyFor returns the policy that applies to host (a host name, with or
+// without a port, in any of the spellings a URL allows) and the pattern
+// that chose it, "" for the default policy: the answer RoundTrip acts on,
+// for debugging configuration. p is the Policy as given, before each link
+// fills in its defaults.
+func (t *Transport) PolicyFor(host string) (pattern string, p Policy) {
+	c := t.def
+	if t.router != nil {
+		c = t.router.routeHost(hostname.Name(host))
+	}
+	return c.pattern, c.policy
 }
 
 // RoundTrip sends req through the chain of its host's policy.
@@ -180,7 +233,9 @@ func (t *Transport) CloseIdleConnections() {
 
 // Breakers returns a snapshot of every tracked host's circuit breaker, of
 // every policy, for metrics: state, counts, trips and time until the next
-// probe. It is empty when breakers are disabled.
+// probe. Each Host is the canonical URL host ("api.example.com",
+// "127.0.0.1:8080"), the form RetryBalance and PolicyFor take. It is empty
+// when breakers are disabled.
 func (t *Transport) Breakers() []breaker.HostState {
 	var out []breaker.HostState
 	for _, c := range t.chains() {
@@ -191,14 +246,16 @@ func (t *Transport) Breakers() []breaker.HostState {
 	return out
 }
 
-// RetryBalance returns how many retries the budget serving host (a
-// hostname, with or without a port) would allow now, for metrics; see
-// budget.Transport.Balance. ok is false when that host's policy has no
+// RetryBalance returns how many retries the budget serving host would
+// allow now, for metrics; see budget.Transport.Balance. host is a URL host
+// in the form Breakers reports it ("api.example.com", "127.0.0.1:8080":
+// without the scheme's default port); other spellings of case, trailing
+// dot and Unicode are folded. ok is false when that host's policy has no
 // budget.
 func (t *Transport) RetryBalance(host string) (balance float64, ok bool) {
 	c := t.def
 	if t.router != nil {
-		c = t.router.routeHost(hostname(host))
+		c = t.router.routeHost(hostname.Name(host))
 	}
 	if c.budget == nil {
 		return 0, false
@@ -229,7 +286,7 @@ func NewClient(opts ...Option) *http.Client {
 
 // build assembles one policy's chain, innermost first.
 func build(base http.RoundTripper, pattern string, p Policy, obs Observer) *chain {
-	c := &chain{pattern: pattern}
+	c := &chain{pattern: pattern, policy: p}
 	rt := base
 	if !p.DisableBreaker {
 		cfg := p.Breaker

@@ -21,6 +21,8 @@
 package hostname
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -164,4 +166,93 @@ func trimDots(name string) string {
 		return "."
 	}
 	return t
+}
+
+// Name returns the canonical form of host's name without its port:
+// "API.example.com.:8080" is "api.example.com", "[::1]:80" is "[::1]". It
+// is the name host patterns are matched against, and allocates nothing for
+// a name already canonical.
+func Name(host string) string {
+	if host == "" {
+		return ""
+	}
+	name, _, bracketed := split(host)
+	c, v6 := canonicalName(name, bracketed)
+	if v6 || bracketed {
+		return "[" + c + "]"
+	}
+	return c
+}
+
+// Check reports why name, a host name without a port, is not one a URL
+// can carry to a server, or nil: an IP address (IPv6 with or without
+// brackets), or dot-separated labels of 1 to 63 letters, digits, hyphens
+// and underscores, at most 253 bytes in all once in canonical form, a
+// Unicode name being valid IDNA. A trailing dot is allowed.
+func Check(name string) error {
+	if name == "" {
+		return errors.New("empty host name")
+	}
+	if strings.HasPrefix(name, "[") && strings.HasSuffix(name, "]") {
+		if a, err := netip.ParseAddr(name[1 : len(name)-1]); err == nil && a.Is6() {
+			return nil
+		}
+		return fmt.Errorf("%q is not an IPv6 address", name)
+	}
+	if a, err := netip.ParseAddr(name); err == nil && a.Zone() == "" {
+		return nil
+	}
+	if strings.IndexByte(name, ':') >= 0 {
+		return fmt.Errorf("%q has a port or is not an address", name)
+	}
+	ascii := trimDots(name)
+	if !isASCII(ascii) || hasALabel(ascii) {
+		a, err := idna.Lookup.ToASCII(ascii)
+		if err != nil {
+			return fmt.Errorf("%q is not a valid international name: %v", name, err)
+		}
+		ascii = trimDots(a)
+	}
+	if ascii == "." {
+		return errors.New("the root \".\" is not a host name")
+	}
+	if len(ascii) > 253 {
+		return fmt.Errorf("host name of %d bytes is over 253", len(ascii))
+	}
+	for label := range strings.SplitSeq(ascii, ".") {
+		if label == "" {
+			return fmt.Errorf("%q has an empty label", name)
+		}
+		if len(label) > 63 {
+			return fmt.Errorf("%q has a label of %d bytes, over 63", name, len(label))
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("%q has the character %q, not allowed in a host name", name, rune(c))
+			}
+		}
+	}
+	return nil
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// hasALabel reports whether a name has a label in the IDNA "xn--" form,
+// in any case.
+func hasALabel(name string) bool {
+	for label := range strings.SplitSeq(name, ".") {
+		if len(label) >= 4 && strings.EqualFold(label[:4], "xn--") {
+			return true
+		}
+	}
+	return false
 }

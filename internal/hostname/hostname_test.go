@@ -157,3 +157,50 @@ func BenchmarkForScheme(b *testing.B) {
 		})
 	}
 }
+
+func TestName(t *testing.T) {
+	for host, want := range map[string]string{
+		"":                      "",
+		"API.example.com.:8080": "api.example.com",
+		"api.example.com":       "api.example.com",
+		"[::1]:80":              "[::1]",
+		"0:0::1":                "[::1]",
+		"bücher.example:443":    "xn--bcher-kva.example",
+		"127.0.0.1:8080":        "127.0.0.1",
+	} {
+		if got := Name(host); got != want {
+			t.Errorf("Name(%q) = %q, want %q", host, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Name("127.0.0.1:8080") }); n != 0 {
+		t.Errorf("Name of a canonical host: %v allocations", n)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for _, ok := range []string{"api.example.com", "API.example.com.", "_srv.example", "bücher.example", "xn--bcher-kva.example", "10.0.0.7", "[::1]", "::1", "localhost"} {
+		if err := Check(ok); err != nil {
+			t.Errorf("Check(%q) = %v, want nil", ok, err)
+		}
+	}
+	for name, want := range map[string]string{
+		"":                              "empty host name",
+		".":                             "the root",
+		"a..b":                          "empty label",
+		".a":                            "empty label",
+		"a b":                           "the character ' '",
+		"a:80":                          "has a port",
+		"[::1]:80":                      "has a port",
+		"[1.2.3.4]":                     "not an IPv6 address",
+		"fe80::1%eth0":                  "has a port or is not an address",
+		strings.Repeat("a", 64):         "label of 64 bytes",
+		strings.Repeat("a.", 127) + "a": "over 253",
+		"xn--a.example":                 "not a valid international name",
+		"ü_x.example":                   "not a valid international name",
+	} {
+		err := Check(name)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check(%q) = %v, want an error containing %q", name, err, want)
+		}
+	}
+}

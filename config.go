@@ -1,0 +1,109 @@
+package rebound
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/rebound-http/rebound/transport"
+	"golang.org/x/net/http/httpguts"
+)
+
+// ConfigError is an invalid configuration, reported before any request is
+// sent: by New for options, by ParsePolicyFile and LoadPolicyFile for a
+// policy file. New joins several with errors.Join; errors.As finds the
+// first. The zero value reads as an invalid configuration of unknown
+// origin.
+type ConfigError struct {
+	// File is the path of the policy file (LoadPolicyFile); "" otherwise.
+	File string
+	// Line and Column locate the error in a policy file, counted from 1;
+	// zero when the error is not from a file or has no one place.
+	Line, Column int
+	// Pattern is the host pattern whose pattern or policy is invalid, as
+	// written; "" for the default policy or the file as a whole.
+	Pattern string
+	// Field is the invalid setting: the JSON field of a policy file
+	// ("max_attempts"), or the Policy field of an option ("Retry.Jitter").
+	// It is "" when the error is not about one setting (a pattern, a
+	// syntax error).
+	Field string
+	// Err says what is wrong.
+	Err error
+
+	where string // the message's path to the setting, as the source names it
+}
+
+// Error returns "rebound: " and the place (file, line, column; the host
+// pattern and the field) and what is wrong, for example:
+//
+//	rebound: policy file line 7, column 23: hosts["payments.example.com"].max_attempts: -1 is not in [1, 100]
+//	rebound: WithHostPolicy("api.example.com"): Retry.Jitter: unknown jitter 7
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("rebound: ")
+	switch {
+	case e.File != "":
+		b.WriteString(e.File)
+	case e.Line > 0 || e.where == "" && e.Field == "" && e.Pattern == "" && e.Err != nil:
+		b.WriteString("policy file")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " line %d, column %d", e.Line, e.Column)
+	}
+	where := e.where
+	if where == "" {
+		switch {
+		case e.Pattern != "" && e.Field != "":
+			where = strconv.Quote(e.Pattern) + ": " + e.Field
+		case e.Pattern != "":
+			where = "host pattern " + strconv.Quote(e.Pattern)
+		default:
+			where = e.Field
+		}
+	}
+	if where != "" {
+		if b.Len() > len("rebound: ") {
+			b.WriteString(": ")
+		}
+		b.WriteString(where)
+	}
+	if b.Len() > len("rebound: ") {
+		b.WriteString(": ")
+	}
+	if e.Err == nil {
+		b.WriteString("invalid configuration")
+	} else {
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns Err.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// checkPolicy returns the errors of settings of p that no link can carry
+// out (most out-of-range values are documented as meaning a default, and
+// are not errors). where names the option ("WithPolicy",
+// `WithHostPolicy("api.example.com")`), pattern its host pattern.
+func checkPolicy(where, pattern string, p Policy) []error {
+	var errs []error
+	bad := func(field string, format string, args ...any) {
+		errs = append(errs, &ConfigError{Pattern: pattern, Field: field, Err: fmt.Errorf(format, args...), where: where + ": " + field})
+	}
+	if p.Retry.Jitter > transport.DecorrelatedJitter {
+		bad("Retry.Jitter", "unknown jitter %d", p.Retry.Jitter)
+	}
+	if h := p.Retry.AttemptHeader; h != "" && !httpguts.ValidHeaderFieldName(h) {
+		bad("Retry.AttemptHeader", "%q is not a valid header name (net/http would refuse every request)", h)
+	}
+	if h := p.Idempotency.Header; h != "" && !httpguts.ValidHeaderFieldName(h) {
+		bad("Idempotency.Header", "%q is not a valid header name (net/http would refuse every request)", h)
+	}
+	for _, m := range p.Idempotency.Methods {
+		if !httpguts.ValidHeaderFieldName(m) {
+			bad("Idempotency.Methods", "%q is not a request method (net/http would refuse it)", m)
+		}
+	}
+	return errs
+}
