@@ -3,6 +3,7 @@ package classify_test
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -33,6 +34,22 @@ func delaySeconds(v string) (n int64, small bool) {
 	return n, n <= 1e9
 }
 
+// overflowSeconds reports whether v, trimmed, is 1*DIGIT too large for a
+// time.Duration of seconds, so it must give the largest wait.
+func overflowSeconds(v string) bool {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	digits := strings.TrimLeft(v, "0")
+	return len(digits) > 10 || len(digits) == 10 && digits > "9223372036"
+}
+
 // checkHint asserts the invariants every hint parser keeps.
 func checkHint(t *testing.T, what string, d time.Duration, ok bool) {
 	t.Helper()
@@ -54,6 +71,8 @@ func FuzzRetryAfter(f *testing.F) {
 		{"99999999999999999999", ""},
 		{"9223372036", ""},
 		{"9223372037", ""},
+		{"9223372036854775808", ""},
+		{"Sat, 28 Nov 2326 12:00:00 GMT", ""},
 		{"000000000000000000000120", ""},
 		{"Sat, 28 Nov 2026 12:02:00 GMT", ""},
 		{"Saturday, 28-Nov-26 12:02:00 GMT", ""},
@@ -80,11 +99,15 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("WaitHint = %v, %v; RetryAfter = %v, %v", wd, wok, d, ok)
 		}
 
-		// delay-seconds is exact, whatever the Date header says.
+		// delay-seconds is exact, whatever the Date header says, and a
+		// count too long for a Duration is the largest one, never dropped.
 		if n, small := delaySeconds(value); small {
 			if !ok || d != time.Duration(n)*time.Second {
 				t.Fatalf("Retry-After %q = %v, %v; want %ds", value, d, ok, n)
 			}
+		}
+		if overflowSeconds(value) && (!ok || d != math.MaxInt64) {
+			t.Fatalf("Retry-After %q = %v, %v; want the largest Duration", value, d, ok)
 		}
 
 		// An HTTP-date, with no Date header, is measured from now.
@@ -95,6 +118,9 @@ func FuzzRetryAfter(f *testing.F) {
 					if !ok || d != want {
 						t.Fatalf("Retry-After %q = %v, %v; want %v", value, d, ok, want)
 					}
+				}
+				if at.Year() > 2400 && (!ok || d != math.MaxInt64) {
+					t.Fatalf("Retry-After %q = %v, %v; want the largest Duration", value, d, ok)
 				}
 			}
 		}
@@ -110,6 +136,7 @@ func FuzzRateLimit(f *testing.F) {
 		{`"default";r=0;t=-1`, "40"},
 		{`"default";r=0;t=1.5`, ""},
 		{`"default";r=0;t=99999999999999999999`, ""},
+		{"", "9223372037"},
 		{";;;,,,===", "x"},
 		{"", "40"},
 		{"", " 40 "},
@@ -132,6 +159,14 @@ func FuzzRateLimit(f *testing.F) {
 			policy := http.Header{"Ratelimit": {`"default";r=0;t=` + strings.TrimSpace(reset)}}
 			if d, ok := classify.RateLimitReset(policy); !ok || d != time.Duration(n)*time.Second {
 				t.Fatalf("RateLimit t=%q = %v, %v; want %ds", reset, d, ok, n)
+			}
+		}
+
+		// RateLimit-Reset alone, too long for a Duration, is the largest.
+		if overflowSeconds(reset) {
+			alone := http.Header{"Ratelimit-Reset": {reset}}
+			if d, ok := classify.RateLimitReset(alone); !ok || d != math.MaxInt64 {
+				t.Fatalf("RateLimit-Reset %q = %v, %v; want the largest Duration", reset, d, ok)
 			}
 		}
 
@@ -159,6 +194,8 @@ func FuzzXRateLimitReset(f *testing.F) {
 		{"-5", 0},
 		{"1.5", 0},
 		{"99999999999999999999", 0},
+		{"10000000000000000", 0},
+		{strconv.FormatInt(now.Unix()+300*365*24*3600, 10), 0},
 		{unix(90 * time.Second), -1 << 40},
 		{unix(90 * time.Second), 1 << 40},
 	} {

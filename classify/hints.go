@@ -8,8 +8,13 @@ import (
 )
 
 // maxHintSeconds is the largest number of seconds that fits a time.Duration.
-// A larger value is an overflow, treated as malformed.
+// A larger value is taken as the largest Duration (see WaitHint).
 const maxHintSeconds = math.MaxInt64 / int64(time.Second)
+
+// maxWait is the largest wait a hint can give: a value that overflows a
+// time.Duration is taken as this one, the way RFC 9111 §1.2.2 asks a cache
+// to take a delta-seconds too large to represent as the largest it can.
+const maxWait = time.Duration(math.MaxInt64)
 
 // unixThreshold separates a count of seconds from a Unix timestamp in
 // X-RateLimit-Reset: values from this one (September 2001) on are instants.
@@ -28,9 +33,13 @@ const unixThreshold = 1_000_000_000
 //   - X-RateLimit-Reset, as seconds or, from 1,000,000,000 on, as a Unix
 //     timestamp.
 //
-// A date in the past means zero. Negative, overflowing or malformed values
-// are ignored and the next header is tried; ok is false when none gave a
-// value. WaitHint never panics, whatever the input.
+// A date in the past means zero. A value too large for a time.Duration (a
+// count of seconds past 292 years, an HTTP-date in year 9999) is taken as
+// the largest Duration, math.MaxInt64: a server asking for that long is
+// over any cap, so a retry loop gives up rather than retrying at once.
+// Negative or malformed values are ignored and the next header is tried;
+// ok is false when none gave a value. WaitHint never panics, whatever the
+// input.
 func WaitHint(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if len(h) == 0 {
 		return 0, false
@@ -52,7 +61,7 @@ func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	if secs, ok := parseSeconds(v); ok {
-		return time.Duration(secs) * time.Second, true
+		return seconds(secs), true
 	}
 	at, err := http.ParseTime(v)
 	if err != nil {
@@ -92,18 +101,18 @@ func RateLimitReset(h http.Header) (time.Duration, bool) {
 				}
 			}
 			if secs, ok := parseSeconds(t); ok && !quotaLeft(r) {
-				return time.Duration(secs) * time.Second, true
+				return seconds(secs), true
 			}
 		}
 		if secs, ok := parseSeconds(reset); ok && !quotaLeft(remaining) {
-			return time.Duration(secs) * time.Second, true
+			return seconds(secs), true
 		}
 	}
 	if quotaLeft(strings.TrimSpace(h.Get("Ratelimit-Remaining"))) {
 		return 0, false
 	}
 	if secs, ok := parseSeconds(strings.TrimSpace(h.Get("Ratelimit-Reset"))); ok {
-		return time.Duration(secs) * time.Second, true
+		return seconds(secs), true
 	}
 	return 0, false
 }
@@ -116,33 +125,50 @@ func quotaLeft(remaining string) bool {
 }
 
 // XRateLimitReset parses X-RateLimit-Reset as seconds or, from 1,000,000,000
-// on, as a Unix timestamp measured from now. See WaitHint.
+// on, as a Unix timestamp measured from now. A timestamp too far ahead for
+// a Duration is the largest one, except one that reads as a Unix timestamp
+// in milliseconds (from 1,000,000,000,000, and within a Duration of now
+// once divided by 1000): that is a unit this parser does not take, not a
+// long wait, and it is ignored. See WaitHint.
 func XRateLimitReset(h http.Header, now time.Time) (time.Duration, bool) {
 	secs, ok := parseSeconds(strings.TrimSpace(h.Get("X-Ratelimit-Reset")))
 	if !ok || quotaLeft(strings.TrimSpace(h.Get("X-Ratelimit-Remaining"))) {
 		return 0, false
 	}
-	if secs >= unixThreshold {
-		return until(now, time.Unix(secs, 0))
+	if secs < unixThreshold {
+		return seconds(secs), true
 	}
-	return time.Duration(secs) * time.Second, true
+	limit := now.Unix() + maxHintSeconds
+	switch {
+	case secs <= limit:
+		return until(now, time.Unix(secs, 0))
+	case secs >= unixThreshold*1000 && secs/1000 <= limit:
+		return 0, false // milliseconds
+	}
+	return maxWait, true
 }
 
-// until returns the non-negative time from now to at; ok is false when the
-// difference overflows.
+// until returns the non-negative time from now to at, the largest
+// Duration when the difference overflows (Sub saturates).
 func until(now, at time.Time) (time.Duration, bool) {
 	if !at.After(now) {
 		return 0, true
 	}
-	d := at.Sub(now)
-	if d == math.MaxInt64 { // Sub saturates on overflow
-		return 0, false
-	}
-	return d, true
+	return at.Sub(now), true
 }
 
-// parseSeconds parses 1*DIGIT as a count of seconds that fits a
-// time.Duration. Signs, spaces, fractions and overflow are rejected.
+// seconds returns secs seconds as a Duration, the largest one when that
+// overflows.
+func seconds(secs int64) time.Duration {
+	if secs > maxHintSeconds {
+		return maxWait
+	}
+	return time.Duration(secs) * time.Second
+}
+
+// parseSeconds parses 1*DIGIT as a count of seconds. A count past
+// math.MaxInt64 gives math.MaxInt64 (see seconds). Signs, spaces and
+// fractions are rejected.
 func parseSeconds(s string) (int64, bool) {
 	if s == "" {
 		return 0, false
@@ -153,10 +179,11 @@ func parseSeconds(s string) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
-		if n > maxHintSeconds {
-			return 0, false
+		if n > (math.MaxInt64-int64(c-'0'))/10 {
+			n = math.MaxInt64 // saturated; the other digits are still checked
+			continue
 		}
+		n = n*10 + int64(c-'0')
 	}
 	return n, true
 }

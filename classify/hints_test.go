@@ -1,6 +1,7 @@
 package classify_test
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"testing"
@@ -27,6 +28,9 @@ func hdr(pairs ...string) http.Header {
 	}
 	return h
 }
+
+// maxWait is the wait of a hint too long for a Duration.
+const maxWait = time.Duration(math.MaxInt64)
 
 // hintCase is one header set and the wait it must give; ok false means
 // "no usable hint", in which case want must be zero.
@@ -59,9 +63,13 @@ func TestRetryAfter(t *testing.T) {
 		{"unit ignored", hdr("Retry-After", "5s"), 0, false},
 		{"two numbers ignored", hdr("Retry-After", "5 6"), 0, false},
 		{"hex ignored", hdr("Retry-After", "0x10"), 0, false},
-		{"just past a Duration ignored", hdr("Retry-After", "9223372037"), 0, false},
-		{"overflow ignored", hdr("Retry-After", "99999999999999999999"), 0, false},
-		{"very long overflow ignored", hdr("Retry-After", "1234567890123456789012345678901234567890"), 0, false},
+		// Too long for a Duration: the largest one (RFC 9111 §1.2.2).
+		{"just past a Duration is the largest", hdr("Retry-After", "9223372037"), maxWait, true},
+		{"past int64 is the largest", hdr("Retry-After", "9223372036854775808"), maxWait, true},
+		{"overflow is the largest", hdr("Retry-After", "99999999999999999999"), maxWait, true},
+		{"very long overflow is the largest", hdr("Retry-After", "1234567890123456789012345678901234567890"), maxWait, true},
+		{"overflow with a letter ignored", hdr("Retry-After", "99999999999999999999x"), 0, false},
+		{"negative overflow ignored", hdr("Retry-After", "-99999999999999999999"), 0, false},
 		{"empty", hdr("Retry-After", ""), 0, false},
 		{"blank", hdr("Retry-After", "   "), 0, false},
 		{"absent", hdr("Content-Type", "text/plain"), 0, false},
@@ -77,7 +85,9 @@ func TestRetryAfter(t *testing.T) {
 		{"date in the past is zero", hdr("Retry-After", "Sat, 28 Nov 2026 11:00:00 GMT"), 0, true},
 		{"date equal to now is zero", hdr("Retry-After", "Sat, 28 Nov 2026 12:00:00 GMT"), 0, true},
 		{"date long past is zero", hdr("Retry-After", "Thu, 01 Jan 1970 00:00:00 GMT"), 0, true},
-		{"date too far ahead for a Duration ignored", hdr("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"), 0, false},
+		{"date too far ahead for a Duration is the largest", hdr("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"), maxWait, true},
+		{"date 300 years ahead is the largest", hdr("Retry-After", "Sat, 28 Nov 2326 12:00:00 GMT"), maxWait, true},
+		{"date 200 years ahead fits", hdr("Retry-After", "Mon, 28 Nov 2226 12:00:00 GMT"), time.Date(2226, 11, 28, 12, 0, 0, 0, time.UTC).Sub(now), true},
 		{"numeric zone ignored", hdr("Retry-After", "Sat, 28 Nov 2026 12:02:00 +0000"), 0, false},
 		{"ISO 8601 ignored", hdr("Retry-After", "2026-11-28T12:02:00Z"), 0, false},
 		{"garbage ignored", hdr("Retry-After", "soon"), 0, false},
@@ -97,8 +107,8 @@ func TestRetryAfter(t *testing.T) {
 			hdr("Date", "", "Retry-After", imf), 2 * time.Minute, true},
 		{"Date does not affect delay-seconds",
 			hdr("Date", "Sat, 28 Nov 2026 11:00:00 GMT", "Retry-After", "30"), 30 * time.Second, true},
-		{"Date too far behind for a Duration ignored",
-			hdr("Date", "Mon, 01 Jan 0001 00:00:00 GMT", "Retry-After", imf), 0, false},
+		{"Date too far behind for a Duration is the largest",
+			hdr("Date", "Mon, 01 Jan 0001 00:00:00 GMT", "Retry-After", imf), maxWait, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,7 +138,10 @@ func TestRateLimitReset(t *testing.T) {
 		{"second policy when the first t is malformed", hdr("RateLimit", `"day";r=0;t=x, "minute";r=0;t=12`), 12 * time.Second, true},
 		{"negative t ignored", hdr("RateLimit", `"default";r=0;t=-1`), 0, false},
 		{"fractional t ignored", hdr("RateLimit", `"default";r=0;t=1.5`), 0, false},
-		{"overflowing t ignored", hdr("RateLimit", `"default";r=0;t=99999999999999999999`), 0, false},
+		{"overflowing t is the largest", hdr("RateLimit", `"default";r=0;t=99999999999999999999`), maxWait, true},
+		{"overflowing reset is the largest", hdr("RateLimit", "limit=10, remaining=0, reset=9223372037"), maxWait, true},
+		{"overflowing RateLimit-Reset is the largest", hdr("RateLimit-Reset", "99999999999999999999"), maxWait, true},
+		{"overflowing remaining leaves quota", hdr("RateLimit", `"default";r=99999999999999999999;t=30`), 0, false},
 		{"no t", hdr("RateLimit", `"default";r=0`), 0, false},
 		{"t as a bare item is not a parameter", hdr("RateLimit", `t`), 0, false},
 		{"r is not a reset", hdr("RateLimit", `"default";r=30`), 0, false},
@@ -165,7 +178,11 @@ func TestXRateLimitReset(t *testing.T) {
 		{"millisecond timestamp ignored", hdr("X-RateLimit-Reset", strconv.FormatInt(now.Add(90*time.Second).UnixMilli(), 10)), 0, false},
 		{"negative ignored", hdr("X-RateLimit-Reset", "-5"), 0, false},
 		{"fraction ignored", hdr("X-RateLimit-Reset", "1.5"), 0, false},
-		{"overflow ignored", hdr("X-RateLimit-Reset", "99999999999999999999"), 0, false},
+		{"overflow is the largest", hdr("X-RateLimit-Reset", "99999999999999999999"), maxWait, true},
+		{"largest int64 timestamp is the largest", hdr("X-RateLimit-Reset", "9223372036854775807"), maxWait, true},
+		{"timestamp 300 years ahead is the largest", hdr("X-RateLimit-Reset", strconv.FormatInt(now.Unix()+300*365*24*3600, 10)), maxWait, true},
+		{"too large for milliseconds too is the largest", hdr("X-RateLimit-Reset", "10000000000000000"), maxWait, true},
+		{"timestamp 200 years ahead fits", hdr("X-RateLimit-Reset", unix(200*365*24*time.Hour)), 200 * 365 * 24 * time.Hour, true},
 		{"date ignored", hdr("X-RateLimit-Reset", "Sat, 28 Nov 2026 12:02:00 GMT"), 0, false},
 		{"empty", hdr("X-RateLimit-Reset", ""), 0, false},
 		{"absent", hdr("Retry-After", "5"), 0, false},
@@ -212,10 +229,10 @@ func TestWaitHint(t *testing.T) {
 			hdr("Retry-After", "-5", "RateLimit-Reset", "40"), 40 * time.Second, true},
 		{"fractional Retry-After falls through",
 			hdr("Retry-After", "1.5", "X-RateLimit-Reset", "90"), 90 * time.Second, true},
-		{"overflowing Retry-After falls through",
-			hdr("Retry-After", "99999999999999999999", "RateLimit", `"default";r=0;t=30`), 30 * time.Second, true},
-		{"Retry-After date beyond a Duration falls through",
-			hdr("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT", "X-RateLimit-Reset", "90"), 90 * time.Second, true},
+		{"overflowing Retry-After still wins",
+			hdr("Retry-After", "99999999999999999999", "RateLimit", `"default";r=0;t=30`), maxWait, true},
+		{"Retry-After date beyond a Duration still wins",
+			hdr("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT", "X-RateLimit-Reset", "90"), maxWait, true},
 		{"malformed RateLimit falls through to X-RateLimit-Reset",
 			hdr("RateLimit", `"default";r=0;t=x`, "X-RateLimit-Reset", "90"), 90 * time.Second, true},
 		{"everything malformed",

@@ -209,3 +209,34 @@ func TestStopHeldRetryAfterAnErrorKeepsBoth(t *testing.T) {
 		assert.Contains(t, te.Error(), "rebound: 1 attempt, host held by the server's wait hint: transport: host api.test held")
 	})
 }
+
+// TestOverflowingHintEndsTheLoop: a wait hint too long for a Duration is
+// the largest wait, over any cap: the loop returns the response at once
+// instead of dropping the hint and retrying.
+func TestOverflowingHintEndsTheLoop(t *testing.T) {
+	for name, header := range map[string][2]string{
+		"Retry-After just past a Duration": {"Retry-After", "9223372037"},
+		"Retry-After overflowing int64":    {"Retry-After", "99999999999999999999"},
+		"Retry-After in year 9999":         {"Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"},
+		"RateLimit t overflowing":          {"RateLimit", `"default";r=0;t=99999999999999999999`},
+		"RateLimit-Reset overflowing":      {"RateLimit-Reset", "9223372037"},
+		"X-RateLimit-Reset overflowing":    {"X-RateLimit-Reset", "99999999999999999999"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				base := &stub{respond: func(_ int, req *http.Request) (*http.Response, error) {
+					return response(req, 503, "come back much later", header[0], header[1]), nil
+				}}
+				start := time.Now()
+				resp, err := transport.New(base, transport.Config{}).RoundTrip(get(t, t.Context()))
+				require.NoError(t, err)
+				assert.Equal(t, "come back much later", readBody(t, resp))
+				assert.Equal(t, 1, base.calls(), "not retried")
+				assert.Zero(t, time.Since(start))
+				_, stop, ok := transport.Outcome(resp)
+				require.True(t, ok)
+				assert.ErrorIs(t, stop, transport.ErrHintOverCap)
+			})
+		})
+	}
+}
