@@ -76,6 +76,22 @@ type Config struct {
 	// that a departed client does not cancel. Zero or negative means 5
 	// seconds.
 	Timeout time.Duration
+
+	// Wait bounds how long a request in a transaction (see InTx) waits for
+	// a concurrent one with the same key to commit or roll back before it
+	// is answered 409; meanwhile it holds a pool connection. Zero means 5
+	// seconds; negative means not to wait (409 at once, after at most a
+	// millisecond: PostgreSQL's lock_timeout).
+	Wait time.Duration
+
+	// IsoLevel is the isolation level of the transactions InTx begins.
+	// Empty means the database's default (READ COMMITTED unless changed).
+	IsoLevel pgx.TxIsoLevel
+
+	// MaxAttempts bounds the calls InTx makes of its function when the
+	// transaction fails on a serialization failure or deadlock, the first
+	// included. Zero or negative means 3.
+	MaxAttempts int
 }
 
 // Store is an idempotency.Store in a PostgreSQL table. It is safe for
@@ -107,6 +123,10 @@ type Store struct {
 	names       names
 	maxResponse int
 	timeout     time.Duration
+	wait        time.Duration
+	lockTimeout string // Config.Wait, as a lock_timeout setting
+	maxAttempts int
+	begin       string // BEGIN, with Config.IsoLevel
 	sql         statements
 }
 
@@ -127,11 +147,26 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.Wait == 0 {
+		cfg.Wait = DefaultWait
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	switch cfg.IsoLevel {
+	case "", pgx.Serializable, pgx.RepeatableRead, pgx.ReadCommitted, pgx.ReadUncommitted:
+	default:
+		return nil, fmt.Errorf("%w: isolation level %q", ErrConfig, cfg.IsoLevel)
+	}
 	n, err := newNames(cfg.Schema, cfg.Table)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{pool: pool, names: n, maxResponse: cfg.MaxResponseBytes, timeout: cfg.Timeout}
+	s := &Store{pool: pool, names: n, maxResponse: cfg.MaxResponseBytes, timeout: cfg.Timeout,
+		wait: max(cfg.Wait, 0), lockTimeout: lockTimeout(cfg.Wait), maxAttempts: cfg.MaxAttempts, begin: "BEGIN"}
+	if cfg.IsoLevel != "" {
+		s.begin = "BEGIN ISOLATION LEVEL " + string(cfg.IsoLevel)
+	}
 	s.sql = newStatements(n)
 	return s, nil
 }
@@ -148,6 +183,11 @@ type statements struct {
 	// renew, complete and release act on the in-flight row of ($1, $2)
 	// with token $3 whose lease has not ended.
 	renew, complete, release string
+	// completeTx completes the row of ($1, $2) with token $3 that the
+	// transaction reserved (the parameters of complete); it fails
+	// (division by zero) when there is no such row, so that the COMMIT
+	// after it rolls back.
+	completeTx string
 }
 
 // newStatements returns the SQL of the store on the table of n.
@@ -175,6 +215,10 @@ func newStatements(n names) statements {
 		complete: `UPDATE ` + t + ` SET status = $4, not_replayable = $5, outcome_unknown = $6,
 				header = $7, body = $8, expires_at = now() + make_interval(secs => $9::float8 / 1e6)
 			WHERE scope = $1 AND key = $2 AND token = $3 AND status IS NULL AND expires_at > now()`,
+		completeTx: `WITH u AS (UPDATE ` + t + ` SET status = $4, not_replayable = $5, outcome_unknown = $6,
+				header = $7, body = $8, expires_at = now() + make_interval(secs => $9::float8 / 1e6)
+			WHERE scope = $1 AND key = $2 AND token = $3 RETURNING 1)
+			SELECT 1 / count(*) FROM u`,
 		// An ended lease is deleted all the same, and reported lost.
 		release: `DELETE FROM ` + t + ` WHERE scope = $1 AND key = $2 AND token = $3 AND status IS NULL
 			RETURNING expires_at > now()`,
@@ -198,7 +242,8 @@ func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc)
 }
 
 // Reserve implements idempotency.Store. A lease of zero or less reserves
-// the key with a lease that has already ended.
+// the key with a lease that has already ended. With the context of an
+// InTx function, the key is reserved inside that transaction (see InTx).
 func (s *Store) Reserve(ctx context.Context, skey string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Record, bool, error) {
 	if s.pool == nil {
 		return idempotency.Record{}, false, ErrNilPool
@@ -206,6 +251,13 @@ func (s *Store) Reserve(ctx context.Context, skey string, fp idempotency.Fingerp
 	scope, key, err := splitKey(skey)
 	if err != nil {
 		return idempotency.Record{}, false, err
+	}
+	if t := s.txOf(ctx); t != nil {
+		// Waiting for a concurrent holder of the key is not the database
+		// being slow: it gets Wait on top of the timeout.
+		ctx, cancel := context.WithTimeout(ctx, s.timeout+s.wait)
+		defer cancel()
+		return s.reserveTx(ctx, t, scope, key, fp, lease)
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -242,7 +294,7 @@ func (s *Store) Reserve(ctx context.Context, skey string, fp idempotency.Fingerp
 // errVanished: a conflicting row was gone when Reserve read it.
 var errVanished = errors.New("the conflicting record ended during the reservation; retry")
 
-// scanRecord reads a row of selectSQL; found is false for no row.
+// scanRecord reads a row of the live statement; found is false for no row.
 func scanRecord(row pgx.Row, now time.Time) (rec idempotency.Record, found bool, err error) {
 	var (
 		fp            []byte
@@ -282,7 +334,8 @@ func scanRecord(row pgx.Row, now time.Time) (rec idempotency.Record, found bool,
 
 // Complete implements idempotency.Store. A nil resp is stored as a
 // NotReplayable 200; a ttl of zero or less completes the key with a TTL
-// that has already ended.
+// that has already ended. With the context of an InTx function, a key the
+// transaction reserved is completed with its COMMIT.
 func (s *Store) Complete(ctx context.Context, skey string, token uint64, resp *idempotency.Response, ttl time.Duration) error {
 	if s.pool == nil {
 		return ErrNilPool
@@ -297,7 +350,15 @@ func (s *Store) Complete(ctx context.Context, skey string, token uint64, resp *i
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, s.sql.complete, scope, key, int64(token),
+	if t := s.txOf(ctx); t != nil {
+		return s.completeTx(ctx, t, scope, key, token, c, ttl)
+	}
+	return s.completeIn(ctx, s.pool, scope, key, token, c, ttl)
+}
+
+// completeIn runs the complete statement on q.
+func (s *Store) completeIn(ctx context.Context, q queryer, scope []byte, key string, token uint64, c responseColumns, ttl time.Duration) error {
+	tag, err := q.Exec(ctx, s.sql.complete, scope, key, int64(token),
 		c.status, c.notReplayable, c.unknown, c.header, c.body, max(ttl, 0).Microseconds())
 	if err != nil {
 		return fmt.Errorf("pgstore: complete: %w", err)
@@ -340,7 +401,8 @@ func (s *Store) columns(resp *idempotency.Response) (responseColumns, error) {
 }
 
 // Renew implements idempotency.Store. A lease of zero or less ends the
-// reservation's lease now.
+// reservation's lease now. A key reserved by the InTx transaction of ctx
+// needs no lease (the transaction holds it): Renew returns nil for it.
 func (s *Store) Renew(ctx context.Context, skey string, token uint64, lease time.Duration) error {
 	if s.pool == nil {
 		return ErrNilPool
@@ -351,7 +413,17 @@ func (s *Store) Renew(ctx context.Context, skey string, token uint64, lease time
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, s.sql.renew, scope, key, int64(token), max(lease, 0).Microseconds())
+	var q queryer = s.pool
+	if t := s.txOf(ctx); t != nil {
+		if t.reservedBy(scope, key, token) != nil {
+			return nil
+		}
+		if err := t.ready(ctx); err != nil {
+			return fmt.Errorf("pgstore: renew: %w", err)
+		}
+		q = t.conn
+	}
+	tag, err := q.Exec(ctx, s.sql.renew, scope, key, int64(token), max(lease, 0).Microseconds())
 	if err != nil {
 		return fmt.Errorf("pgstore: renew: %w", err)
 	}
@@ -363,7 +435,8 @@ func (s *Store) Renew(ctx context.Context, skey string, token uint64, lease time
 
 // Release implements idempotency.Store. A reservation whose lease has
 // ended is deleted all the same (nobody else holds it), and ErrLeaseLost
-// is returned.
+// is returned. Releasing a key that the InTx transaction of ctx reserved
+// makes that transaction roll back.
 func (s *Store) Release(ctx context.Context, skey string, token uint64) error {
 	if s.pool == nil {
 		return ErrNilPool
@@ -374,8 +447,19 @@ func (s *Store) Release(ctx context.Context, skey string, token uint64) error {
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	var q queryer = s.pool
+	if t := s.txOf(ctx); t != nil {
+		if t.reservedBy(scope, key, token) != nil {
+			t.release = true
+			return nil
+		}
+		if err := t.ready(ctx); err != nil {
+			return fmt.Errorf("pgstore: release: %w", err)
+		}
+		q = t.conn
+	}
 	var live bool
-	err = s.pool.QueryRow(ctx, s.sql.release, scope, key, int64(token)).Scan(&live)
+	err = q.QueryRow(ctx, s.sql.release, scope, key, int64(token)).Scan(&live)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return idempotency.ErrLeaseLost
@@ -387,7 +471,9 @@ func (s *Store) Release(ctx context.Context, skey string, token uint64) error {
 	return nil
 }
 
-// Lookup implements idempotency.Store.
+// Lookup implements idempotency.Store. With the context of an InTx
+// function, it reads inside that transaction, where a key the transaction
+// reserved is in flight.
 func (s *Store) Lookup(ctx context.Context, skey string) (idempotency.Record, bool, error) {
 	if s.pool == nil {
 		return idempotency.Record{}, false, ErrNilPool
@@ -398,9 +484,16 @@ func (s *Store) Lookup(ctx context.Context, skey string) (idempotency.Record, bo
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	rec, found, err := scanRecord(s.pool.QueryRow(ctx, s.sql.live, scope, key), time.Now())
+	var q queryer = s.pool
+	if t := s.txOf(ctx); t != nil && t.begun {
+		q = t.conn
+	}
+	rec, found, err := scanRecord(q.QueryRow(ctx, s.sql.live, scope, key), time.Now())
 	if err != nil {
 		return idempotency.Record{}, false, fmt.Errorf("pgstore: lookup: %w", err)
+	}
+	if t := s.txOf(ctx); t != nil && found && t.reservedBy(scope, key, rec.Token) != nil {
+		rec.Response = nil // the row's OutcomeUnknown is for a transaction that ends unseen
 	}
 	return rec, found, nil
 }
