@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/rebound-http/rebound/transport"
@@ -33,4 +36,43 @@ func ExampleNew() {
 	// Output:
 	// 3 attempts; attempts exhausted; connection refused
 	// cause reachable: true
+}
+
+// Outcome tells why the loop handed back a response it gave up on, with
+// no observer: here the server asks for an hour, over the 60 s cap.
+func ExampleOutcome() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "3600")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	rt := transport.New(nil, transport.Config{})
+	defer rt.CloseIdleConnections()
+
+	resp, err := (&http.Client{Transport: rt}).Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	attempts, stop, ok := transport.Outcome(resp)
+	fmt.Println(resp.StatusCode, attempts, ok, stop)
+	fmt.Println("over the cap:", errors.Is(stop, transport.ErrHintOverCap))
+	// Output:
+	// 503 1 true transport: server wait over cap
+	// over the cap: true
+}
+
+// Each way the loop ends has a sentinel, and the cause stays reachable:
+// here every attempt is refused at the dial.
+func ExampleErrAttemptsExhausted() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+
+	rt := transport.New(nil, transport.Config{MaxAttempts: 2, BaseDelay: time.Microsecond})
+	_, err := (&http.Client{Transport: rt}).Get("http://" + addr)
+	fmt.Println(errors.Is(err, transport.ErrAttemptsExhausted), errors.Is(err, syscall.ECONNREFUSED), os.IsTimeout(err))
+	// Output:
+	// true true false
 }
