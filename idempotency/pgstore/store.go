@@ -497,3 +497,33 @@ func (s *Store) Lookup(ctx context.Context, skey string) (idempotency.Record, bo
 	}
 	return rec, found, nil
 }
+
+// Plain returns s as an idempotency.Store without InTx, for a middleware
+// that should run handlers outside a transaction, as with any other store:
+// a reservation committed at once and held by a renewed lease, the
+// response streamed to the client as it is written. Use it for handlers
+// whose effects are not (only) in this database.
+func (s *Store) Plain() idempotency.Store { return plain{s} }
+
+// plain is a Store without its transactional mode.
+type plain struct{ s *Store }
+
+func (p plain) Reserve(ctx context.Context, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Record, bool, error) {
+	return p.s.Reserve(ctx, key, fp, lease)
+}
+
+func (p plain) Renew(ctx context.Context, key string, token uint64, lease time.Duration) error {
+	return p.s.Renew(ctx, key, token, lease)
+}
+
+func (p plain) Complete(ctx context.Context, key string, token uint64, resp *idempotency.Response, ttl time.Duration) error {
+	return p.s.Complete(ctx, key, token, resp, ttl)
+}
+
+func (p plain) Release(ctx context.Context, key string, token uint64) error {
+	return p.s.Release(ctx, key, token)
+}
+
+func (p plain) Lookup(ctx context.Context, key string) (idempotency.Record, bool, error) {
+	return p.s.Lookup(ctx, key)
+}
