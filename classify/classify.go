@@ -203,11 +203,11 @@ type Health uint8
 const (
 	// Healthy: the server answered with a status below 500.
 	Healthy Health = iota
-	// Unhealthy: a network error or a 5xx status.
+	// Unhealthy: a network error or a 5xx status without a wait hint.
 	Unhealthy
 	// Neutral: the attempt says nothing about the server: the caller
-	// cancelled, a gate refused it, the request itself was invalid, or its
-	// body could not be read.
+	// cancelled, a gate refused it, the request itself was invalid, its
+	// body could not be read, or a 5xx carried a wait hint.
 	Neutral
 )
 
@@ -242,6 +242,13 @@ func deadlinePassed(ctx context.Context) bool {
 // Healthy, and the caller's own cancellation, a gate's refusal, an invalid
 // request or a body the caller could not deliver are Neutral.
 //
+// Backpressure is not failure: a 5xx that carries a wait hint (see
+// WaitHint: Retry-After, RateLimit, X-RateLimit-Reset) comes from a live
+// server asking for time, such as a rate limiter answering 503 +
+// Retry-After, and is Neutral, so it never trips a circuit breaker nor
+// counts as an accepted request for a client-side throttle. A 4xx with a
+// hint stays Healthy.
+//
 // A deadline that ends an attempt still waiting for the server is
 // Unhealthy: the caller's deadline, or the retry loop's per-attempt timeout.
 // A server that accepts connections and never answers is the commonest
@@ -275,7 +282,13 @@ func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
 		}
 		return Unhealthy
 	}
-	if resp == nil || resp.StatusCode >= 500 {
+	if resp == nil {
+		return Unhealthy
+	}
+	if resp.StatusCode >= 500 {
+		if _, ok := WaitHint(resp.Header, time.Now()); ok {
+			return Neutral
+		}
 		return Unhealthy
 	}
 	return Healthy

@@ -362,6 +362,33 @@ func TestServerHealthStatus(t *testing.T) {
 	t.Run("no response and no error", func(t *testing.T) {
 		assert.Equal(t, classify.Unhealthy, classify.ServerHealth(newRequest(t, "GET"), nil, nil))
 	})
+	t.Run("wait hints", func(t *testing.T) {
+		// Backpressure is not failure: a live server asking for time.
+		hinted := []struct {
+			code         int
+			header, hint string
+			want         classify.Health
+		}{
+			{503, "Retry-After", "1", classify.Neutral},
+			{503, "Retry-After", "0", classify.Neutral},
+			{503, "Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT", classify.Neutral}, // a past date: wait 0
+			{500, "Retry-After", "30", classify.Neutral},
+			{502, "Ratelimit", `"default";r=0;t=5`, classify.Neutral},
+			{504, "X-Ratelimit-Reset", "7", classify.Neutral},
+			{429, "Retry-After", "1", classify.Healthy},
+			{200, "Retry-After", "1", classify.Healthy},
+			// No hint the chain honours: still a failure.
+			{503, "Retry-After", "soon", classify.Unhealthy},
+			{503, "Retry-After", "-1", classify.Unhealthy},
+			{503, "Ratelimit", `"default";r=5;t=5`, classify.Unhealthy}, // quota left
+			{503, "X-Ratelimit-Remaining", "0", classify.Unhealthy},
+		}
+		for _, h := range hinted {
+			resp := response(h.code)
+			resp.Header.Set(h.header, h.hint)
+			assert.Equal(t, h.want, classify.ServerHealth(newRequest(t, "GET"), resp, nil), "%d %s: %s", h.code, h.header, h.hint)
+		}
+	})
 	t.Run("nil request", func(t *testing.T) {
 		assert.Equal(t, classify.Healthy, classify.ServerHealth(nil, response(200), nil))
 		assert.Equal(t, classify.Unhealthy, classify.ServerHealth(nil, nil, errors.New("boom")))
