@@ -80,7 +80,7 @@ func ExampleTransport_Breakers() {
 	rt := rebound.NewTransport(nil, rebound.WithRetry(transport.Config{MaxAttempts: 1}))
 	defer rt.CloseIdleConnections()
 	client := &http.Client{Transport: rt}
-	for range 6 {
+	for range 11 {
 		if resp, err := client.Get(srv.URL); err == nil {
 			resp.Body.Close()
 		}

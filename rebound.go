@@ -38,9 +38,11 @@ type Policy struct {
 	// Retry configures the retry loop. The zero value is its defaults.
 	Retry transport.Config
 	// Breaker configures the per-host circuit breakers. The zero value
-	// opens on ≥ 50 % failures of ≥ 20 calls in 10 s, or 5 consecutive
-	// failures of a quiet host; open 5 s, doubling per repeated trip up to
-	// 60 s; one half-open probe.
+	// trips only on statistically clear failure (two sequential tests:
+	// false-trip odds below 10⁻⁴ per fresh client over 1,000 calls to a
+	// host failing 30 %; a fresh or quiet dead host trips after 10
+	// failures); never counts a response with a wait hint; while open,
+	// probes once a second (plus up to 10 % jitter), never longer.
 	Breaker breaker.Config
 	// Budget configures the retry budget. The zero value is one Ratio
 	// budget (20 % of first attempts over 10 s, plus 10 retries/s) shared

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,7 +52,13 @@ func openError(t *testing.T, b *breaker.Breaker) *breaker.OpenError {
 	return oe
 }
 
+const (
+	deadReason     = "failing like a dead host (sequential test: 95 % vs 35 % failures)"
+	degradedReason = "failing like a degraded host (sequential test: 50 % vs 30 % failures)"
+)
+
 func TestTripRules(t *testing.T) {
+	u := func(n int) string { return strings.Repeat("U", n) }
 	tests := []struct {
 		name   string
 		cfg    breaker.Config
@@ -59,17 +66,19 @@ func TestTripRules(t *testing.T) {
 		want   breaker.State
 		reason string
 	}{
-		{name: "five consecutive failures trip a quiet host", seq: "UUUUU", want: breaker.Open, reason: "5 consecutive failures"},
-		{name: "four do not", seq: "UUUU", want: breaker.Closed},
-		{name: "a success breaks the run", seq: "UUUUHUUUU", want: breaker.Closed},
-		{name: "neutral neither counts nor breaks the run", seq: "UUNNUUNU", want: breaker.Open, reason: "5 consecutive failures"},
-		{name: "a busy host ignores a run of five", seq: strings.Repeat("H", 20) + "UUUUU", want: breaker.Closed},
-		{name: "half of twenty trips on the rate", seq: strings.Repeat("HU", 10), want: breaker.Open, reason: "failure rate 50% of 20 calls"},
-		{name: "a third does not", seq: strings.Repeat("HHU", 20), want: breaker.Closed},
-		{name: "custom rate over more calls", seq: strings.Repeat("H", 15) + strings.Repeat("U", 23),
-			cfg: breaker.Config{ConsecutiveFailures: -1, FailureRate: 0.6}, want: breaker.Open, reason: "failure rate 60% of 38 calls"},
-		{name: "consecutive rule disabled", cfg: breaker.Config{ConsecutiveFailures: -1}, seq: "UUUUUUUUUU", want: breaker.Closed},
-		{name: "custom thresholds", cfg: breaker.Config{MinCalls: 4, FailureRate: 0.75}, seq: "HUUU", want: breaker.Open, reason: "failure rate 75% of 4 calls"},
+		{name: "ten failures trip a fresh host", seq: u(10), want: breaker.Open, reason: deadReason},
+		{name: "nine do not", seq: u(9), want: breaker.Closed},
+		{name: "a success delays the trip", seq: u(9) + "H" + u(3), want: breaker.Closed},
+		{name: "but 17 failures in 18 trip", seq: u(9) + "H" + u(4), want: breaker.Open, reason: deadReason},
+		{name: "neutral neither counts nor breaks the run", seq: "UUNNUUNUNUUUUNU", want: breaker.Open, reason: deadReason},
+		{name: "a healthy host earns credit", seq: strings.Repeat("H", 20) + u(16), want: breaker.Closed},
+		{name: "which buys seven failures", seq: strings.Repeat("H", 20) + u(17), want: breaker.Open, reason: deadReason},
+		{name: "30 % failures never trip", seq: strings.Repeat("HHUHHHUHHU", 300), want: breaker.Closed},
+		{name: "40 % do not in 3,000 calls", seq: strings.Repeat("HUHHUHUHHU", 300), want: breaker.Closed},
+		{name: "60 % trip the degraded test", seq: strings.Repeat("UUHUUHUHUH", 6)[:52], want: breaker.Open, reason: degradedReason},
+		{name: "custom run length", cfg: breaker.Config{MinCalls: 4}, seq: u(4), want: breaker.Open, reason: deadReason},
+		{name: "custom run length, one short", cfg: breaker.Config{MinCalls: 4}, seq: u(3), want: breaker.Closed},
+		{name: "a higher tolerated rate", cfg: breaker.Config{FailureRate: 0.5}, seq: strings.Repeat("UUHUUHUHUH", 30), want: breaker.Closed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,305 +105,285 @@ func TestTripRules(t *testing.T) {
 	}
 }
 
-func TestOpenTimeGrowsAndResets(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var got changes
-		b := breaker.New("api", breaker.Config{Jitter: -1, OnStateChange: got.add})
-		feed(t, b, "UUUUU")
-		// Each failed probe doubles the open time, up to the 60 s cap.
-		for _, want := range []time.Duration{5, 10, 20, 40, 60, 60} {
-			want *= time.Second
-			if oe := openError(t, b); oe.RetryIn != want || oe.State != breaker.Open {
-				t.Fatalf("refusal %+v, want open with RetryIn %v", oe, want)
-			}
-			time.Sleep(want - time.Nanosecond)
-			if oe := openError(t, b); oe.RetryIn != time.Nanosecond {
-				t.Fatalf("1ns before the probe: RetryIn %v", oe.RetryIn)
-			}
-			time.Sleep(time.Nanosecond)
-			feed(t, b, "U") // the probe, which fails
-			if s := b.Snapshot(); s.State != breaker.Open {
-				t.Fatalf("after a failed probe: %+v", s)
-			}
-		}
-		time.Sleep(time.Minute)
-		feed(t, b, "H") // a successful probe closes and resets the growth
-		if s := b.Snapshot(); s.State != breaker.Closed || s.Trips != 0 {
-			t.Fatalf("after a good probe: %+v", s)
-		}
-		feed(t, b, "UUUUU")
-		if oe := openError(t, b); oe.RetryIn != 5*time.Second {
-			t.Fatalf("after closing, the next trip opens for %v, want 5s", oe.RetryIn)
-		}
-		// Every change was reported, in order, with its generation.
-		chs := got.list()
-		for i, ch := range chs {
-			if ch.Generation != uint64(i+2) {
-				t.Fatalf("change %d has generation %d", i, ch.Generation)
-			}
-		}
-		last := chs[len(chs)-3:]
-		if last[0].Reason != "open time elapsed" || last[1].Reason != "probe succeeded" || last[1].To != breaker.Closed ||
-			last[2].To != breaker.Open || last[2].OpenFor != 5*time.Second {
-			t.Fatalf("last changes %+v", last)
-		}
-	})
-}
-
-func TestJitterStaysWithinBounds(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var got changes
-		seen := map[time.Duration]bool{}
-		for range 200 {
-			b := breaker.New("api", breaker.Config{OnStateChange: got.add})
-			feed(t, b, "UUUUU")
-			oe := openError(t, b)
-			if oe.RetryIn <= 4500*time.Millisecond || oe.RetryIn > 5*time.Second {
-				t.Fatalf("open for %v, want in (4.5s, 5s]", oe.RetryIn)
-			}
-			seen[oe.RetryIn] = true
-			// The breaker really stays open that long, and no longer.
-			time.Sleep(oe.RetryIn - time.Nanosecond)
-			openError(t, b)
-			time.Sleep(time.Nanosecond)
-			feed(t, b, "H")
-		}
-		if len(seen) < 100 {
-			t.Fatalf("only %d distinct open times in 200 trips: not jittered", len(seen))
-		}
-		for _, ch := range got.list() {
-			if ch.To == breaker.Open && (ch.OpenFor <= 4500*time.Millisecond || ch.OpenFor > 5*time.Second) {
-				t.Fatalf("reported OpenFor %v", ch.OpenFor)
-			}
-		}
-	})
-}
-
-func TestWindowSlides(t *testing.T) {
-	// 19 calls, 10 of them failures and never two in a row, then one more
-	// failure after a pause: it trips only while the first 19 are in the
-	// 10 s window (ten 1 s buckets).
-	tests := []struct {
-		name  string
-		pause time.Duration
-		want  breaker.State
-		calls int64
-	}{
-		{name: "no pause", pause: 0, want: breaker.Open},
-		{name: "still in the last bucket", pause: 9*time.Second + 999*time.Millisecond, want: breaker.Open},
-		{name: "slid out", pause: 10 * time.Second, want: breaker.Closed, calls: 1},
-		{name: "long idle", pause: time.Hour, want: breaker.Closed, calls: 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				b := breaker.New("api", breaker.Config{})
-				feed(t, b, strings.Repeat("UH", 9)+"U")
-				if s := b.Snapshot(); s.Calls != 19 || s.Failures != 10 || s.State != breaker.Closed {
-					t.Fatalf("before the pause: %+v", s)
-				}
-				time.Sleep(tt.pause)
+func TestQuietHosts(t *testing.T) {
+	t.Run("a quiet dead host trips after ten failures", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := breaker.New("api", breaker.Config{})
+			for i := range 9 {
 				feed(t, b, "U")
-				s := b.Snapshot()
-				if s.State != tt.want || tt.want == breaker.Closed && s.Calls != tt.calls {
-					t.Fatalf("after %v: %+v, want %v with %d calls", tt.pause, s, tt.want, tt.calls)
-				}
-			})
-		})
-	}
-}
-
-func TestHalfOpenAdmitsBoundedProbes(t *testing.T) {
-	for _, probes := range []int{1, 3} {
-		t.Run(strings.Repeat("probe", probes), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var got changes
-				b := breaker.New("api", breaker.Config{HalfOpenProbes: probes, OnStateChange: got.add})
-				feed(t, b, "UUUUU")
-				time.Sleep(5 * time.Second)
-				var (
-					wg      sync.WaitGroup
-					allowed atomic.Int32
-					mu      sync.Mutex
-					dones   []func(classify.Health)
-				)
-				for range 50 {
-					wg.Go(func() {
-						done, err := b.Allow()
-						if err != nil {
-							if !errors.Is(err, breaker.ErrOpen) {
-								t.Errorf("refusal %v", err)
-							}
-							return
-						}
-						allowed.Add(1)
-						mu.Lock()
-						dones = append(dones, done)
-						mu.Unlock()
-					})
-				}
-				wg.Wait()
-				if n := int(allowed.Load()); n != probes {
-					t.Fatalf("%d of 50 concurrent callers probed, want %d", n, probes)
-				}
-				if s := b.Snapshot(); s.State != breaker.HalfOpen || s.ProbesInFlight != probes {
-					t.Fatalf("during the probes: %+v", s)
-				}
-				if oe := openError(t, b); oe.State != breaker.HalfOpen || oe.RetryIn != 0 {
-					t.Fatalf("refusal while probing: %+v", oe)
-				}
-				dones[0](classify.Healthy)
 				if b.State() != breaker.Closed {
-					t.Fatalf("a good probe left the breaker %v", b.State())
+					t.Fatalf("open after %d failures a minute apart", i+1)
 				}
-				for _, done := range dones[1:] {
-					done(classify.Unhealthy) // from the half-open generation: ignored
-				}
-				if b.State() != breaker.Closed {
-					t.Fatalf("a stale probe result reopened the breaker")
-				}
-			})
-		})
-	}
-}
-
-func TestHalfOpenNeverWedges(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := breaker.New("api", breaker.Config{})
-		feed(t, b, "UUUUU")
-		time.Sleep(5 * time.Second)
-		// Probes that say nothing (cancelled by their caller) free the slot,
-		// even when reported twice.
-		for range 3 {
-			done, err := b.Allow()
-			if err != nil {
-				t.Fatalf("probe refused: %v", err)
+				time.Sleep(time.Minute)
 			}
-			openError(t, b)
-			done(classify.Neutral)
-			done(classify.Neutral)
-			if s := b.Snapshot(); s.State != breaker.HalfOpen || s.ProbesInFlight != 0 {
-				t.Fatalf("after a neutral probe: %+v", s)
+			feed(t, b, "U")
+			if b.State() != breaker.Open {
+				t.Fatalf("still %v after ten failures a minute apart", b.State())
+			}
+		})
+	})
+	t.Run("credit is forgotten after a Window of silence", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := breaker.New("api", breaker.Config{})
+			feed(t, b, strings.Repeat("H", 100))
+			if e := b.Snapshot().Evidence; e >= 0 {
+				t.Fatalf("evidence %v after 100 successes, want credit (negative)", e)
+			}
+			time.Sleep(11 * time.Second)
+			feed(t, b, strings.Repeat("U", 10))
+			if b.State() != breaker.Open {
+				t.Fatalf("a host silent for 11 s kept its credit: %+v", b.Snapshot())
+			}
+		})
+	})
+	t.Run("but kept across shorter pauses", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := breaker.New("api", breaker.Config{})
+			feed(t, b, strings.Repeat("H", 100))
+			time.Sleep(8 * time.Second)
+			feed(t, b, strings.Repeat("U", 10))
+			if b.State() != breaker.Closed {
+				t.Fatalf("a host silent for 8 s lost its credit")
+			}
+		})
+	})
+}
+
+func TestOpenProbesOncePerInterval(t *testing.T) {
+	// A dead host receives one probe per OpenTimeout (1 s plus up to 10 %
+	// jitter) from a breaker that callers hit every 10 ms, for 10 minutes:
+	// failed probes never lengthen the open time, and are not state
+	// changes.
+	synctest.Test(t, func(t *testing.T) {
+		var got changes
+		b := breaker.New("api", breaker.Config{OnStateChange: got.add})
+		feed(t, b, strings.Repeat("U", 10))
+		if chs := got.list(); len(chs) != 1 || chs[0].OpenFor < time.Second || chs[0].OpenFor >= 1100*time.Millisecond {
+			t.Fatalf("trip %+v, want the first probe in [1s, 1.1s)", chs)
+		}
+		start := time.Now()
+		var probes []time.Duration
+		for time.Since(start) < 10*time.Minute {
+			if done, err := b.Allow(); err == nil {
+				probes = append(probes, time.Since(start))
+				done(classify.Unhealthy)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for i := 1; i < len(probes); i++ {
+			if gap := probes[i] - probes[i-1]; gap < time.Second || gap > 1110*time.Millisecond {
+				t.Fatalf("probes %d and %d %v apart, want [1s, 1.1s] (at the callers' 10 ms)", i-1, i, gap)
 			}
 		}
-		feed(t, b, "H")
-		if b.State() != breaker.Closed {
-			t.Fatalf("state %v after a good probe", b.State())
+		if n := len(probes); n < 540 || n > 600 {
+			t.Fatalf("%d probes in 10 minutes, want one per 1-1.1 s", n)
+		}
+		if chs := got.list(); len(chs) != 1 {
+			t.Fatalf("failed probes reported as changes: %d changes", len(chs))
 		}
 	})
+}
+
+func TestRecoveryWithinTwoSeconds(t *testing.T) {
+	// 20 outages of 1 s to 10 min, in which probes fail fast, hang until
+	// their caller's 2 s deadline, or get 503s; then the host returns at a
+	// random instant. Two callers call every 20 ms. The first successful call
+	// after the return must come within 2 s in the median and 5 s at
+	// worst, and the dead host must see at most one attempt per second.
+	outages := []time.Duration{time.Second, 7 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute}
+	modes := []string{"refused", "hung", "503"}
+	rng := rand.New(rand.NewPCG(9, 9))
+	var recoveries []time.Duration
+	for trial := range 20 {
+		outage := outages[trial%len(outages)] + time.Duration(rng.Int64N(int64(time.Second)))
+		mode := modes[trial%len(modes)]
+		synctest.Test(t, func(t *testing.T) {
+			h := &host{}
+			tr := breaker.NewTransport(h, breaker.Config{})
+			h.mode.Store(mode)
+			c := startCallers(t, tr, 2)
+			time.Sleep(outage)
+			sent := h.attempts.Load()
+			recoveries = append(recoveries, c.recover(h))
+			// The attempts before the trip, those in flight at it, and
+			// then one probe per second at most.
+			if limit := int64(breaker.DefaultMinCalls + 2 + outage/time.Second + 1); sent > limit {
+				t.Errorf("%v outage (%s): the dead host saw %d attempts, want at most %d", outage, mode, sent, limit)
+			}
+		})
+	}
+	slices.Sort(recoveries)
+	t.Logf("recovery times (20 trials): min %v, median %v, max %v", recoveries[0], recoveries[len(recoveries)/2], recoveries[len(recoveries)-1])
+	if med := recoveries[len(recoveries)/2]; med > 2*time.Second {
+		t.Errorf("median recovery %v, want at most 2s", med)
+	}
+	if worst := recoveries[len(recoveries)-1]; worst > 5*time.Second {
+		t.Errorf("worst recovery %v, want at most 5s", worst)
+	}
 }
 
 func TestStaleOutcomesAreIgnored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := breaker.New("api", breaker.Config{})
-		var before []func(classify.Health) // allowed while closed, reported late
-		for range 5 {
+		b := breaker.New("api", breaker.Config{Jitter: -1})
+		// Twenty attempts allowed while closed are still in flight when
+		// ten others trip the breaker.
+		var late []func(classify.Health)
+		for range 20 {
 			done, err := b.Allow()
 			if err != nil {
 				t.Fatal(err)
 			}
-			before = append(before, done)
+			late = append(late, done)
 		}
-		feed(t, b, "UUUUU")
-		before[0](classify.Unhealthy) // a sixth failure, but of the old generation
-		if s := b.Snapshot(); s.State != breaker.Open || s.Generation != 2 {
-			t.Fatalf("a failure from before the trip changed the open breaker: %+v", s)
+		feed(t, b, strings.Repeat("U", 10))
+		if b.State() != breaker.Open {
+			t.Fatalf("state %v, want open", b.State())
 		}
-		time.Sleep(5 * time.Second)
-		probe, err := b.Allow()
-		if err != nil {
-			t.Fatal(err)
+		// A late success from before the trip does not close it.
+		late[0](classify.Healthy)
+		if b.State() != breaker.Open {
+			t.Fatal("a success from before the trip closed the breaker")
 		}
-		// Counted in the closed generation, these would make a seventh and
-		// later consecutive failures and trip it again, or close it.
-		for _, done := range before[1:4] {
+		// A probe closes it; then the late failures from before it opened
+		// arrive, and must not reopen it.
+		time.Sleep(time.Second)
+		feed(t, b, "H")
+		if b.State() != breaker.Closed {
+			t.Fatalf("state %v after a good probe", b.State())
+		}
+		for _, done := range late[1:] {
 			done(classify.Unhealthy)
 		}
-		before[4](classify.Healthy)
-		if s := b.Snapshot(); s.State != breaker.HalfOpen || s.ProbesInFlight != 1 || s.Generation != 3 {
-			t.Fatalf("outcomes from the closed generation changed the half-open breaker: %+v", s)
-		}
-		probe(classify.Healthy)
-		if s := b.Snapshot(); s.State != breaker.Closed || s.Calls != 0 || s.Generation != 4 {
-			t.Fatalf("after the good probe: %+v", s)
+		if s := b.Snapshot(); s.State != breaker.Closed || s.Evidence != 0 || s.Trips != 1 {
+			t.Fatalf("stale failures counted after the close: %+v", s)
 		}
 	})
 }
 
-func TestNoFalseTripsUnderLoad(t *testing.T) {
-	tests := []struct {
-		name     string
-		failRate float64
-		duration time.Duration
-		wantOpen bool
-	}{
-		{name: "10% flaky for 10 minutes never opens", failRate: 0.1, duration: 10 * time.Minute},
-		{name: "60% failing opens within the window", failRate: 0.6, duration: 10 * time.Second, wantOpen: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var (
-					got     changes
-					mu      sync.Mutex
-					rng     = newPCG(42)
-					run     int // current run of failures, in the order decided
-					longest int
-					calls   int
-				)
-				// The base decides failures from one generator in call
-				// order, so the sequence of outcomes is fixed by the seed.
-				base := stub(func(*http.Request) (*http.Response, error) {
-					mu.Lock()
-					defer mu.Unlock()
-					calls++
-					if rng.Float64() < tt.failRate {
-						run++
-						longest = max(longest, run)
-						return &http.Response{StatusCode: 500, Body: http.NoBody}, nil
-					}
-					run = 0
-					return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
-				})
-				tr := breaker.NewTransport(base, breaker.Config{OnStateChange: got.add})
-				start := time.Now()
-				var wg sync.WaitGroup
-				for range 20 {
-					wg.Go(func() {
-						req := get(t, context.Background(), "https://api.example.com/")
-						for time.Since(start) < tt.duration && got.opens() == 0 {
-							if resp, err := tr.RoundTrip(req); err == nil {
-								resp.Body.Close()
-							}
-							time.Sleep(10 * time.Millisecond) // 2,000 calls/s in all
-						}
-					})
-				}
-				wg.Wait()
-				chs := got.list()
-				if !tt.wantOpen {
-					if len(chs) != 0 {
-						t.Fatalf("breaker changed state on a %v%% flaky host: %+v", tt.failRate*100, chs)
-					}
-					// The test is only meaningful if the failures had runs that
-					// a consecutive-failures rule would have tripped on.
-					if longest < 5 {
-						t.Fatalf("longest run of failures %d in %d calls: the load did not test the rule", longest, calls)
-					}
-					t.Logf("%d calls, longest failure run %d, no trip", calls, longest)
-					return
-				}
-				if len(chs) == 0 || chs[0].To != breaker.Open {
-					t.Fatalf("no trip in %v at %v%% failures", tt.duration, tt.failRate*100)
-				}
-				if d := time.Since(start); d > 10*time.Second {
-					t.Fatalf("opened after %v", d)
-				}
-				t.Logf("opened after %d calls: %s", calls, chs[0].Reason)
-			})
-		})
+func TestSnapshotAndEvidence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New("api", breaker.Config{})
+		if s := b.Snapshot(); s.Host != "api" || s.State != breaker.Closed || s.Generation != 1 || s.Evidence != 0 {
+			t.Fatalf("fresh: %+v", s)
+		}
+		feed(t, b, "UUUUU")
+		if e := b.Snapshot().Evidence; e < 0.49 || e > 0.51 {
+			t.Fatalf("evidence %v after 5 of the 10 failures that trip, want 0.5", e)
+		}
+		feed(t, b, "UUUUU")
+		s := b.Snapshot()
+		if s.State != breaker.Open || s.Generation != 2 || s.Trips != 1 || s.RetryIn < time.Second || s.Evidence != 0 {
+			t.Fatalf("open: %+v", s)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		done, err := b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := b.Snapshot(); s.State != breaker.HalfOpen || s.ProbesInFlight != 1 || b.State() != breaker.HalfOpen {
+			t.Fatalf("probing: %+v", s)
+		}
+		if oe := openError(t, b); oe.State != breaker.HalfOpen || oe.RetryIn < time.Second ||
+			oe.Error() != "breaker: circuit half-open for api, next probe in "+oe.RetryIn.Round(time.Millisecond).String() {
+			t.Fatalf("refusal while probing: %+v %q", oe, oe.Error())
+		}
+		done(classify.Healthy)
+		if s := b.Snapshot(); s.State != breaker.Closed || s.Generation != 3 || s.ProbesInFlight != 0 {
+			t.Fatalf("closed again: %+v", s)
+		}
+	})
+}
+
+func TestStateString(t *testing.T) {
+	for st, want := range map[breaker.State]string{breaker.Closed: "closed", breaker.Open: "open", breaker.HalfOpen: "half-open", 7: "state(7)"} {
+		if got := st.String(); got != want {
+			t.Errorf("%d: %q, want %q", st, got, want)
+		}
 	}
 }
 
-// newPCG returns a seeded generator, so a test's random sequence is fixed.
-func newPCG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed)) }
+// host is a stub server whose behaviour the test sets: "refused" (a
+// network error at once), "hung" (no answer until the attempt's context
+// ends), "503" (without a wait hint) or "ok" (200). It counts attempts.
+type host struct {
+	mode     atomic.Value // string
+	attempts atomic.Int64
+}
+
+func (h *host) RoundTrip(req *http.Request) (*http.Response, error) {
+	h.attempts.Add(1)
+	switch h.mode.Load() {
+	case "refused":
+		return nil, errNet
+	case "hung":
+		<-req.Context().Done()
+		return nil, req.Context().Err()
+	case "503":
+		return status(503)(req)
+	}
+	return status(200)(req)
+}
+
+// callers is a set of goroutines calling a Transport every 20 ms, each
+// call with a 2 s deadline, inside a synctest bubble.
+type callers struct {
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	back    time.Time // when the host came back; zero before
+	firstOK time.Time // the first success at or after back
+}
+
+// startCallers starts n callers of tr.
+func startCallers(t *testing.T, tr http.RoundTripper, n int) *callers {
+	c := &callers{stop: make(chan struct{})}
+	for range n {
+		c.wg.Go(func() {
+			for {
+				select {
+				case <-c.stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				start := time.Now()
+				resp, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/"))
+				cancel()
+				if err == nil {
+					resp.Body.Close()
+					c.mu.Lock()
+					if resp.StatusCode == 200 && !c.back.IsZero() && !start.Before(c.back) && c.firstOK.IsZero() {
+						c.firstOK = time.Now()
+					}
+					c.mu.Unlock()
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	return c
+}
+
+// recover brings h back now, waits for the first successful call sent
+// after that (10 s at most), stops the callers and returns the wait.
+func (c *callers) recover(h *host) time.Duration {
+	h.mode.Store("ok")
+	c.mu.Lock()
+	c.back = time.Now()
+	c.mu.Unlock()
+	var d time.Duration
+	for range 1000 {
+		time.Sleep(10 * time.Millisecond)
+		c.mu.Lock()
+		ok, back := c.firstOK, c.back
+		c.mu.Unlock()
+		if !ok.IsZero() {
+			d = ok.Sub(back)
+			break
+		}
+		d = time.Since(back)
+	}
+	close(c.stop)
+	c.wg.Wait()
+	return d
+}

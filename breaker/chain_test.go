@@ -24,34 +24,36 @@ func TestInsideTheRetryLoop(t *testing.T) {
 		MaxDelay:  time.Microsecond,
 	})}
 
-	resp, err := client.Get(srv.URL) // 4 attempts, all 503
-	if err != nil || resp.StatusCode != 503 {
-		t.Fatalf("call 1: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	if srv.hits.Load() != 4 {
-		t.Fatalf("call 1 made %d attempts, want 4", srv.hits.Load())
+	for call := 1; call <= 2; call++ { // 4 attempts each, all 503
+		resp, err := client.Get(srv.URL)
+		if err != nil || resp.StatusCode != 503 {
+			t.Fatalf("call %d: %v %v", call, resp, err)
+		}
+		resp.Body.Close()
+		if n := srv.hits.Load(); n != int64(4*call) {
+			t.Fatalf("after call %d: %d attempts, want %d", call, n, 4*call)
+		}
 	}
 
-	resp, err = client.Get(srv.URL) // attempt 5 trips; the retry is refused
+	resp, err := client.Get(srv.URL) // attempt 10 trips; the retry is refused
 	if err != nil {
-		t.Fatalf("call 2: the caller got the gate's error %v, want the real 503", err)
+		t.Fatalf("call 3: the caller got the gate's error %v, want the real 503", err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 503 || srv.hits.Load() != 5 {
-		t.Fatalf("call 2: status %d, server hits %d; want 503 and 5", resp.StatusCode, srv.hits.Load())
+	if resp.StatusCode != 503 || srv.hits.Load() != 10 {
+		t.Fatalf("call 3: status %d, server hits %d; want 503 and 10", resp.StatusCode, srv.hits.Load())
 	}
 
 	_, err = client.Get(srv.URL) // refused at once
 	var oe *breaker.OpenError
-	if !errors.As(err, &oe) || oe.Host != srv.Listener.Addr().String() || srv.hits.Load() != 5 {
-		t.Fatalf("call 3: %v, server hits %d", err, srv.hits.Load())
+	if !errors.As(err, &oe) || oe.Host != srv.Listener.Addr().String() || srv.hits.Load() != 10 {
+		t.Fatalf("call 4: %v, server hits %d", err, srv.hits.Load())
 	}
 }
 
 // With the retry loop's real backoff, in virtual time: a server that
-// recovers while the breaker is open is probed once after the open time,
-// and the next calls flow.
+// recovers while the breaker is open is probed once a second later, and
+// the next calls flow.
 func TestRetryLoopAndRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var hits atomic.Int64
@@ -73,17 +75,17 @@ func TestRetryLoopAndRecovery(t *testing.T) {
 				resp.Body.Close()
 			}
 		}
-		if n := hits.Load(); n != 5 {
-			t.Fatalf("%d attempts reached the base, want 5 before the trip", n)
+		if n := hits.Load(); n != 10 {
+			t.Fatalf("%d attempts reached the base, want 10 before the trip", n)
 		}
 		healthy.Store(true)
-		time.Sleep(5 * time.Second)
+		time.Sleep(time.Second)
 		resp, err := get()
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("after the open time: %v %v", resp, err)
 		}
 		resp.Body.Close()
-		if n := hits.Load(); n != 6 {
+		if n := hits.Load(); n != 11 {
 			t.Fatalf("%d attempts, want one probe more", n)
 		}
 	})

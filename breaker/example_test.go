@@ -11,10 +11,11 @@ import (
 	"github.com/rebound-http/rebound/classify"
 )
 
-// A Transport alone in front of the default base: after five failures in a
-// row the host's breaker opens (the hook runs before the fifth response is
-// returned) and calls fail fast, without reaching the server, until the
-// open time has passed.
+// A Transport alone in front of the default base: after ten failures in a
+// row a fresh host's breaker opens (the hook runs before the tenth
+// response is returned) and calls fail fast, without reaching the server,
+// but for one probe a second. A 503 with a Retry-After would not have
+// counted: that is a live server asking for time.
 func ExampleNewTransport() {
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -31,7 +32,7 @@ func ExampleNewTransport() {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 
-	for range 7 {
+	for i := range 12 {
 		resp, err := client.Get(srv.URL)
 		var oe *breaker.OpenError
 		switch {
@@ -39,22 +40,21 @@ func ExampleNewTransport() {
 			fmt.Println("refused, not sent:", errors.Is(err, classify.ErrNotSent))
 		case err != nil:
 			fmt.Println(err)
-		default:
+		case i >= 8:
 			resp.Body.Close()
 			fmt.Println(resp.StatusCode)
+		default:
+			resp.Body.Close()
 		}
 	}
 	fmt.Println("server hits:", hits.Load())
 	// Output:
 	// 503
-	// 503
-	// 503
-	// 503
-	// closed → open: 5 consecutive failures
+	// closed → open: failing like a dead host (sequential test: 95 % vs 35 % failures)
 	// 503
 	// refused, not sent: true
 	// refused, not sent: true
-	// server hits: 5
+	// server hits: 10
 }
 
 // A Breaker guards any operation with its two-step API: Allow before, done
@@ -63,7 +63,7 @@ func ExampleBreaker_Allow() {
 	b := breaker.New("db-primary", breaker.Config{})
 	query := func() error { return errors.New("connection refused") }
 
-	for range 6 {
+	for range 11 {
 		done, err := b.Allow()
 		if err != nil {
 			fmt.Println(err.(*breaker.OpenError).Host, "is", b.State())
@@ -90,14 +90,15 @@ func ExampleTransport_Snapshot() {
 	tr := breaker.NewTransport(nil, breaker.Config{})
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	for _, path := range []string{"/", "/fail", "/", "/fail", "/fail"} {
+	for _, path := range []string{"/", "/fail", "/", "/fail", "/fail", "/fail", "/fail", "/fail"} {
 		if resp, err := client.Get(srv.URL + path); err == nil {
 			resp.Body.Close()
 		}
 	}
 	for _, s := range tr.Snapshot() {
-		fmt.Printf("%s: %d calls, %d failures, %d in a row\n", s.State, s.Calls, s.Failures, s.ConsecutiveFailures)
+		// Evidence: how far the closed breaker is toward a trip (1).
+		fmt.Printf("%s, evidence %.2f\n", s.State, s.Evidence)
 	}
 	// Output:
-	// closed: 5 calls, 3 failures, 2 in a row
+	// closed, evidence 0.26
 }

@@ -2,117 +2,11 @@ package breaker
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"testing"
 	"time"
 )
-
-func TestWindowCountsOnlyItsBuckets(t *testing.T) {
-	type add struct {
-		idx    uint64
-		failed bool
-	}
-	tests := []struct {
-		name       string
-		adds       []add
-		at         uint64
-		calls, bad int64
-	}{
-		{name: "empty", at: 0},
-		{name: "one bucket", adds: []add{{3, false}, {3, true}, {3, true}}, at: 3, calls: 3, bad: 2},
-		{name: "spread over the window", adds: []add{{0, true}, {5, false}, {9, false}}, at: 9, calls: 3, bad: 1},
-		{name: "oldest bucket slides out", adds: []add{{0, true}, {5, false}, {9, false}}, at: 10, calls: 2, bad: 0},
-		{name: "all expired", adds: []add{{0, true}, {5, false}}, at: 15, calls: 0, bad: 0},
-		{name: "slot reused resets counts", adds: []add{{2, true}, {2, true}, {12, false}}, at: 12, calls: 1, bad: 0},
-		{name: "later bucket written by a racer is left out", adds: []add{{7, true}, {8, true}}, at: 7, calls: 1, bad: 1},
-		{name: "epoch wraps", adds: []add{{epochMask, true}, {epochMask + 1, false}}, at: epochMask + 1, calls: 2, bad: 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := newWindow(10)
-			for _, a := range tt.adds {
-				w.add(a.idx, a.failed)
-			}
-			calls, bad := w.sum(tt.at)
-			if calls != tt.calls || bad != tt.bad {
-				t.Fatalf("sum(%d) = %d calls, %d failures; want %d, %d", tt.at, calls, bad, tt.calls, tt.bad)
-			}
-		})
-	}
-}
-
-func TestWindowSaturatesInsteadOfOverflowing(t *testing.T) {
-	w := newWindow(1)
-	w.buckets[0].Store(pack(4, countMax-1, countMax-1))
-	for range 3 {
-		w.add(4, true)
-		w.add(4, false)
-	}
-	e, f, s := unpack(w.buckets[0].Load())
-	if e != 4 || f != countMax || s != countMax {
-		t.Fatalf("bucket = epoch %d, %d failures, %d successes; want 4, %d, %d", e, f, s, countMax, countMax)
-	}
-}
-
-func TestWindowWithoutBucketsCountsNothing(t *testing.T) {
-	var w window
-	w.add(1, true)
-	if calls, _ := w.sum(1); calls != 0 {
-		t.Fatalf("zero window holds %d calls", calls)
-	}
-}
-
-func TestOpenDuration(t *testing.T) {
-	const base, cap = 5 * time.Second, 60 * time.Second
-	tests := []struct {
-		name   string
-		trips  int
-		jitter float64
-		r      float64
-		want   time.Duration
-	}{
-		{name: "first trip", trips: 1, want: 5 * time.Second},
-		{name: "zero trips means first", trips: 0, want: 5 * time.Second},
-		{name: "second doubles", trips: 2, want: 10 * time.Second},
-		{name: "fourth", trips: 4, want: 40 * time.Second},
-		{name: "fifth is capped", trips: 5, want: 60 * time.Second},
-		{name: "many trips stay capped", trips: 1000, want: 60 * time.Second},
-		{name: "jitter at r=0 keeps the full time", trips: 1, jitter: 0.1, r: 0, want: 5 * time.Second},
-		{name: "jitter shortens by r·jitter", trips: 1, jitter: 0.1, r: 0.5, want: 4750 * time.Millisecond},
-		{name: "jitter applies after the cap", trips: 9, jitter: 0.1, r: 0.999, want: 60*time.Second - time.Duration(float64(60*time.Second)*0.1*0.999)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := openDuration(tt.trips, base, cap, tt.jitter, tt.r); got != tt.want {
-				t.Fatalf("openDuration = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	t.Run("huge cap does not overflow", func(t *testing.T) {
-		if got := openDuration(200, time.Second, 1<<62, 0, 0); got != 1<<62 {
-			t.Fatalf("openDuration = %v, want the cap", got)
-		}
-	})
-}
-
-func TestLengthen(t *testing.T) {
-	tests := []struct {
-		name          string
-		d, hint, want time.Duration
-	}{
-		{name: "no hint", d: 5 * time.Second, want: 5 * time.Second},
-		{name: "shorter hint never shortens", d: 5 * time.Second, hint: time.Second, want: 5 * time.Second},
-		{name: "longer hint lengthens", d: 5 * time.Second, hint: 30 * time.Second, want: 30 * time.Second},
-		{name: "hint over the cap is capped", d: 5 * time.Second, hint: time.Hour, want: 60 * time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := lengthen(tt.d, tt.hint, 60*time.Second); got != tt.want {
-				t.Fatalf("lengthen = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
 
 func TestSettingsNormalise(t *testing.T) {
 	tests := []struct {
@@ -121,21 +15,19 @@ func TestSettingsNormalise(t *testing.T) {
 		check func(*settings) bool
 	}{
 		{name: "zero is the defaults", cfg: Config{}, check: func(s *settings) bool {
-			return s.window == 10*time.Second && s.buckets == 10 && s.width == time.Second &&
-				s.minCalls == 20 && s.rate == 0.5 && s.consecutive == 5 && s.base == 5*time.Second &&
-				s.maxOpen == 60*time.Second && s.jitter == 0.1 && s.probes == 1 && s.maxHosts == 10_000
+			return s.window == 10*time.Second && s.unit == 625*time.Millisecond && s.minCalls == 10 && s.rate == 0.3 &&
+				s.interval == time.Second && s.jitter == 0.1 && s.maxHosts == 10_000
 		}},
-		{name: "negatives are defaults", cfg: Config{Window: -1, Buckets: -1, MinCalls: -1, FailureRate: -1, OpenTimeout: -1, MaxOpenTimeout: -1, HalfOpenProbes: -1, MaxHosts: -1}, check: func(s *settings) bool {
-			return s.window == 10*time.Second && s.buckets == 10 && s.minCalls == 20 && s.rate == 0.5 &&
-				s.base == 5*time.Second && s.maxOpen == 60*time.Second && s.probes == 1 && s.maxHosts == 10_000
+		{name: "negatives are defaults", cfg: Config{Window: -1, MinCalls: -1, FailureRate: -1, OpenTimeout: -1, MaxHosts: -1}, check: func(s *settings) bool {
+			return s.window == 10*time.Second && s.minCalls == 10 && s.rate == 0.3 && s.interval == time.Second && s.maxHosts == 10_000
 		}},
-		{name: "negative consecutive disables", cfg: Config{ConsecutiveFailures: -1}, check: func(s *settings) bool { return s.consecutive == 0 }},
+		{name: "NaN rate is the default", cfg: Config{FailureRate: math.NaN()}, check: func(s *settings) bool { return s.rate == 0.3 }},
+		{name: "rate capped at 0.8", cfg: Config{FailureRate: 3}, check: func(s *settings) bool { return s.rate == 0.8 }},
+		{name: "rate at least 0.01", cfg: Config{FailureRate: 1e-9}, check: func(s *settings) bool { return s.rate == 0.01 }},
+		{name: "run capped at 100", cfg: Config{MinCalls: 1 << 30}, check: func(s *settings) bool { return s.minCalls == 100 }},
+		{name: "window at least 1ms", cfg: Config{Window: 3}, check: func(s *settings) bool { return s.window == time.Millisecond && s.unit > 0 }},
 		{name: "negative jitter disables", cfg: Config{Jitter: -1}, check: func(s *settings) bool { return s.jitter == 0 }},
-		{name: "jitter capped", cfg: Config{Jitter: 7}, check: func(s *settings) bool { return s.jitter == 0.5 }},
-		{name: "rate capped at 1", cfg: Config{FailureRate: 3}, check: func(s *settings) bool { return s.rate == 1 }},
-		{name: "max open at least base", cfg: Config{OpenTimeout: time.Minute, MaxOpenTimeout: time.Second}, check: func(s *settings) bool { return s.maxOpen == time.Minute }},
-		{name: "buckets capped", cfg: Config{Buckets: 1 << 20}, check: func(s *settings) bool { return s.buckets == maxBuckets }},
-		{name: "no bucket shorter than 1ns", cfg: Config{Window: 3, Buckets: 10}, check: func(s *settings) bool { return s.buckets == 3 && s.width == 1 }},
+		{name: "jitter capped at 1", cfg: Config{Jitter: 7}, check: func(s *settings) bool { return s.jitter == 1 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,6 +35,138 @@ func TestSettingsNormalise(t *testing.T) {
 				t.Fatalf("settings = %+v", *s)
 			}
 		})
+	}
+}
+
+func TestProbeGapOnlyLengthens(t *testing.T) {
+	s := newSettings(Config{})
+	for _, r := range []float64{0, 0.5, 0.999999} {
+		if d := s.probeGap(r); d < time.Second || d >= 1100*time.Millisecond {
+			t.Fatalf("probeGap(%v) = %v, want [1s, 1.1s)", r, d)
+		}
+	}
+}
+
+// TestRuleWithinItsFields checks, for the extremes of the settings, that
+// the fixed-point tests fit the score word and that rounding keeps each
+// walk's steps on the safe side: e^L has mean at most 1 at the test's p0,
+// which the false-trip bound needs.
+func TestRuleWithinItsFields(t *testing.T) {
+	for _, rate := range []float64{0.01, 0.1, 0.3, 0.5, 0.8} {
+		for _, k := range []int{1, 10, 100} {
+			r := newRule(rate, k)
+			for name, tt := range map[string]sprt{"dead": r.dead, "degraded": r.degraded} {
+				if tt.top > xMask || tt.up == 0 || tt.down == 0 || tt.credit >= tt.top {
+					t.Fatalf("rate %v, run %d, %s test: %+v does not fit", rate, k, name, tt)
+				}
+				a, b := float64(tt.up)/scale, float64(tt.down)/scale
+				if m := tt.p0*math.Exp(a) + (1-tt.p0)*math.Exp(-b); m > 1 {
+					t.Fatalf("rate %v, %s test: E[e^L] = %v at p0, above 1", rate, name, m)
+				}
+			}
+			// A fresh client trips after exactly k failures.
+			w := r.fresh(0)
+			for i := 1; i <= k; i++ {
+				var trip int
+				w, trip = r.next(w, true, 0)
+				if (trip != 0) != (i == k) {
+					t.Fatalf("rate %v, run %d: trip %d after %d failures", rate, k, trip, i)
+				}
+			}
+		}
+	}
+}
+
+func TestScoreWord(t *testing.T) {
+	r := newRule(0.3, 10)
+	t.Run("pack round-trips", func(t *testing.T) {
+		d, g, now := unpack(pack(xMask, 1, math.MaxUint32))
+		if d != xMask || g != 1 || now != math.MaxUint32 {
+			t.Fatalf("unpack = %d %d %d", d, g, now)
+		}
+	})
+	t.Run("a healthy host stays on its floor without writes", func(t *testing.T) {
+		w := r.fresh(7)
+		for range 30 { // the degraded test's credit takes 30 successes
+			w, _ = r.next(w, false, 7)
+		}
+		if next, _ := r.next(w, false, 7); next != w {
+			t.Fatalf("a success on the floor changed the word")
+		}
+		if d, g, _ := unpack(w); d != 0 || g != 0 {
+			t.Fatalf("after 30 successes: %d %d, want the floors", d, g)
+		}
+	})
+	t.Run("failures saturate at top", func(t *testing.T) {
+		w := r.fresh(0)
+		for range 1000 {
+			w, _ = r.next(w, true, 0)
+		}
+		if d, g, _ := unpack(w); d != r.dead.top || g != r.degraded.top {
+			t.Fatalf("after 1000 failures: %d %d, want %d %d", d, g, r.dead.top, r.degraded.top)
+		}
+	})
+	t.Run("a late outcome keeps the later time and the credit", func(t *testing.T) {
+		w := r.fresh(100)
+		for range 10 {
+			w, _ = r.next(w, false, 100)
+		}
+		w, _ = r.next(w, true, 90) // read the clock at 90, reported after 100
+		d, _, now := unpack(w)
+		if now != 100 || d != r.dead.up {
+			t.Fatalf("late failure: dead %d at %d, want %d at 100 (credit kept)", d, now, r.dead.up)
+		}
+	})
+	t.Run("a silence forgets credit, not failures", func(t *testing.T) {
+		w := r.fresh(0)
+		for range 10 {
+			w, _ = r.next(w, false, 0)
+		}
+		w, _ = r.next(w, true, quietUnits)
+		if d, g, _ := unpack(w); d != r.dead.credit+r.dead.up || g != r.degraded.credit+r.degraded.up {
+			t.Fatalf("after a silence: %d %d, want fresh plus one failure", d, g)
+		}
+		for range 5 {
+			w, _ = r.next(w, true, 2*quietUnits)
+		}
+		w, _ = r.next(w, true, 1000*quietUnits)
+		if d, _, _ := unpack(w); d != r.dead.credit+7*r.dead.up {
+			t.Fatalf("failures across silences: dead %d, want %d", d, r.dead.credit+7*r.dead.up)
+		}
+	})
+	t.Run("the clock wraps", func(t *testing.T) {
+		w := r.fresh(math.MaxUint32 - 1)
+		w, _ = r.next(w, false, math.MaxUint32-1)
+		w, _ = r.next(w, true, 3) // 5 ticks later, across the wrap: not quiet
+		if d, _, _ := unpack(w); d != r.dead.credit-r.dead.down+r.dead.up {
+			t.Fatalf("across the wrap: dead %d, want %d (credit kept)", d, r.dead.credit-r.dead.down+r.dead.up)
+		}
+	})
+}
+
+func TestFalseTripBound(t *testing.T) {
+	r := newRule(0.3, 10)
+	tests := []struct {
+		p        float64
+		lo, hi   float64
+		describe string
+	}{
+		{0.3, 8e-5, 1e-4, "the package doc's 9.0e-5"},
+		{0.2, 1e-7, 2e-7, "the package doc's 1.3e-7"},
+		{0, 0, 0, "a host that never fails"},
+		{0.6, 1, 1, "no bound above the tolerated rate"},
+		{1, 1, 1, "a dead host"},
+	}
+	for _, tt := range tests {
+		if got := r.falseTripBound(tt.p, 1000); got < tt.lo || got > tt.hi {
+			t.Errorf("p = %v: bound %.3g, want [%.3g, %.3g] (%s)", tt.p, got, tt.lo, tt.hi, tt.describe)
+		}
+	}
+	if got := r.degraded.detectBound(0.6, 150); got < 0.99 {
+		t.Errorf("detection bound at 60 %% within 150 calls: %v, want above 0.99", got)
+	}
+	if got := r.degraded.detectBound(0.3, 150); got != 0 {
+		t.Errorf("detection bound at 30 %%: %v, want 0", got)
 	}
 }
 
@@ -180,33 +204,5 @@ func TestKeyOfLowerCaseHostDoesNotAllocate(t *testing.T) {
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://api.example.com:443/x", nil)
 	if n := testing.AllocsPerRun(100, func() { keyOf(req) }); n != 0 {
 		t.Fatalf("keyOf allocates %v times", n)
-	}
-}
-
-func TestWindowLateOutcomeKeepsTheCurrentBucket(t *testing.T) {
-	// A goroutine that read the bucket index, then was descheduled for a
-	// whole window (a tiny Window, or a starved machine), reports into a
-	// slot that a newer bucket now owns. It must not wipe that bucket.
-	tests := []struct {
-		name       string
-		at, late   uint64
-		calls, bad int64
-	}{
-		{name: "one window late", at: 15, late: 5, calls: 4, bad: 3},
-		{name: "many windows late", at: 45, late: 5, calls: 4, bad: 3},
-		{name: "late but within the window", at: 15, late: 6, calls: 4, bad: 3},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := newWindow(10)
-			w.add(tt.at, true)
-			w.add(tt.at, true)
-			w.add(tt.at, false)
-			w.add(tt.late, true)
-			calls, bad := w.sum(tt.at)
-			if calls != tt.calls || bad != tt.bad {
-				t.Fatalf("sum(%d) = %d calls, %d failures; want %d, %d", tt.at, calls, bad, tt.calls, tt.bad)
-			}
-		})
 	}
 }

@@ -13,55 +13,26 @@ import (
 	"github.com/rebound-http/rebound/breaker"
 )
 
-func TestOneProbeAmongConcurrentCallersThenRecovery(t *testing.T) {
-	// A real server; the open time is 1 ns, so the first caller after the
-	// trip probes. The server holds the probe until every other caller has
-	// been refused.
+func TestRealServerTripsAndRecovers(t *testing.T) {
+	// A real server answers 502 until the breaker opens, then recovers.
+	// The probe interval is 1 ns, so the next call probes at once (no
+	// waiting in real time); its success closes the breaker and 50
+	// concurrent callers flow again.
 	srv := newFlaky(t, http.StatusBadGateway)
 	var got changes
 	tr := newTransport(t, breaker.Config{OpenTimeout: time.Nanosecond, Jitter: -1, OnStateChange: got.add})
-	for range 5 {
+	for range breaker.DefaultMinCalls {
 		send(t, tr, srv.URL)
 	}
 	if s := tr.Snapshot(); len(s) != 1 || s[0].State != breaker.Open {
-		t.Fatalf("after 5 failures: %+v", s)
+		t.Fatalf("after %d failures: %+v", breaker.DefaultMinCalls, s)
 	}
 	srv.status.Store(http.StatusOK)
-	release, held := make(chan struct{}), make(chan struct{}, 50)
-	srv.holdRequests(release, held)
-
+	if code, err := send(t, tr, srv.URL); err != nil || code != 200 {
+		t.Fatalf("probe: %d %v", code, err)
+	}
+	var wg sync.WaitGroup
 	const callers = 50
-	var (
-		wg      sync.WaitGroup
-		refused atomic.Int64
-		passed  atomic.Int64
-		refusal = make(chan struct{}, callers)
-	)
-	for range callers {
-		wg.Go(func() {
-			code, err := send(t, tr, srv.URL)
-			switch {
-			case errors.Is(err, breaker.ErrOpen):
-				refused.Add(1)
-				refusal <- struct{}{}
-			case err == nil && code == 200:
-				passed.Add(1)
-			default:
-				t.Errorf("caller: %d %v", code, err)
-			}
-		})
-	}
-	<-held // the probe reached the server
-	for range callers - 1 {
-		<-refusal
-	}
-	close(release)
-	wg.Wait()
-	if passed.Load() != 1 || refused.Load() != callers-1 || srv.hits.Load() != 6 {
-		t.Fatalf("%d passed, %d refused, server hits %d; want 1, %d, 6", passed.Load(), refused.Load(), srv.hits.Load(), callers-1)
-	}
-	// The good probe closed the breaker: traffic flows again.
-	srv.holdRequests(nil, nil)
 	for range callers {
 		wg.Go(func() {
 			if code, err := send(t, tr, srv.URL); err != nil || code != 200 {
@@ -70,24 +41,19 @@ func TestOneProbeAmongConcurrentCallersThenRecovery(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := srv.hits.Load(); n != 6+callers {
-		t.Fatalf("server hits %d after recovery, want %d", n, 6+callers)
+	if n := srv.hits.Load(); n != breaker.DefaultMinCalls+1+callers {
+		t.Fatalf("server hits %d, want %d", n, breaker.DefaultMinCalls+1+callers)
 	}
-	want := []breaker.State{breaker.Open, breaker.HalfOpen, breaker.Closed}
 	chs := got.list()
-	if len(chs) != len(want) {
-		t.Fatalf("changes %+v", chs)
-	}
-	for i, ch := range chs {
-		if ch.To != want[i] || ch.Host != srv.Listener.Addr().String() {
-			t.Fatalf("change %d: %+v, want to %v", i, ch, want[i])
-		}
+	if len(chs) != 2 || chs[0].To != breaker.Open || chs[1].From != breaker.HalfOpen || chs[1].To != breaker.Closed || chs[1].Host != srv.Listener.Addr().String() {
+		t.Fatalf("changes %+v, want open then closed", chs)
 	}
 }
 
-func TestOneProbeAfterTheOpenTime(t *testing.T) {
-	// The timing half of the test above, in virtual time with a stub base:
-	// nothing passes before 5 s; at 5 s exactly one of 50 callers probes.
+func TestOneProbeAmongConcurrentCallers(t *testing.T) {
+	// In virtual time with a stub base: nothing passes before the probe
+	// time; at it, exactly one of 50 concurrent callers probes, and the
+	// others are refused while it is in flight.
 	synctest.Test(t, func(t *testing.T) {
 		var hits atomic.Int64
 		healthy := atomic.Bool{}
@@ -101,12 +67,12 @@ func TestOneProbeAfterTheOpenTime(t *testing.T) {
 			return &http.Response{StatusCode: 503, Body: http.NoBody}, nil
 		})
 		tr := breaker.NewTransport(base, breaker.Config{Jitter: -1})
-		for range 5 {
+		for range breaker.DefaultMinCalls {
 			send(t, tr, "https://api.example.com/")
 		}
-		time.Sleep(5*time.Second - time.Millisecond)
+		time.Sleep(time.Second - time.Millisecond)
 		if _, err := send(t, tr, "https://api.example.com/"); !errors.Is(err, breaker.ErrOpen) {
-			t.Fatalf("1ms before the open time: %v", err)
+			t.Fatalf("1ms before the probe time: %v", err)
 		}
 		time.Sleep(time.Millisecond)
 		healthy.Store(true)
@@ -114,14 +80,19 @@ func TestOneProbeAfterTheOpenTime(t *testing.T) {
 		var refused atomic.Int64
 		for range 50 {
 			wg.Go(func() {
-				if _, err := send(t, tr, "https://api.example.com/"); errors.Is(err, breaker.ErrOpen) {
+				_, err := send(t, tr, "https://api.example.com/")
+				var oe *breaker.OpenError
+				if errors.As(err, &oe) {
 					refused.Add(1)
+					if oe.State != breaker.HalfOpen {
+						t.Errorf("refusal while probing: %v", oe)
+					}
 				}
 			})
 		}
 		synctest.Wait() // every caller has returned or is the blocked probe
-		if hits.Load() != 6 || refused.Load() != 49 {
-			t.Fatalf("hits %d, refused %d; want 6 and 49", hits.Load(), refused.Load())
+		if hits.Load() != breaker.DefaultMinCalls+1 || refused.Load() != 49 {
+			t.Fatalf("hits %d, refused %d; want %d and 49", hits.Load(), refused.Load(), breaker.DefaultMinCalls+1)
 		}
 		close(release)
 		wg.Wait()
@@ -131,24 +102,36 @@ func TestOneProbeAfterTheOpenTime(t *testing.T) {
 	})
 }
 
-func TestCancelledProbeFreesTheSlot(t *testing.T) {
+func TestCancelledProbeChangesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tr, failing := halfOpenOverHungServer(t)
+		tr := openOverHungServer(t)
 		// The caller gives up on the probe (a cancellation, which says
 		// nothing of the server) while it hangs.
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		time.AfterFunc(time.Second, cancel)
+		time.AfterFunc(300*time.Millisecond, cancel)
 		if _, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/")); !errors.Is(err, context.Canceled) {
 			t.Fatalf("probe: %v", err)
 		}
-		if s := tr.Snapshot()[0]; s.State != breaker.HalfOpen || s.ProbesInFlight != 0 {
-			t.Fatalf("after the cancelled probe: %+v", s)
+		s := tr.Snapshot()[0]
+		if s.State != breaker.Open || s.ProbesInFlight != 0 || s.RetryIn != 700*time.Millisecond || s.Trips != 1 {
+			t.Fatalf("after the cancelled probe: %+v, want open with the next probe 1s after the last", s)
 		}
-		failing.Store(true)
-		send(t, tr, "https://api.example.com/") // the slot is free: a new probe, which fails
-		if s := tr.Snapshot()[0]; s.State != breaker.Open || s.Trips != 2 {
-			t.Fatalf("after the second probe: %+v", s)
+	})
+}
+
+func TestUnansweredProbeDoesNotLengthen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := openOverHungServer(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("probe: %v", err)
+		}
+		// The probe outlived its caller's deadline: a failed probe. The
+		// next one was due a second after it went out, 4 s ago.
+		if s := tr.Snapshot()[0]; s.State != breaker.Open || s.Trips != 1 || s.ProbesInFlight != 0 || s.RetryIn != 0 {
+			t.Fatalf("after the unanswered probe: %+v", s)
 		}
 	})
 }
@@ -163,10 +146,10 @@ func TestPanickingBaseFreesTheSlot(t *testing.T) {
 			return &http.Response{StatusCode: 500, Body: http.NoBody}, nil
 		})
 		tr := breaker.NewTransport(base, breaker.Config{})
-		for range 5 {
+		for range breaker.DefaultMinCalls {
 			send(t, tr, "https://api.example.com/")
 		}
-		time.Sleep(5 * time.Second)
+		time.Sleep(2 * time.Second)
 		mode.Store(1)
 		func() {
 			defer func() {
@@ -176,47 +159,29 @@ func TestPanickingBaseFreesTheSlot(t *testing.T) {
 			}()
 			send(t, tr, "https://api.example.com/")
 		}()
-		if s := tr.Snapshot()[0]; s.ProbesInFlight != 0 {
+		if s := tr.Snapshot()[0]; s.ProbesInFlight != 0 || s.State != breaker.Open {
 			t.Fatalf("a panicking probe kept its slot: %+v", s)
 		}
 	})
 }
 
-func TestUnansweredProbeReopens(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		tr, _ := halfOpenOverHungServer(t)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if _, err := tr.RoundTrip(get(t, ctx, "https://api.example.com/")); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("probe: %v", err)
-		}
-		// The probe outlived its caller's deadline: a failed probe, so the
-		// circuit reopens for longer rather than wedging half-open.
-		if s := tr.Snapshot()[0]; s.State != breaker.Open || s.Trips != 2 || s.ProbesInFlight != 0 {
-			t.Fatalf("after the unanswered probe: %+v", s)
-		}
-	})
-}
-
-// halfOpenOverHungServer returns, inside a synctest bubble, a breaker that
-// five 500s have opened and whose open time has passed, over a base that
-// now hangs until the attempt's context ends. Storing true in the returned
-// flag makes the base answer 500 again.
-func halfOpenOverHungServer(t *testing.T) (*breaker.Transport, *atomic.Bool) {
-	failing := new(atomic.Bool)
-	failing.Store(true)
+// openOverHungServer returns, inside a synctest bubble, a Transport whose
+// breaker ten 500s have opened and whose first probe is due now (Jitter
+// off), over a base that now hangs until the attempt's context ends.
+func openOverHungServer(t *testing.T) *breaker.Transport {
+	var hung atomic.Bool
 	base := stub(func(r *http.Request) (*http.Response, error) {
-		if failing.Load() {
+		if !hung.Load() {
 			return &http.Response{StatusCode: 500, Body: http.NoBody}, nil
 		}
 		<-r.Context().Done() // a probe that hangs until its caller gives up
 		return nil, r.Context().Err()
 	})
-	tr := breaker.NewTransport(base, breaker.Config{})
-	for range 5 {
+	tr := breaker.NewTransport(base, breaker.Config{Jitter: -1})
+	for range breaker.DefaultMinCalls {
 		send(t, tr, "https://api.example.com/")
 	}
-	time.Sleep(5 * time.Second)
-	failing.Store(false)
-	return tr, failing
+	time.Sleep(time.Second)
+	hung.Store(true)
+	return tr
 }

@@ -131,7 +131,7 @@ func (r *registry) insert(sh *shard, h uint64, k hostKey) *Breaker {
 	if b := sh.tab.Load().find(h, k); b != nil {
 		return b
 	}
-	if !r.reserve() && !sh.evictLocked(time.Now()) {
+	if !r.reserve() && !sh.evictLocked(r.set.now()) {
 		// Nothing to evict here: look elsewhere without holding sh.mu, so
 		// that no two shard locks are ever held at once.
 		sh.mu.Unlock()
@@ -184,7 +184,7 @@ func (r *registry) reserve() bool {
 // place under the bound, and reports whether it did. It locks one shard at
 // a time.
 func (r *registry) evictElsewhere(skip *shard) bool {
-	now := time.Now()
+	now := r.set.now()
 	for i := range r.shards {
 		sh := &r.shards[i]
 		if sh == skip {
@@ -230,11 +230,12 @@ func (sh *shard) rebuildLocked() *table {
 const evictSample = 8
 
 // evictLocked removes the best candidate for eviction from sh (see
-// Breaker.evictable): a closed breaker before an expired one, the least
+// Breaker.evictable at now, since the settings' origin): a closed
+// breaker before an open one with its probe due, the least
 // recently used first among a sample of evictSample closed breakers taken
 // from a random slot on, or among all breakers of a shard with fewer. It
 // reports whether it removed one. sh.mu must be held.
-func (sh *shard) evictLocked(now time.Time) bool {
+func (sh *shard) evictLocked(now time.Duration) bool {
 	t := sh.tab.Load()
 	victim := -1
 	var bestRank int

@@ -55,7 +55,7 @@ func TestEvictionOrder(t *testing.T) {
 			}
 			return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
 		})
-		tr := breaker.NewTransport(base, breaker.Config{MaxHosts: 3, Jitter: -1})
+		tr := breaker.NewTransport(base, breaker.Config{MaxHosts: 3, Jitter: -1, OpenTimeout: 10 * time.Second})
 		use := func(host string, n int) {
 			for range n {
 				send(t, tr, "https://"+host+"/")
@@ -69,7 +69,7 @@ func TestEvictionOrder(t *testing.T) {
 			return out
 		}
 		failing["a"] = true
-		use("a", 5) // a opens at t=0 for 5 s
+		use("a", 10) // a opens at t=0; its first probe is due at 10 s
 		time.Sleep(time.Second)
 		use("b", 1)
 		time.Sleep(time.Second)
@@ -82,16 +82,17 @@ func TestEvictionOrder(t *testing.T) {
 
 		// Every breaker open: a new host passes, untracked.
 		failing["c"], failing["d"] = true, true
-		use("c", 5)
-		use("d", 5)
+		use("c", 17) // a success earned credit: up to 17 failures trip
+		use("d", 17)
 		before := calls.Load()
 		use("e", 2)
 		if calls.Load() != before+2 || tr.Untracked() != 2 || tr.Len() != 3 {
 			t.Fatalf("new host with all open: base calls +%d, untracked %d, tracked %d", calls.Load()-before, tr.Untracked(), tr.Len())
 		}
 
-		// Once a's open time has passed (at t=5 s), a is evictable.
-		time.Sleep(2 * time.Second)
+		// Once a's probe is due (at t=10 s) and none is in flight, a is
+		// evictable; c and d, which opened later, are not yet.
+		time.Sleep(7 * time.Second)
 		use("f", 1)
 		if got := hosts(); len(got) != 3 || got[0] != "c:open" || got[1] != "d:open" || got[2] != "f:closed" {
 			t.Fatalf("after f: %v, want c and d (open) and f", got)
@@ -100,7 +101,7 @@ func TestEvictionOrder(t *testing.T) {
 }
 
 // TestMemoryPerHost measures the heap a tracked host costs: its breaker,
-// generation, window, name and table slot. The figure is quoted in the
+// generation, score word, name and table slot. The figure is quoted in the
 // Transport's documentation.
 func TestMemoryPerHost(t *testing.T) {
 	const hosts = 10_000

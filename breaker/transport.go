@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 
@@ -15,8 +14,10 @@ import (
 // attempt to a host whose breaker is open fails fast with *OpenError,
 // which matches classify.ErrNotSent, without calling the next transport;
 // any other attempt goes to the next transport and its outcome, judged by
-// classify.ServerHealth, feeds the breaker. A 503's Retry-After may
-// lengthen the open time when that response trips the breaker.
+// classify.ServerHealth, feeds the breaker. Backpressure is not failure: a
+// response with a wait hint (Retry-After, RateLimit, X-RateLimit-Reset),
+// whatever its status, never counts against the host, so a rate limiter
+// answering 503 + Retry-After cannot trip or hold open its breaker.
 //
 // In a rebound chain it sits inside the retry loop, so every attempt meets
 // it and a breaker that opens mid-call ends the loop, which then returns
@@ -110,7 +111,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	defer func() {
 		switch stage {
 		case sending: // the next transport panicked: free a probe slot
-			b.record(g, classify.Neutral, 0)
+			b.record(g, classify.Neutral)
 		case recording: // OnStateChange panicked: nobody will read resp
 			closeResponse(resp)
 		}
@@ -123,12 +124,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeResponse(resp)
 		resp = nil
 	}
-	h := classify.ServerHealth(req, resp, err)
-	var hint time.Duration
-	if h == classify.Unhealthy && err == nil && resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
-		hint, _ = classify.RetryAfter(resp.Header, time.Now())
-	}
-	b.record(g, h, hint)
+	b.record(g, classify.ServerHealth(req, resp, err))
 	stage = returned
 	return resp, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,7 +69,7 @@ func TestFailingServerIsCutOff(t *testing.T) {
 	srv := newFlaky(t, http.StatusInternalServerError)
 	tr := newTransport(t, breaker.Config{})
 	client := &http.Client{Transport: tr}
-	for i := range 5 {
+	for i := range breaker.DefaultMinCalls {
 		resp, err := client.Get(srv.URL)
 		if err != nil {
 			t.Fatalf("call %d: %v", i, err)
@@ -88,12 +89,13 @@ func TestFailingServerIsCutOff(t *testing.T) {
 		if !errors.As(err, &oe) || !errors.Is(err, classify.ErrNotSent) || !errors.Is(err, breaker.ErrOpen) {
 			t.Fatalf("refusal %v does not match the gate protocol", err)
 		}
-		if oe.Host != srv.Listener.Addr().String() || oe.State != breaker.Open || oe.RetryIn <= 0 || oe.RetryIn > 5*time.Second {
+		// One probe per second, lengthened by up to 10 % of jitter.
+		if oe.Host != srv.Listener.Addr().String() || oe.State != breaker.Open || oe.RetryIn <= 0 || oe.RetryIn > 1100*time.Millisecond {
 			t.Fatalf("refusal %+v", oe)
 		}
 	}
-	if n := srv.hits.Load(); n != 5 {
-		t.Fatalf("server saw %d requests, want the 5 before the trip", n)
+	if n := srv.hits.Load(); n != breaker.DefaultMinCalls {
+		t.Fatalf("server saw %d requests, want the %d before the trip", n, breaker.DefaultMinCalls)
 	}
 }
 
@@ -101,14 +103,14 @@ func TestHostsAreIndependent(t *testing.T) {
 	bad := newFlaky(t, http.StatusServiceUnavailable)
 	good := newFlaky(t, http.StatusOK)
 	tr := newTransport(t, breaker.Config{})
-	for range 10 {
+	for range 20 {
 		send(t, tr, bad.URL)
 		if code, err := send(t, tr, good.URL); err != nil || code != 200 {
 			t.Fatalf("healthy host: %d %v", code, err)
 		}
 	}
-	if bad.hits.Load() != 5 || good.hits.Load() != 10 {
-		t.Fatalf("hits: failing %d (want 5), healthy %d (want 10)", bad.hits.Load(), good.hits.Load())
+	if bad.hits.Load() != 10 || good.hits.Load() != 20 {
+		t.Fatalf("hits: failing %d (want 10), healthy %d (want 20)", bad.hits.Load(), good.hits.Load())
 	}
 	states := map[string]breaker.State{}
 	for _, s := range tr.Snapshot() {
@@ -133,6 +135,11 @@ func TestWhatCountsAsFailure(t *testing.T) {
 		{name: "404", base: status(404)},
 		{name: "400", base: status(400)},
 		{name: "429 rate limited", base: status(429)},
+		{name: "429 with Retry-After", base: hinted(429, "Retry-After", "1")},
+		{name: "503 with Retry-After", base: hinted(503, "Retry-After", "1")},
+		{name: "502 with RateLimit", base: hinted(502, "Ratelimit", `"default";r=0;t=2`)},
+		{name: "500 with X-RateLimit-Reset", base: hinted(500, "X-Ratelimit-Reset", "3")},
+		{name: "503 with a malformed Retry-After", base: hinted(503, "Retry-After", "soon"), wantOpen: true},
 		{name: "500", base: status(500), wantOpen: true},
 		{name: "502", base: status(502), wantOpen: true},
 		{name: "503", base: status(503), wantOpen: true},
@@ -168,49 +175,100 @@ func TestWhatCountsAsFailure(t *testing.T) {
 	}
 }
 
-func TestRetryAfterLengthensOpenTime(t *testing.T) {
-	tests := []struct {
-		name       string
-		code       int
-		retryAfter string
-		want       time.Duration
-	}{
-		{name: "no header", code: 503, want: 5 * time.Second},
-		{name: "longer", code: 503, retryAfter: "30", want: 30 * time.Second},
-		{name: "shorter never shortens", code: 503, retryAfter: "1", want: 5 * time.Second},
-		{name: "capped", code: 503, retryAfter: "3600", want: 60 * time.Second},
-		{name: "garbage ignored", code: 503, retryAfter: "soon", want: 5 * time.Second},
-		{name: "only on 503", code: 500, retryAfter: "30", want: 5 * time.Second},
+// hinted returns a stub that answers every request with code and the
+// wait-hint header name: value.
+func hinted(code int, name, value string) stub {
+	return func(*http.Request) (*http.Response, error) {
+		h := http.Header{}
+		h.Set(name, value)
+		return &http.Response{StatusCode: code, Body: http.NoBody, Header: h}, nil
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var got changes
-				base := stub(func(*http.Request) (*http.Response, error) {
-					h := http.Header{}
-					if tt.retryAfter != "" {
-						h.Set("Retry-After", tt.retryAfter)
+}
+
+// TestRateLimiterIsNotFailure: a real server rate-limits like nginx's
+// limit_req with limit_req_status 503, answering 503 + Retry-After: 1 to
+// most requests and 200 to the rest, to 20 concurrent callers. Its breaker
+// must never open: every attempt reaches the server.
+func TestRateLimiterIsNotFailure(t *testing.T) {
+	for _, code := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			var hits atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if hits.Add(1)%5 != 0 { // 80 % limited
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(code)
+				}
+			}))
+			defer srv.Close()
+			var got changes
+			tr := newTransport(t, breaker.Config{OnStateChange: got.add})
+			const callers, calls = 20, 25
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Go(func() {
+					for range calls {
+						if c, err := send(t, tr, srv.URL); err != nil || (c != code && c != 200) {
+							t.Errorf("call: %d %v", c, err)
+							return
+						}
 					}
-					return &http.Response{StatusCode: tt.code, Header: h, Body: http.NoBody}, nil
 				})
-				tr := breaker.NewTransport(base, breaker.Config{Jitter: -1, OnStateChange: got.add})
-				for range 5 {
-					send(t, tr, "https://api.example.com/")
-				}
-				chs := got.list()
-				if len(chs) != 1 || chs[0].OpenFor != tt.want {
-					t.Fatalf("changes %+v, want open for %v", chs, tt.want)
-				}
-				if lengthened := tt.want != 5*time.Second; lengthened != strings.Contains(chs[0].Reason, "Retry-After") {
-					t.Fatalf("reason %q", chs[0].Reason)
-				}
-				time.Sleep(tt.want - time.Nanosecond)
-				if _, err := send(t, tr, "https://api.example.com/"); !errors.Is(err, breaker.ErrOpen) {
-					t.Fatalf("before %v: %v", tt.want, err)
-				}
-			})
+			}
+			wg.Wait()
+			if n := hits.Load(); n != callers*calls || len(got.list()) != 0 {
+				t.Fatalf("server saw %d of %d attempts; state changes %+v", n, callers*calls, got.list())
+			}
+			if s := tr.Snapshot()[0]; s.State != breaker.Closed || s.Evidence > 0 {
+				t.Fatalf("after the limiter: %+v", s)
+			}
 		})
 	}
+}
+
+// TestWaitHintsNeitherCloseNorLengthen: a probe answered with a wait hint
+// leaves an open breaker as it was: not closed (the host has not shown it
+// works), not reopened for longer (the next probe is still a second
+// away).
+func TestWaitHintsNeitherCloseNorLengthen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mode atomic.Int32 // 0: reset, 1: 503 + Retry-After: 30, 2: 200
+		base := stub(func(*http.Request) (*http.Response, error) {
+			switch mode.Load() {
+			case 1:
+				return hinted(503, "Retry-After", "30")(nil)
+			case 2:
+				return status(200)(nil)
+			}
+			return nil, errNet
+		})
+		var got changes
+		tr := breaker.NewTransport(base, breaker.Config{Jitter: -1, OnStateChange: got.add})
+		const url = "https://api.example.com/"
+		for range breaker.DefaultMinCalls {
+			send(t, tr, url)
+		}
+		mode.Store(1)
+		for i := range 5 {
+			time.Sleep(time.Second)
+			if c, err := send(t, tr, url); c != 503 || err != nil {
+				t.Fatalf("probe %d: %d %v, want the hinted 503", i, c, err)
+			}
+			_, err := send(t, tr, url)
+			var oe *breaker.OpenError
+			if !errors.As(err, &oe) || oe.RetryIn != time.Second {
+				t.Fatalf("after hinted probe %d: %v, want open with the next probe in 1s", i, err)
+			}
+		}
+		mode.Store(2)
+		time.Sleep(time.Second)
+		if c, err := send(t, tr, url); c != 200 || err != nil {
+			t.Fatalf("probe to the recovered host: %d %v", c, err)
+		}
+		chs := got.list()
+		if len(chs) != 2 || chs[0].To != breaker.Open || chs[0].OpenFor != time.Second || chs[1].To != breaker.Closed {
+			t.Fatalf("changes %+v, want one trip (first probe in 1s) and one close", chs)
+		}
+	})
 }
 
 func TestBadInput(t *testing.T) {
@@ -240,8 +298,8 @@ func TestBadInput(t *testing.T) {
 	}
 	zero.CloseIdleConnections()
 	var b breaker.Breaker
-	feed(t, &b, "UUUUU")
-	if oe := openError(t, &b); oe.State != breaker.Open || oe.RetryIn > 5*time.Second {
+	feed(t, &b, strings.Repeat("U", breaker.DefaultMinCalls))
+	if oe := openError(t, &b); oe.State != breaker.Open || oe.RetryIn > 1100*time.Millisecond {
 		t.Fatalf("zero Breaker: %+v", oe)
 	}
 	if got := (&breaker.OpenError{}).Error(); got != "breaker: circuit open for , next probe in 0s" {
@@ -257,7 +315,7 @@ func TestCustomKey(t *testing.T) {
 		},
 		OnStateChange: got.add,
 	})
-	for i := range 10 {
+	for i := range breaker.DefaultMinCalls {
 		for _, tenant := range []string{"a", ""} {
 			req := get(t, context.Background(), "https://h"+string(rune('0'+i))+".example.com/")
 			if tenant != "" {
@@ -283,7 +341,7 @@ func TestHookMayReadTheBreaker(t *testing.T) {
 	tr = breaker.NewTransport(status(500), breaker.Config{OnStateChange: func(ch breaker.StateChange) {
 		seen = append(seen, tr.Snapshot()...)
 	}})
-	for range 5 {
+	for range breaker.DefaultMinCalls {
 		send(t, tr, "https://api.example.com/")
 	}
 	if len(seen) != 1 || seen[0].State != breaker.Open || seen[0].Trips != 1 {
@@ -327,7 +385,7 @@ func TestUnansweredCallsTripTheBreaker(t *testing.T) {
 			_, err := tr.RoundTrip(get(t, ctx, "http://hung.test/"))
 			return err
 		}
-		for i := range 5 {
+		for i := range breaker.DefaultMinCalls {
 			if err := call(); !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("call %d: %v, want the caller's deadline", i, err)
 			}
@@ -336,13 +394,13 @@ func TestUnansweredCallsTripTheBreaker(t *testing.T) {
 		err := call()
 		var oe *breaker.OpenError
 		if !errors.As(err, &oe) {
-			t.Fatalf("call 6: %v, want the circuit open after 5 unanswered calls", err)
+			t.Fatalf("call 11: %v, want the circuit open after 10 unanswered calls", err)
 		}
 		if waited := time.Since(start); waited != 0 {
 			t.Fatalf("the refusal took %v; it must not wait for the deadline", waited)
 		}
-		if n := calls.Load(); n != 5 {
-			t.Fatalf("base saw %d calls, want 5", n)
+		if n := calls.Load(); n != breaker.DefaultMinCalls {
+			t.Fatalf("base saw %d calls, want %d", n, breaker.DefaultMinCalls)
 		}
 	})
 }
