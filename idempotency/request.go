@@ -155,8 +155,7 @@ func appendCallerScope(dst []byte, r *http.Request, apiKeyHeaders []string) []by
 	for _, name := range credentialHeaders {
 		buf = appendHeaderValues(buf, r.Header[name])
 	}
-	for _, name := range apiKeyHeaders {
-		buf = appendField(buf, name)
+	for _, name := range apiKeyHeaders { // the list is fixed, so its order names them
 		buf = appendHeaderValues(buf, r.Header[name])
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
