@@ -152,7 +152,7 @@ type Store interface {
 // does. It is optional; the middleware uses it when the Store it is given
 // implements it.
 //
-// For each keyed request, the middleware calls InTx once, and inside fn:
+// For each keyed request, the middleware calls InTx, and inside fn:
 // Reserve (with fn's context); when the key was free, it runs the handler
 // with fn's context as the request's context (the handler finds the
 // transaction there, with the store's own accessor) and records its
@@ -171,10 +171,13 @@ type Store interface {
 // are not supported.
 type TxStore interface {
 	Store
-	// InTx begins a transaction, calls fn once with a context that
-	// carries it, and commits if fn returns nil or rolls back if it
-	// returns an error (or panics, after which the panic continues). It
-	// returns fn's error, or the error of beginning or committing. Store
-	// methods called with fn's context work inside the transaction.
+	// InTx begins a transaction, calls fn with a context that carries
+	// it, and commits if fn returns nil or rolls back if it returns an
+	// error (or panics, after which the panic continues). It returns fn's
+	// error, or the error of beginning or committing. Store methods
+	// called with fn's context work inside the transaction. After a
+	// transient failure of the transaction (a serialization failure, a
+	// deadlock) it may roll back and call fn again in a new one: nothing
+	// has been sent, and the middleware starts the request afresh.
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 )
 
@@ -29,8 +30,19 @@ type txRun struct {
 // buffered, complete, commit; then send the response. See TxStore.
 func (m *middleware) serveTx(w http.ResponseWriter, r *http.Request, body []byte, key, skey string, fp Fingerprint) {
 	var run txRun
+	// The headers as they were before the handler, set by outer middleware:
+	// what the middleware's own answers and a second call of fn start from.
+	base := w.Header().Clone()
+	restore := func() {
+		h := w.Header()
+		clear(h)
+		maps.Copy(h, base)
+	}
 	err := m.tx.InTx(r.Context(), func(ctx context.Context) error {
-		run.called = true
+		if run.called { // InTx calls again after a transient failure
+			restore()
+		}
+		run = txRun{called: true}
 		run.rec, run.reserved, run.err = m.store.Reserve(ctx, skey, fp, m.cfg.Lease)
 		if run.err != nil || !run.reserved {
 			return errRollback
@@ -56,18 +68,19 @@ func (m *middleware) serveTx(w http.ResponseWriter, r *http.Request, body []byte
 		m.decide(r, DecisionReleased)
 		panic(run.panicVal)
 	case run.called && (run.err != nil || !run.reserved):
+		restore()
 		m.answerTaken(w, r, key, fp, run.rec, run.err)
 	case run.release:
 		run.x.rec.send()
 		m.decide(r, DecisionReleased)
 	case run.tooLarge:
-		clear(w.Header())
+		restore()
 		m.refuse(w, r, DecisionNotCommitted, http.StatusInternalServerError, ProblemNotCommitted,
 			"the response could not be stored, so nothing was done; the request may be sent again", 0)
 	case err != nil:
 		m.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "idempotency: transaction failed",
 			slog.String("key", key), slog.Any("error", err))
-		clear(w.Header())
+		restore()
 		m.refuse(w, r, DecisionStoreError, http.StatusServiceUnavailable, ProblemUnavailable,
 			"the idempotency store is unavailable; the request was not processed", m.cfg.RetryAfter)
 	default:

@@ -28,6 +28,9 @@ import (
 type txStore struct {
 	*idempotency.MemoryStore
 	failCommit atomic.Bool
+	// conflictOnce makes the next commit fail as a serialization failure
+	// would, and InTx call fn again in a new transaction.
+	conflictOnce atomic.Bool
 
 	mu        sync.Mutex
 	committed []string // effects of committed transactions
@@ -64,9 +67,13 @@ func (s *txStore) InTx(ctx context.Context, fn func(context.Context) error) erro
 	if err == nil && s.failCommit.Load() {
 		err = errCommit
 	}
-	if err != nil {
+	conflict := err == nil && s.conflictOnce.CompareAndSwap(true, false)
+	if err != nil || conflict {
 		for k, token := range tx.reserved {
 			_ = s.MemoryStore.Release(context.Background(), k, token)
+		}
+		if conflict {
+			return s.InTx(ctx, fn)
 		}
 		return err
 	}
@@ -231,4 +238,42 @@ func TestMiddlewareTransactional(t *testing.T) {
 			assert.Equal(t, []string{"order"}, store.effects(), "exactly one effect committed")
 		})
 	}
+}
+
+// TestMiddlewareTransactionRetried: a store that calls fn again after a
+// transient failure (a serialization failure at the commit) gets a fresh
+// start: the client sees the second call's response only, with the
+// headers outer middleware set but none of the first call's, and one
+// effect is committed.
+func TestMiddlewareTransactionRetried(t *testing.T) {
+	store := &txStore{MemoryStore: idempotency.NewMemoryStore(idempotency.MemoryConfig{})}
+	store.conflictOnce.Store(true)
+	var runs atomic.Int64
+	mw := idempotency.Middleware(store, idempotency.MiddlewareConfig{Logger: quiet})(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			n := runs.Add(1)
+			effect(r, "order")
+			if n == 1 {
+				w.Header().Set("X-First-Call", "leaked")
+			}
+			w.WriteHeader(201)
+			io.WriteString(w, "call "+string(rune('0'+n)))
+		}))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "outer")
+		mw.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("x"))
+	req.Header.Set("Idempotency-Key", "k")
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode)
+	assert.Equal(t, "call 2", string(body))
+	assert.Equal(t, "outer", resp.Header.Get("X-Request-Id"))
+	assert.Empty(t, resp.Header.Get("X-First-Call"))
+	assert.Equal(t, []string{"order"}, store.effects())
+	srv.Client().CloseIdleConnections()
 }
