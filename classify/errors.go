@@ -101,8 +101,10 @@ func (e *NotSentError) Is(target error) bool { return target == ErrNotSent }
 
 // NotSent reports whether err proves the request never reached the server:
 // a gate's refusal (ErrNotSent), or a failure while dialling (connection
-// refused, DNS, a dial timeout). Errors after the connection was made,
-// including a reset or EOF while writing, may have reached the server.
+// refused, DNS, a dial timeout), or an HTTP/2 stream the server did not
+// process (REFUSED_STREAM, or above a GOAWAY's last stream id). Errors
+// after the connection was made, including a reset or EOF while writing,
+// may have reached the server.
 func NotSent(err error) bool {
 	if err == nil {
 		return false
@@ -110,7 +112,7 @@ func NotSent(err error) bool {
 	if errors.Is(err, ErrNotSent) {
 		return true
 	}
-	return has[*net.DNSError](err) || isDial(err) || errors.Is(err, syscall.ECONNREFUSED)
+	return has[*net.DNSError](err) || isDial(err) || errors.Is(err, syscall.ECONNREFUSED) || http2NotProcessed(err)
 }
 
 // ErrorReason names the cause of a transport error with one of the Reason
