@@ -1,0 +1,344 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/breaker"
+	"github.com/rebound-http/rebound/classify"
+)
+
+// The three clients of every scenario. id goes out in the X-Client header,
+// so that a server shared by the three can count each one's requests (and
+// nginx can rate-limit each one on its own).
+const (
+	plainID     = "plain"
+	reboundID   = "rebound"
+	noBreakerID = "nobreaker"
+)
+
+// deadlineSlack is how long after its deadline a call may still return
+// before it counts as outliving it, on top of the plain client's worst
+// overrun in the same scenario: net/http honours deadlines, so what the
+// plain client overran by is the machine's scheduling delay at that time
+// (seconds, on a loaded 2-core machine under the race detector). A chain
+// that ignored a deadline overruns by the length of the fault, or until
+// the test ends.
+const deadlineSlack = 250 * time.Millisecond
+
+// client is one of the three clients, with the counters the tables show.
+// A scenario makes fresh clients, so every count starts at zero.
+type client struct {
+	id, name string
+	http     *http.Client
+	base     *http.Transport
+
+	attempts atomic.Int64 // requests the base transport was asked to send
+	open     atomic.Int64 // TCP connections dialled and not yet closed
+
+	calls, ok    atomic.Int64
+	worstOverrun atomic.Int64 // ns past the deadline, the largest seen
+	mark         atomic.Int64 // unix ns from which firstOK is measured; 0 unset
+	firstOK      atomic.Int64 // unix ns of the first success ending after mark
+
+	trips atomic.Int64 // breaker changes to open (from closed or half-open)
+
+	mu        sync.Mutex
+	failures  map[string]int // why calls failed, for the log
+	firstTrip string         // the reason of the first trip
+}
+
+// observer counts the breaker's trips.
+func (c *client) observer() rebound.Observer {
+	return rebound.Observer{Breaker: func(sc breaker.StateChange) {
+		if sc.To != breaker.Open {
+			return
+		}
+		if c.trips.Add(1) == 1 {
+			c.mu.Lock()
+			c.firstTrip = sc.From.String() + " → open: " + sc.Reason
+			c.mu.Unlock()
+		}
+	}}
+}
+
+// newClients returns the plain client, the default chain and the chain
+// without breaker, each over its own pooled go-cleanhttp transport whose
+// connections are counted.
+func newClients(t *testing.T) []*client {
+	t.Helper()
+	cs := []*client{
+		newClient(plainID, "plain", nil),
+		newClient(reboundID, "rebound", func(c *client, base http.RoundTripper) http.RoundTripper {
+			return rebound.NewTransport(base, rebound.WithObserver(c.observer()))
+		}),
+		newClient(noBreakerID, "rebound without breaker", func(c *client, base http.RoundTripper) http.RoundTripper {
+			return rebound.NewTransport(base, rebound.WithObserver(c.observer()),
+				rebound.WithPolicy(rebound.Policy{DisableBreaker: true}))
+		}),
+	}
+	t.Cleanup(func() {
+		for _, c := range cs {
+			c.base.CloseIdleConnections()
+		}
+	})
+	return cs
+}
+
+func newClient(id, name string, wrap func(*client, http.RoundTripper) http.RoundTripper) *client {
+	c := &client{id: id, name: name, failures: make(map[string]int)}
+	c.base = cleanhttp.DefaultPooledTransport()
+	dial := c.base.DialContext
+	c.base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c.open.Add(1)
+		return &countedConn{Conn: conn, open: &c.open}, nil
+	}
+	var rt http.RoundTripper = attemptCounter{c}
+	if wrap != nil {
+		rt = wrap(c, rt)
+	}
+	c.http = &http.Client{Transport: rt}
+	return c
+}
+
+// attemptCounter counts the requests handed to the base transport: every
+// attempt that left the chain, sent or not.
+type attemptCounter struct{ c *client }
+
+func (a attemptCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	a.c.attempts.Add(1)
+	return a.c.base.RoundTrip(req)
+}
+
+// countedConn decrements its client's count of open connections once, on
+// the first Close.
+type countedConn struct {
+	net.Conn
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// load is what every client's workers do in a scenario.
+type load struct {
+	workers  int           // concurrent callers per client
+	duration time.Duration // how long they keep calling, at most
+	maxCalls int           // calls per worker, at most
+	pace     time.Duration // pause between two calls of a worker
+	timeout  time.Duration // each call's deadline
+	method   string        // GET, or POST with a unique body per call
+	path     string
+}
+
+func (l load) String() string {
+	return fmt.Sprintf("%d workers per client, %s, %s %s, deadline %s per call, %s between calls",
+		l.workers, l.duration, l.method, l.path, l.timeout, l.pace)
+}
+
+// drive runs l with every client at once, against target(c) for client
+// c, and returns when every worker has stopped: after l.duration, after
+// l.maxCalls calls each, or when stop is closed (nil: never).
+func drive(cs []*client, target func(*client) string, l load, stop <-chan struct{}) {
+	done := make(chan struct{})
+	timer := time.AfterFunc(l.duration, func() { close(done) })
+	defer timer.Stop()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		url := target(c)
+		for w := range l.workers {
+			wg.Go(func() {
+				for i := range l.maxCalls {
+					select {
+					case <-done:
+						return
+					case <-stop:
+						return
+					default:
+					}
+					c.call(url, l, fmt.Sprintf("%s-%d-%d", c.id, w, i))
+					if l.pace > 0 {
+						select {
+						case <-done:
+							return
+						case <-stop:
+							return
+						case <-time.After(l.pace):
+						}
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// call makes one call with its own deadline, reads the whole body and
+// records the outcome: a success is a 200 whose body arrived whole.
+func (c *client) call(url string, l load, id string) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	var body io.Reader
+	if l.method == http.MethodPost {
+		body = strings.NewReader(id)
+	}
+	req, err := http.NewRequestWithContext(ctx, l.method, url, body)
+	if err != nil {
+		panic(err) // the harness built a bad request
+	}
+	req.Header.Set("X-Client", c.id)
+	failure := ""
+	resp, err := c.http.Do(req)
+	if err != nil {
+		failure = reason(err)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			failure = "body: " + reason(err)
+		case resp.StatusCode != http.StatusOK:
+			failure = fmt.Sprint(resp.StatusCode)
+		}
+	}
+	end := time.Now()
+	c.calls.Add(1)
+	if over := end.Sub(start) - l.timeout; over > 0 {
+		for {
+			w := c.worstOverrun.Load()
+			if int64(over) <= w || c.worstOverrun.CompareAndSwap(w, int64(over)) {
+				break
+			}
+		}
+	}
+	if failure != "" {
+		c.mu.Lock()
+		c.failures[failure]++
+		c.mu.Unlock()
+		return
+	}
+	c.ok.Add(1)
+	if m := c.mark.Load(); m != 0 && end.UnixNano() >= m {
+		c.firstOK.CompareAndSwap(0, end.UnixNano())
+	}
+}
+
+// reason names a call's error briefly, for the failure log.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "deadline"
+	case errors.Is(err, classify.ErrNotSent):
+		return "not sent: " + classify.ErrorReason(err)
+	}
+	return classify.ErrorReason(err)
+}
+
+// markRecovery starts the recovery clock of every client at now.
+func markRecovery(cs []*client) time.Time {
+	now := time.Now()
+	for _, c := range cs {
+		c.firstOK.Store(0)
+		c.mark.Store(now.UnixNano())
+	}
+	return now
+}
+
+// recovered reports whether every client has had a success since the mark.
+func recovered(cs []*client) bool {
+	for _, c := range cs {
+		if c.firstOK.Load() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// recovery is how long after the mark c's first success ended, or -1 if
+// it had none.
+func (c *client) recovery() time.Duration {
+	f := c.firstOK.Load()
+	if f == 0 {
+		return -1
+	}
+	return time.Duration(f - c.mark.Load())
+}
+
+// okShare is the share of c's calls that succeeded.
+func (c *client) okShare() float64 {
+	n := c.calls.Load()
+	if n == 0 {
+		return 0
+	}
+	return float64(c.ok.Load()) / float64(n)
+}
+
+// topFailures lists c's most frequent failure reasons with their counts.
+func (c *client) topFailures(n int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	type kv struct {
+		k string
+		v int
+	}
+	var all []kv
+	for k, v := range c.failures {
+		all = append(all, kv{k, v})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].v > all[j].v || all[i].v == all[j].v && all[i].k < all[j].k })
+	var parts []string
+	for i, e := range all {
+		if i == n {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s ×%d", e.k, e.v))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// checkConnections fails t if a client still holds a connection once every
+// call has ended and idle connections are closed. A dial the transport
+// finished in the background after a call gave up can still land in the
+// idle pool, so idle connections are closed again while waiting (at most
+// 3 s).
+func checkConnections(t *testing.T, cs []*client) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for _, c := range cs {
+		for {
+			c.base.CloseIdleConnections()
+			if c.open.Load() == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: %d connections still open after every call ended and idle ones were closed", c.name, c.open.Load())
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
