@@ -32,7 +32,7 @@ var (
 	hintNotFailure = fix{"hinted responses not counting as breaker failures", false}
 	// generatedKeys: a generated Idempotency-Key does not license POST
 	// retries toward a host not declared to honour it (DESIGN.md).
-	generatedKeys = fix{"generated idempotency keys not licensing POST retries", false}
+	generatedKeys = fix{"generated idempotency keys not licensing POST retries", true}
 	// always marks assertions main must already pass.
 	always = fix{"", true}
 )
