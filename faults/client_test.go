@@ -30,12 +30,15 @@ const (
 )
 
 // deadlineSlack is how long after its deadline a call may still return
-// before it counts as outliving it, on top of the plain client's worst
-// overrun in the same scenario: net/http honours deadlines, so what the
-// plain client overran by is the machine's scheduling delay at that time
-// (seconds, on a loaded 2-core machine under the race detector). A chain
-// that ignored a deadline overruns by the length of the fault, or until
-// the test ends.
+// before it counts as outliving it, on top of twice the machine's delay
+// during the scenario: the larger of its lag (the most a 5 ms sleep
+// overslept, up to seconds on a loaded 2-core machine under the race
+// detector) and the plain client's worst overrun (net/http honours
+// deadlines, so that much is the machine's). Twice, because a deadline
+// reaches the caller through several goroutine hand-offs (timer, the
+// connection's reader, the round trip), each of which can wait that long
+// for a core. A chain that ignored a deadline overruns by the length of
+// the fault, or until the test ends.
 const deadlineSlack = 250 * time.Millisecond
 
 // client is one of the three clients, with the counters the tables show.
@@ -157,12 +160,28 @@ func (l load) String() string {
 
 // drive runs l with every client at once, against target(c) for client
 // c, and returns when every worker has stopped: after l.duration, after
-// l.maxCalls calls each, or when stop is closed (nil: never).
-func drive(cs []*client, target func(*client) string, l load, stop <-chan struct{}) {
+// l.maxCalls calls each, or when stop is closed (nil: never). It returns
+// the machine's lag meanwhile: the most a 5 ms sleep overslept.
+func drive(cs []*client, target func(*client) string, l load, stop <-chan struct{}) (lag time.Duration) {
 	done := make(chan struct{})
 	timer := time.AfterFunc(l.duration, func() { close(done) })
 	defer timer.Stop()
 	var wg sync.WaitGroup
+	finished := make(chan struct{})
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		for {
+			t0 := time.Now()
+			select {
+			case <-finished:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			lag = max(lag, time.Since(t0)-5*time.Millisecond)
+		}
+	}()
+	defer func() { close(finished); <-lagDone }()
 	for _, c := range cs {
 		url := target(c)
 		for w := range l.workers {
@@ -190,6 +209,7 @@ func drive(cs []*client, target func(*client) string, l load, stop <-chan struct
 		}
 	}
 	wg.Wait()
+	return lag // set by the sampler, which the deferred function waits for
 }
 
 // call makes one call with its own deadline, reads the whole body and

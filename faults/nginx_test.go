@@ -163,13 +163,13 @@ func TestNginxRateLimit(t *testing.T) {
 				workers: 20, duration: 5 * time.Second, maxCalls: 2000, pace: 20 * time.Millisecond,
 				timeout: 3 * time.Second, method: "GET", path: fmt.Sprintf("/limit%d/", status),
 			}
-			drive(cs, func(*client) string { return "http://" + addr + l.path }, l, nil)
-			table(t, fmt.Sprintf("nginx limit_req %d + Retry-After: 1, 50 r/s per client", status), l, cs, extra{upstream: o.upstream})
+			lag := drive(cs, func(*client) string { return "http://" + addr + l.path }, l, nil)
+			table(t, fmt.Sprintf("nginx limit_req %d + Retry-After: 1, 50 r/s per client", status), l, cs, lag, extra{upstream: o.upstream})
 			okFix := always
 			if status == 503 {
 				okFix = hintNotFailure
 			}
-			checkCommon(t, cs)
+			checkCommon(t, cs, lag)
 			checkSuccessRate(t, cs, okFix)
 			checkNoTrip(t, cs, okFix)
 			def, nob := o.upstream(cs[1]), o.upstream(cs[2])
@@ -240,7 +240,7 @@ func TestNginxUpstreamOutage(t *testing.T) {
 				}
 				close(stop)
 			}()
-			drive(cs, func(*client) string { return "http://" + addr + l.path }, l, stop)
+			lag := drive(cs, func(*client) string { return "http://" + addr + l.path }, l, stop)
 			<-timeline
 			rec := func(c *client) string {
 				if r := c.recovery(); r >= 0 {
@@ -249,8 +249,8 @@ func TestNginxUpstreamOutage(t *testing.T) {
 				return "none in " + watch.String()
 			}
 			table(t, fmt.Sprintf("nginx reverse proxy: upstream up %s, dead %s (502), hung %s (504), back", warm, dead, hang),
-				l, cs, extra{upstream: o.upstream, recovery: rec})
-			checkCommon(t, cs)
+				l, cs, lag, extra{upstream: o.upstream, recovery: rec})
+			checkCommon(t, cs, lag)
 			checkServed(t, cs, fastRecovery)
 			checkConnections(t, cs)
 			names = names[:0]

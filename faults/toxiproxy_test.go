@@ -99,9 +99,9 @@ func TestToxiproxy(t *testing.T) {
 				workers: 20, duration: sc.duration, maxCalls: 2000, pace: 10 * time.Millisecond,
 				timeout: sc.timeout, method: sc.method, path: "/",
 			}
-			drive(cs, func(c *client) string { return "http://" + addrs[c] + l.path }, l, nil)
-			table(t, "toxiproxy: "+sc.name, l, cs, extra{upstream: o.upstream})
-			checkCommon(t, cs)
+			lag := drive(cs, func(c *client) string { return "http://" + addrs[c] + l.path }, l, nil)
+			table(t, "toxiproxy: "+sc.name, l, cs, lag, extra{upstream: o.upstream})
+			checkCommon(t, cs, lag)
 			checkSuccessRate(t, cs, sc.okFix)
 			if sc.alive {
 				checkNoTrip(t, cs, tripRule)
