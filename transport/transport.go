@@ -34,8 +34,10 @@ import (
 //     refusal when it refused the first attempt.
 //
 // Giving up is transparent: the caller gets the last response, with a
-// readable body, and a nil error; or the last error wrapped in an *Error.
-// The caller's request is never modified.
+// readable body, and a nil error (Outcome tells how many attempts it took
+// and why the loop stopped); or the last error wrapped in an *Error, which
+// matches the stop's sentinel (ErrAttemptsExhausted, ErrRefused ...). The
+// caller's request is never modified.
 //
 // Attempts after the first carry an Attempt in their context; the first
 // carries nothing, so a call that succeeds at once costs no allocation.
