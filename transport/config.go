@@ -38,7 +38,9 @@ type Config struct {
 	// Zero means 4 (3 retries); 1 disables retrying; negative means 1.
 	MaxAttempts int
 
-	// BaseDelay is the first backoff ceiling. Zero means 100 ms.
+	// BaseDelay is the first backoff ceiling. Zero means 100 ms; negative
+	// means no backoff: a retry follows at once (a server's wait hint is
+	// still honoured).
 	BaseDelay time.Duration
 	// MaxDelay caps every backoff wait. Zero means 10 s.
 	MaxDelay time.Duration
@@ -48,7 +50,8 @@ type Config struct {
 	// MaxRetryAfter caps the wait a server may ask for (Retry-After and
 	// rate-limit headers, see classify.WaitHint). A larger request ends the
 	// loop at once and hands its response to the caller, rather than being
-	// ignored or silently shortened. Zero means 60 s.
+	// ignored or silently shortened. Zero means 60 s; negative means no
+	// wait at all: any hint longer than zero ends the loop.
 	MaxRetryAfter time.Duration
 	// DisableWaitHints makes the loop ignore the server's wait headers and
 	// always use backoff. The zero value honours them.
@@ -102,8 +105,11 @@ func (c Config) normalize() Config {
 	case c.MaxAttempts < 0:
 		c.MaxAttempts = 1
 	}
-	if c.BaseDelay <= 0 {
+	switch {
+	case c.BaseDelay == 0:
 		c.BaseDelay = DefaultBaseDelay
+	case c.BaseDelay < 0:
+		c.BaseDelay = 0
 	}
 	if c.MaxDelay <= 0 {
 		c.MaxDelay = DefaultMaxDelay
@@ -111,8 +117,11 @@ func (c Config) normalize() Config {
 	if c.MaxDelay < c.BaseDelay {
 		c.MaxDelay = c.BaseDelay
 	}
-	if c.MaxRetryAfter <= 0 {
+	switch {
+	case c.MaxRetryAfter == 0:
 		c.MaxRetryAfter = DefaultMaxRetryAfter
+	case c.MaxRetryAfter < 0:
+		c.MaxRetryAfter = 0
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
