@@ -31,7 +31,8 @@ type ConfigError struct {
 	// Err says what is wrong.
 	Err error
 
-	where string // the message's path to the setting, as the source names it
+	where  string // the message's path to the setting, as the source names it
+	inFile bool   // from a policy file
 }
 
 // Error returns "rebound: " and the place (file, line, column; the host
@@ -40,16 +41,16 @@ type ConfigError struct {
 //	rebound: policy file line 7, column 23: hosts["payments.example.com"].max_attempts: -1 is not in [1, 100]
 //	rebound: WithHostPolicy("api.example.com"): Retry.Jitter: unknown jitter 7
 func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString("rebound: ")
-	switch {
-	case e.File != "":
-		b.WriteString(e.File)
-	case e.Line > 0 || e.where == "" && e.Field == "" && e.Pattern == "" && e.Err != nil:
-		b.WriteString("policy file")
+	var parts []string
+	src := e.File
+	if src == "" && (e.inFile || e.Line > 0) {
+		src = "policy file"
 	}
 	if e.Line > 0 {
-		fmt.Fprintf(&b, " line %d, column %d", e.Line, e.Column)
+		src += fmt.Sprintf(" line %d, column %d", e.Line, e.Column)
+	}
+	if src != "" {
+		parts = append(parts, src)
 	}
 	where := e.where
 	if where == "" {
@@ -63,20 +64,14 @@ func (e *ConfigError) Error() string {
 		}
 	}
 	if where != "" {
-		if b.Len() > len("rebound: ") {
-			b.WriteString(": ")
-		}
-		b.WriteString(where)
-	}
-	if b.Len() > len("rebound: ") {
-		b.WriteString(": ")
+		parts = append(parts, where)
 	}
 	if e.Err == nil {
-		b.WriteString("invalid configuration")
+		parts = append(parts, "invalid configuration")
 	} else {
-		b.WriteString(e.Err.Error())
+		parts = append(parts, e.Err.Error())
 	}
-	return b.String()
+	return "rebound: " + strings.Join(parts, ": ")
 }
 
 // Unwrap returns Err.
