@@ -48,6 +48,7 @@ func (m *middleware) serveTx(w http.ResponseWriter, r *http.Request, body []byte
 			return errRollback
 		}
 		x, in := m.newExecution(w, r, ctx, body, true)
+		x.skey = skey // for DerivedKey
 		run.x = x
 		m.runCatching(&run, in)
 		rec := &x.rec

@@ -323,3 +323,24 @@ func waitForLockWaiters(t testing.TB, s *shop, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestTxDerivedKey: the handler's derived key for a downstream call is
+// the same in the run whose transaction rolled back and in the retry.
+func TestTxDerivedKey(t *testing.T) {
+	s := newShop(t, pgstore.Config{})
+	var keys []string
+	s.after = func(_ http.ResponseWriter, r *http.Request, _ *pgstore.Txn, _ int64) {
+		k, ok := idempotency.DerivedKey(r.Context(), "charge")
+		require.True(t, ok)
+		keys = append(keys, k)
+		if len(keys) == 1 {
+			panic(http.ErrAbortHandler)
+		}
+	}
+	srv := s.server(t, idempotency.MiddlewareConfig{})
+	c := plainClient(t)
+	require.Error(t, post(c, srv.URL, "k", "book").err)
+	assert.Equal(t, http.StatusCreated, post(c, srv.URL, "k", "book").status)
+	require.Len(t, keys, 2)
+	assert.Equal(t, keys[0], keys[1])
+}
