@@ -35,15 +35,27 @@ var derivedSpace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://pkg.go.dev/gi
 // That makes a handler with effects outside its database safe to run
 // again: see the atomic phases of package pgstore.
 func DerivedKey(ctx context.Context, name string) (string, bool) {
-	x, _ := ctx.Value(execKey{}).(*execution)
-	if x == nil || x.skey == "" {
+	skey, ok := StoreKeyOf(ctx)
+	if !ok {
 		return "", false
 	}
 	// The store key (scope and key) with its length, then the name: no
 	// two (store key, name) pairs give the same input.
-	data := make([]byte, 0, binary.MaxVarintLen64+len(x.skey)+len(name))
-	data = binary.AppendUvarint(data, uint64(len(x.skey)))
-	data = append(data, x.skey...)
+	data := make([]byte, 0, binary.MaxVarintLen64+len(skey)+len(name))
+	data = binary.AppendUvarint(data, uint64(len(skey)))
+	data = append(data, skey...)
 	data = append(data, name...)
 	return uuid.NewHash(sha256.New(), derivedSpace, data, 8).String(), true
+}
+
+// StoreKeyOf returns the key under which the middleware stores the
+// request whose handler ctx belongs to (StoreKey of its scope and key),
+// and true; outside such a handler, "" and false. Stores use it to keep
+// state of their own per request, such as pgstore's recovery points.
+func StoreKeyOf(ctx context.Context) (string, bool) {
+	x, _ := ctx.Value(execKey{}).(*execution)
+	if x == nil || x.skey == "" {
+		return "", false
+	}
+	return x.skey, true
 }

@@ -108,3 +108,20 @@ func TestDerivedKeyStable(t *testing.T) {
 	derivedPost(t, srv.URL, "order-42", "")
 	assert.Equal(t, "fc1daf8a-36c0-8609-adc4-d7e71beb730d", got()[0])
 }
+
+func TestStoreKeyOf(t *testing.T) {
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	var got string
+	var ok bool
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got, ok = idempotency.StoreKeyOf(r.Context()) })
+	srv := httptest.NewServer(idempotency.Middleware(nil, idempotency.MiddlewareConfig{
+		Scope: func(*http.Request) string { return "tenant-1" },
+	})(h))
+	defer srv.Close()
+	derivedPost(t, srv.URL, "order-42", "")
+	assert.True(t, ok)
+	assert.Equal(t, idempotency.StoreKey("tenant-1", "order-42"), got)
+	derivedPost(t, srv.URL, "", "")
+	assert.False(t, ok, "no key, no store key")
+	assert.Empty(t, got)
+}

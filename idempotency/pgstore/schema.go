@@ -35,7 +35,10 @@ const indexSuffix = "_expires_idx"
 //	expires_at       timestamptz  end of the lease, then of the TTL
 //
 // The primary key is (scope, key); expires_at has an index of its own for
-// the reaper. Keeping the scope's separator in the scope column keeps a key
+// the reaper. The recovery points of atomic phases (see Phase) are rows
+// of a second table, Table+"_phases": scope and key as above, phase text
+// (the phase's name), result bytea, expires_at timestamptz; primary key
+// (scope, key, phase), and an index on expires_at. Keeping the scope's separator in the scope column keeps a key
 // with no scope apart from one with an empty scope. A row takes about 100
 // bytes besides its key, scope, headers and body.
 const schemaSQL = `CREATE SEQUENCE IF NOT EXISTS %[3]s;
@@ -52,15 +55,33 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	expires_at      timestamptz NOT NULL,
 	PRIMARY KEY (scope, key)
 );
-CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (expires_at);`
+CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (expires_at);
+CREATE TABLE IF NOT EXISTS %[4]s (
+	scope      bytea       NOT NULL,
+	key        text        NOT NULL,
+	phase      text        NOT NULL,
+	result     bytea       NOT NULL,
+	expires_at timestamptz NOT NULL,
+	PRIMARY KEY (scope, key, phase)
+);
+CREATE INDEX IF NOT EXISTS %[5]s ON %[4]s (expires_at);`
 
 // names holds the quoted identifiers of a store's table, index and
 // sequence.
 type names struct {
-	table string // possibly schema-qualified, quoted
-	index string // unqualified, quoted
-	seq   string // qualified like table, quoted
+	table       string // possibly schema-qualified, quoted
+	index       string // unqualified, quoted
+	seq         string // qualified like table, quoted
+	phases      string // qualified like table, quoted
+	phasesIndex string // unqualified, quoted
 }
+
+// phasesSuffix and phasesIndexSuffix make the recovery points' table and
+// index names from the table's.
+const (
+	phasesSuffix      = "_phases"
+	phasesIndexSuffix = "_phases_idx"
+)
 
 // seqSuffix makes the token sequence's name from the table's.
 const seqSuffix = "_token_seq"
@@ -82,19 +103,28 @@ func newNames(schema, table string) (names, error) {
 		return names{}, fmt.Errorf("%w: table name %q is over %d bytes (the expiry index's name adds %q)",
 			ErrConfig, table, maxTableName, indexSuffix)
 	}
-	id, seq := pgx.Identifier{table}, pgx.Identifier{table + seqSuffix}
-	if schema != "" {
-		id, seq = pgx.Identifier{schema, table}, pgx.Identifier{schema, table + seqSuffix}
+	qualify := func(name string) string {
+		if schema == "" {
+			return pgx.Identifier{name}.Sanitize()
+		}
+		return pgx.Identifier{schema, name}.Sanitize()
 	}
-	return names{table: id.Sanitize(), index: pgx.Identifier{table + indexSuffix}.Sanitize(), seq: seq.Sanitize()}, nil
+	return names{
+		table:       qualify(table),
+		index:       pgx.Identifier{table + indexSuffix}.Sanitize(),
+		seq:         qualify(table + seqSuffix),
+		phases:      qualify(table + phasesSuffix),
+		phasesIndex: pgx.Identifier{table + phasesIndexSuffix}.Sanitize(),
+	}, nil
 }
 
 // SchemaSQL returns the SQL that Migrate runs: the token sequence, the
-// table and its expiry index, each created only if absent. Ship it with a service's own
+// table and its expiry index, the recovery points' table and its expiry
+// index, each created only if absent. Ship it with a service's own
 // migrations instead of calling Migrate, if that is how the service
 // manages its schema.
 func (s *Store) SchemaSQL() string {
-	return fmt.Sprintf(schemaSQL, s.names.table, s.names.index, s.names.seq)
+	return fmt.Sprintf(schemaSQL, s.names.table, s.names.index, s.names.seq, s.names.phases, s.names.phasesIndex)
 }
 
 // Migrate creates the store's sequence, table and index if they do not
@@ -129,9 +159,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 // given zero or less.
 const DefaultReapBatch = 1000
 
-// Reap deletes expired records, batch rows per statement (zero or less
-// means DefaultReapBatch), until none is left or ctx ends, and returns how
-// many it deleted. Each batch is its own short transaction that skips rows
+// Reap deletes expired records and recovery points, batch rows per
+// statement (zero or less means DefaultReapBatch), until none is left or
+// ctx ends, and returns how many it deleted. Each batch is its own short transaction that skips rows
 // another transaction holds, so Reap never waits for a request and never
 // holds many locks. Expired rows do no harm besides their space (a request
 // takes over an expired key), so a service runs Reap on a schedule of its
@@ -143,18 +173,18 @@ func (s *Store) Reap(ctx context.Context, batch int) (int64, error) {
 	if batch <= 0 {
 		batch = DefaultReapBatch
 	}
-	q := fmt.Sprintf(`DELETE FROM %[1]s WHERE (scope, key) IN (
-		SELECT scope, key FROM %[1]s WHERE expires_at <= now()
-		LIMIT $1 FOR UPDATE SKIP LOCKED)`, s.names.table)
 	var total int64
-	for {
-		tag, err := s.pool.Exec(ctx, q, batch)
-		if err != nil {
-			return total, fmt.Errorf("pgstore: reap: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < int64(batch) {
-			return total, nil
+	for _, q := range [...]string{s.sql.reap, s.sql.reapPhases} {
+		for {
+			tag, err := s.pool.Exec(ctx, q, batch)
+			if err != nil {
+				return total, fmt.Errorf("pgstore: reap: %w", err)
+			}
+			total += tag.RowsAffected()
+			if tag.RowsAffected() < int64(batch) {
+				break
+			}
 		}
 	}
+	return total, nil
 }

@@ -34,6 +34,7 @@ const (
 	DefaultTable            = "rebound_idempotency"
 	DefaultMaxResponseBytes = 4 << 20
 	DefaultTimeout          = 5 * time.Second
+	DefaultPhaseTTL         = 24 * time.Hour
 )
 
 // Errors of the store. They match with errors.Is.
@@ -88,6 +89,11 @@ type Config struct {
 	// Empty means the database's default (READ COMMITTED unless changed).
 	IsoLevel pgx.TxIsoLevel
 
+	// PhaseTTL is how long the recovery points of atomic phases (Phase,
+	// AtomicPhase) are kept. Set it no shorter than the middleware's TTL.
+	// Zero or negative means 24 hours.
+	PhaseTTL time.Duration
+
 	// MaxAttempts bounds the calls InTx makes of its function when the
 	// transaction fails on a serialization failure or deadlock, the first
 	// included. Zero or negative means 3.
@@ -123,6 +129,7 @@ type Store struct {
 	names       names
 	maxResponse int
 	timeout     time.Duration
+	phaseTTL    time.Duration
 	wait        time.Duration
 	lockTimeout string // Config.Wait, as a lock_timeout setting
 	maxAttempts int
@@ -153,6 +160,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
+	if cfg.PhaseTTL <= 0 {
+		cfg.PhaseTTL = DefaultPhaseTTL
+	}
 	switch cfg.IsoLevel {
 	case "", pgx.Serializable, pgx.RepeatableRead, pgx.ReadCommitted, pgx.ReadUncommitted:
 	default:
@@ -163,7 +173,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{pool: pool, names: n, maxResponse: cfg.MaxResponseBytes, timeout: cfg.Timeout,
-		wait: max(cfg.Wait, 0), lockTimeout: lockTimeout(cfg.Wait), maxAttempts: cfg.MaxAttempts, begin: "BEGIN"}
+		phaseTTL: cfg.PhaseTTL, wait: max(cfg.Wait, 0), lockTimeout: lockTimeout(cfg.Wait), maxAttempts: cfg.MaxAttempts, begin: "BEGIN"}
 	if cfg.IsoLevel != "" {
 		s.begin = "BEGIN ISOLATION LEVEL " + string(cfg.IsoLevel)
 	}
@@ -188,6 +198,12 @@ type statements struct {
 	// (division by zero) when there is no such row, so that the COMMIT
 	// after it rolls back.
 	completeTx string
+	// reap and reapPhases delete at most $1 expired rows of the table and
+	// of the recovery points, skipping rows another transaction holds.
+	reap, reapPhases string
+	// phaseGet reads the result of phase $3 of ($1, $2); phasePut records
+	// it as $4, kept $5 microseconds, unless it is recorded already.
+	phaseGet, phasePut string
 }
 
 // newStatements returns the SQL of the store on the table of n.
@@ -219,6 +235,16 @@ func newStatements(n names) statements {
 				header = $7, body = $8, expires_at = now() + make_interval(secs => $9::float8 / 1e6)
 			WHERE scope = $1 AND key = $2 AND token = $3 RETURNING 1)
 			SELECT 1 / count(*) FROM u`,
+		reap: `DELETE FROM ` + t + ` WHERE (scope, key) IN (
+			SELECT scope, key FROM ` + t + ` WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+		reapPhases: `DELETE FROM ` + n.phases + ` WHERE (scope, key, phase) IN (
+			SELECT scope, key, phase FROM ` + n.phases + ` WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+		phaseGet: `SELECT result FROM ` + n.phases + ` WHERE scope = $1 AND key = $2 AND phase = $3 AND expires_at > now()`,
+		phasePut: `INSERT INTO ` + n.phases + ` AS p (scope, key, phase, result, expires_at)
+			VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::float8 / 1e6))
+			ON CONFLICT (scope, key, phase) DO UPDATE SET result = excluded.result, expires_at = excluded.expires_at
+			WHERE p.expires_at <= now()
+			RETURNING 1`,
 		// An ended lease is deleted all the same, and reported lost.
 		release: `DELETE FROM ` + t + ` WHERE scope = $1 AND key = $2 AND token = $3 AND status IS NULL
 			RETURNING expires_at > now()`,

@@ -1,0 +1,218 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rebound-http/rebound/idempotency"
+)
+
+// ErrNoKey is returned by Phase and AtomicPhase outside the handler of a
+// keyed request: there is no key to keep recovery points under.
+var ErrNoKey = errors.New("pgstore: no idempotency key in the context")
+
+// Atomic phases
+//
+// A handler whose effects are not all in the database (it charges a card
+// through a payment API, sends a message) cannot make them one
+// transaction. It can still be made safe to run again, by splitting it
+// into phases, each of which either leaves a recovery point (its result,
+// kept under the request's key) or did nothing:
+//
+//   - a foreign phase (Phase) calls the other service with a key derived
+//     from the request's (idempotency.DerivedKey(ctx, name)), so that the
+//     service deduplicates the call, and records what it answered the
+//     moment it answered, outside any transaction;
+//   - a local phase (AtomicPhase) makes database writes and records its
+//     recovery point in the same transaction, so both happen or neither.
+//
+// A run of the handler for a key whose earlier run got part of the way
+// (its response was lost, the server crashed, a later phase failed and
+// the handler answered a status that releases the key) skips every phase
+// that left a recovery point, getting its recorded result instead, and
+// goes on from the first that did not. The last phase, the one that
+// writes the response, is the request's own transaction in the
+// transactional mode:
+//
+//	func checkout(w http.ResponseWriter, r *http.Request) {
+//		ctx := r.Context()
+//		charge, err := store.Phase(ctx, "charge", func(ctx context.Context) ([]byte, error) {
+//			key, _ := idempotency.DerivedKey(ctx, "charge")
+//			return payments.Charge(idempotency.WithKey(ctx, key), order) // through rebound
+//		})
+//		if err != nil {
+//			idempotency.Release(r) // nothing recorded: a retry calls again, with the same key
+//			http.Error(w, "payment failed", http.StatusBadGateway)
+//			return
+//		}
+//		// In the request's transaction: commits with the response.
+//		_, err = pgstore.Tx(ctx).Exec(ctx, "INSERT INTO orders (charge) VALUES ($1)", charge)
+//		...
+//	}
+//
+// Recovery points are rows of the table Config.Table + "_phases", kept
+// for Config.PhaseTTL (24 hours by default: set it no shorter than the
+// middleware's TTL) and deleted by Reap once expired. A recovery point
+// belongs to a key, not to a request: a key reused for another request
+// after its record expired finds the first request's results, which is
+// also what the downstream service would answer for the derived key.
+
+// Phase runs the foreign phase name of the request whose handler ctx
+// belongs to: if an earlier run of the handler for its key recorded the
+// phase, Phase returns the recorded result without calling fn; otherwise
+// it calls fn and, when fn succeeds, records its result at once (in a
+// statement of its own, outside the request's transaction, so that a
+// rollback does not forget a call that happened) and returns it. When fn
+// fails nothing is recorded and its error is returned.
+//
+// fn should make its call with the key idempotency.DerivedKey(ctx, name),
+// so that a call whose answer was lost before it was recorded is
+// deduplicated by the other service when the next run makes it again.
+// Two runs of one key at once cannot both get this far in the
+// transactional mode (the first holds the key); in the plain mode a run
+// whose lease ended may overlap its successor, and then the result
+// recorded first wins and both return it.
+//
+// In the transactional mode, Phase takes a second connection from the
+// pool while the request's transaction holds one.
+func (s *Store) Phase(ctx context.Context, name string, fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	scope, key, err := s.phaseKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if res, found, err := s.recovery(ctx, s.pool, scope, key, name); err != nil || found {
+		return res, err
+	}
+	res, err := fn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	res, _, err = s.record(bctx, s.pool, scope, key, name, res)
+	return res, err
+}
+
+// AtomicPhase runs the local phase name of the request whose handler ctx
+// belongs to: if an earlier run of the handler for its key recorded the
+// phase, it returns the recorded result without calling fn; otherwise it
+// calls fn with a transaction and records fn's result in that same
+// transaction, so that fn's writes and the recovery point commit together
+// or not at all. The transaction is the request's own in the
+// transactional mode (the phase then commits with the response), and one
+// of the phase's own, committed before AtomicPhase returns, otherwise.
+// When fn fails nothing is recorded: the phase's own transaction is
+// rolled back, and in the transactional mode the request's transaction is
+// left as fn's statements left it.
+func (s *Store) AtomicPhase(ctx context.Context, name string, fn func(ctx context.Context, tx *Txn) ([]byte, error)) ([]byte, error) {
+	scope, key, err := s.phaseKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if t := s.txOf(ctx); t != nil {
+		if err := t.ready(ctx); err != nil {
+			return nil, fmt.Errorf("pgstore: phase %q: %w", name, err)
+		}
+		if res, found, err := s.recovery(ctx, t, scope, key, name); err != nil || found {
+			return res, err
+		}
+		res, err := fn(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		res, ours, err := s.record(ctx, t, scope, key, name, res)
+		if err == nil && !ours {
+			// fn's writes are in the request's transaction, which a
+			// failing handler rolls back.
+			return nil, fmt.Errorf("pgstore: phase %q: %w", name, errPhaseRace)
+		}
+		return res, err
+	}
+	t := &Txn{s: s}
+	defer t.close()
+	tctx := context.WithValue(ctx, txCtxKey{}, t)
+	if err := t.ready(tctx); err != nil {
+		return nil, fmt.Errorf("pgstore: phase %q: %w", name, err)
+	}
+	if res, found, err := s.recovery(tctx, t, scope, key, name); err != nil || found {
+		t.rollback(ctx)
+		return res, err
+	}
+	ok := false
+	defer func() {
+		if !ok { // fn panicked; the panic continues
+			t.rollback(ctx)
+		}
+	}()
+	res, err := fn(tctx, t)
+	ok = true
+	if err != nil {
+		t.rollback(ctx)
+		return nil, err
+	}
+	res, ours, err := s.record(tctx, t, scope, key, name, res)
+	if err != nil || !ours {
+		// Not ours: a run that got there first recorded the phase, and
+		// its writes are the phase's; these are undone.
+		t.rollback(ctx)
+		return res, err
+	}
+	if err := t.commit(ctx); err != nil {
+		return nil, fmt.Errorf("pgstore: phase %q: %w", name, err)
+	}
+	return res, nil
+}
+
+// phaseKey returns the scope and key of the request whose handler ctx
+// belongs to.
+func (s *Store) phaseKey(ctx context.Context) ([]byte, string, error) {
+	if s.pool == nil {
+		return nil, "", ErrNilPool
+	}
+	skey, ok := idempotency.StoreKeyOf(ctx)
+	if !ok {
+		return nil, "", ErrNoKey
+	}
+	return splitKey(skey)
+}
+
+// recovery reads the recorded result of phase name, if any.
+func (s *Store) recovery(ctx context.Context, q queryer, scope []byte, key, name string) ([]byte, bool, error) {
+	var res []byte
+	err := q.QueryRow(ctx, s.sql.phaseGet, scope, key, name).Scan(&res)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("pgstore: phase %q: %w", name, err)
+	}
+	if res == nil {
+		res = []byte{}
+	}
+	return res, true, nil
+}
+
+// record records res as the result of phase name and returns it, with
+// ours true; or, when a run that got there first recorded the phase
+// meanwhile, returns that run's result, with ours false.
+func (s *Store) record(ctx context.Context, q queryer, scope []byte, key, name string, res []byte) (_ []byte, ours bool, _ error) {
+	if res == nil {
+		res = []byte{}
+	}
+	var one int
+	err := q.QueryRow(ctx, s.sql.phasePut, scope, key, name, res, s.phaseTTL.Microseconds()).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		got, _, err := s.recovery(ctx, q, scope, key, name)
+		return got, false, err
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("pgstore: phase %q: %w", name, err)
+	}
+	return res, true, nil
+}
+
+// errPhaseRace: a local phase in the request's transaction found its
+// recovery point recorded by another run meanwhile.
+var errPhaseRace = errors.New("recorded meanwhile by another run of the same key")
