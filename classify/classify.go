@@ -80,6 +80,10 @@ const (
 	ReasonTransport         = "transport error"
 	ReasonNotIdempotent     = "not idempotent"
 	ReasonNotIdempotentResp = "not idempotent, may have been processed"
+	// ReasonCustom is the reason of a verdict that a user's rule (the
+	// retry loop's decision hook, transport.DecideFunc) changed without
+	// naming a reason of its own.
+	ReasonCustom = "custom rule"
 )
 
 // Statuses is a set of HTTP status codes in [100, 599], stored as a bitmap

@@ -86,6 +86,16 @@ type Config struct {
 	// classify.Classifier (statuses 408, 429, 500, 502, 503, 504).
 	Classifier *classify.Classifier
 
+	// Decide, when non-nil, is asked about every attempt's outcome after
+	// the Classifier and returns the verdict the loop acts on: a user's
+	// rule on top of the defaults (retry a 200 whose body says "pending",
+	// a 403 with X-Retryable: true; never retry a path). See DecideFunc,
+	// and PeekBody for reading the body while leaving it whole. A Retryable
+	// verdict is acted on whatever the method: the hook's author vouches
+	// that the repeat is safe. Nil keeps the Classifier's verdict and costs
+	// nothing.
+	Decide DecideFunc
+
 	// Observer, when non-nil, receives an Event for every attempt, every
 	// scheduled retry and every give-up. Nil costs nothing.
 	Observer Observer

@@ -134,6 +134,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return t.finish(prev, n-1, StopRefused, err)
 		}
 		cur := outcome{resp: resp, err: err, verdict: cfg.Classifier.Classify(req, resp, err)}
+		if cfg.Decide != nil {
+			cur.verdict = t.decide(out, resp, err, cur.verdict, cfg.AttemptTimeout)
+		}
 		var held time.Time // the end of the host's hold this response asked for
 		if resp != nil && resp.StatusCode >= 400 && !cfg.DisableWaitHints && cfg.holdable(resp.StatusCode) {
 			now := time.Now()
