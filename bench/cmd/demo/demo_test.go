@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReplayShort runs the whole demo, every strategy against its own
+// server and toxiproxy, with every phase cut to 15 % of its length (7 s of
+// traffic), and checks what holds by construction of the script and of
+// each strategy, so that the demo keeps measuring what it says. The
+// machine may be slow (the race detector, other jobs): nothing asserted
+// depends on how long a call takes, only on what each strategy does.
+func TestReplayShort(t *testing.T) {
+	const scale, rate = 0.15, 40
+	sched, err := newSchedule(scale)
+	require.NoError(t, err)
+	o := options{
+		cfg: config{scale: scale, rate: rate, postEvery: 3, timeout: 5 * time.Second, seed: 7, strategies: strategies},
+		out: t.TempDir(),
+	}
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	results, err := run(ctx, o.cfg, sched, &out)
+	require.NoError(t, err)
+	t.Logf("progress:\n%s", out.String())
+	require.Len(t, results, len(strategies))
+
+	rows := summarize(sched, results)
+	var table strings.Builder
+	writeTable(&table, rows)
+	t.Logf("table:\n%s", table.String())
+	get := func(phase, strat string) row {
+		for _, r := range rows {
+			if r.phase == phase && r.strategy == strat {
+				return r
+			}
+		}
+		t.Fatalf("no row %s/%s", phase, strat)
+		return row{}
+	}
+	byName := map[string]*result{}
+	// The most attempts of one call that can reach the server: the
+	// strategy's own, plus one replay by net/http, which repeats a GET or
+	// a keyed POST whose reused connection broke.
+	maxAttempts := map[string]int{"plain": 2, "naive": 5, "retryablehttp": 6, "failsafe": 4, "rebound": 5}
+	want := int(rate * sched.total().Seconds())
+	outStart, outEnd := sched.start(sched.index(outage)), sched.start(sched.index(outage)+1)
+	for _, r := range results {
+		name := r.strat.name
+		byName[name] = r
+		all := get("all", name)
+		assert.Zero(t, r.dropped, "%s: dropped arrivals", name)
+		assert.Equal(t, want, all.calls, "%s: every scheduled call is made", name)
+		for _, c := range r.calls {
+			require.True(t, c.sent && c.end >= c.start, "%s: a call was not recorded whole: %+v", name, c)
+		}
+		// The outage answers every request with a 503, whoever sends it.
+		assert.Zero(t, r.counts[sched.index(outage)].served, "%s: a 200 during the outage", name)
+		for id, n := range r.perCall {
+			require.LessOrEqual(t, n, maxAttempts[name], "%s: call %s reached the server %d times", name, id, n)
+		}
+		assert.LessOrEqual(t, all.dups, all.calls/3+1, "%s: more duplicated POSTs than POSTs", name)
+	}
+
+	// The naive loop repeats a failure at once: a call begun during the
+	// outage that failed before its deadline made its 4 attempts, every
+	// one answered (no phase but resets loses a request).
+	naiveOutage := 0
+	for i, c := range byName["naive"].calls {
+		if c.start >= outStart && c.end < outEnd && !c.ok && c.end-c.start < o.cfg.timeout {
+			naiveOutage++
+			assert.Equal(t, 4, byName["naive"].perCall[fmt.Sprint(i)], "naive: call %d", i)
+		}
+	}
+	assert.Positive(t, naiveOutage, "naive: no call both began and failed in the outage")
+	for i, c := range byName["plain"].calls {
+		if c.start >= outStart && c.end < outEnd {
+			assert.Equal(t, 1, byName["plain"].perCall[fmt.Sprint(i)], "plain: call %d", i)
+		}
+	}
+
+	// The rate limiter sends Retry-After: 1 to the calls over its bucket.
+	// The naive loop repeats them at once; the others wait for the hint
+	// before they repeat a call that got one, however slow the machine.
+	require.GreaterOrEqual(t, byName["naive"].hinted, 5, "the rate limiter sent few hints")
+	assert.Positive(t, get("all", "naive").earlyRetry, "naive ignores Retry-After")
+	for _, name := range []string{"plain", "retryablehttp", "failsafe", "rebound"} {
+		assert.Zero(t, get("all", name).earlyRetry, "%s repeated a call before its Retry-After", name)
+	}
+
+	// Resets: 30 % of connections, one request per connection, for
+	// 1.2 s; at 40 calls/s a plain client that met no reset at all has
+	// odds of 0.7^48 < 1e-7. Only a reset fails a plain call with an
+	// error that is not its deadline.
+	netErrs := 0
+	for _, c := range byName["plain"].calls {
+		if c.netErr {
+			netErrs++
+		}
+	}
+	if !assert.Positive(t, netErrs, "plain: no reset met") {
+		for _, c := range byName["plain"].calls {
+			if !c.ok {
+				t.Logf("failed plain call: %+v", c)
+			}
+		}
+	}
+	assert.Zero(t, get("healthy", "plain").dups+get("outage", "plain").dups+get("ratelimit", "plain").dups)
+
+	// Every phase has a row per strategy, plus the totals; the outage row
+	// carries the recovery.
+	assert.Len(t, rows, (len(sched)+1)*len(strategies))
+	assert.True(t, get("outage", "plain").hasRecovery)
+	assert.False(t, get("ratelimit", "plain").hasRecovery)
+	for _, p := range sched {
+		assert.Contains(t, out.String(), p.name+" ", "a progress line per phase")
+		assert.Contains(t, table.String(), p.name+" ")
+	}
+
+	// The chart: a PNG of the size asked for, and an SVG.
+	paths, err := writeChart(o.out, sched, buildSeries(results, 100*time.Millisecond, rate), "test")
+	require.NoError(t, err)
+	require.Len(t, paths, 2)
+	f, err := os.Open(filepath.Join(o.out, "demo.png"))
+	require.NoError(t, err)
+	defer f.Close()
+	img, err := png.DecodeConfig(f)
+	require.NoError(t, err)
+	assert.Equal(t, 1210, img.Width)
+	assert.Equal(t, 770, img.Height)
+	svg, err := os.ReadFile(filepath.Join(o.out, "demo.svg"))
+	require.NoError(t, err)
+	assert.Contains(t, string(svg), "<svg")
+}
