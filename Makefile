@@ -15,8 +15,12 @@ test:
 		(cd $$m && $(GO) test -race -count=1 ./...); \
 	done
 
+# An outage replayed against a plain client, a naive retry loop,
+# go-retryablehttp, failsafe-go and rebound (bench/cmd/demo): about 50 s,
+# a table, and a chart under demo-out/. DEMOFLAGS="-scale 3" for longer.
+DEMOFLAGS ?=
 demo:
-	$(GO) run ./examples/demo
+	cd bench && $(GO) run ./cmd/demo -out $(CURDIR)/demo-out $(DEMOFLAGS)
 
 # Benchmarks with -benchmem over $(COUNT) runs, written to bench.txt and
 # summarised by benchstat (installed on first use).
