@@ -54,9 +54,14 @@ type client struct {
 	calls, ok    atomic.Int64
 	worstOverrun atomic.Int64 // ns past the deadline, the largest seen
 	mark         atomic.Int64 // unix ns from which firstOK is measured; 0 unset
+	grace        atomic.Int64 // ns after mark whose successes okInGrace counts
+	okInGrace    atomic.Int64 // successes ending in [mark, mark+grace)
 	firstOK      atomic.Int64 // unix ns of the first success ending after mark
 
-	trips atomic.Int64 // breaker changes to open (from closed or half-open)
+	trips          atomic.Int64 // breaker changes to open (from closed or half-open)
+	attemptsAtTrip atomic.Int64 // attempts sent before the first trip; -1 before it
+	tripAt         atomic.Int64 // unix ns of the first trip
+	attemptsAtMark atomic.Int64 // attempts sent before the mark
 
 	mu        sync.Mutex
 	failures  map[string]int // why calls failed, for the log
@@ -70,6 +75,8 @@ func (c *client) observer() rebound.Observer {
 			return
 		}
 		if c.trips.Add(1) == 1 {
+			c.attemptsAtTrip.Store(c.attempts.Load())
+			c.tripAt.Store(time.Now().UnixNano())
 			c.mu.Lock()
 			c.firstTrip = sc.From.String() + " → open: " + sc.Reason
 			c.mu.Unlock()
@@ -102,6 +109,7 @@ func newClients(t *testing.T) []*client {
 
 func newClient(id, name string, wrap func(*client, http.RoundTripper) http.RoundTripper) *client {
 	c := &client{id: id, name: name, failures: make(map[string]int)}
+	c.attemptsAtTrip.Store(-1)
 	c.base = cleanhttp.DefaultPooledTransport()
 	dial := c.base.DialContext
 	c.base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -260,6 +268,9 @@ func (c *client) call(url string, l load, id string) {
 	c.ok.Add(1)
 	if m := c.mark.Load(); m != 0 && end.UnixNano() >= m {
 		c.firstOK.CompareAndSwap(0, end.UnixNano())
+		if end.UnixNano() < m+c.grace.Load() {
+			c.okInGrace.Add(1)
+		}
 	}
 }
 
@@ -274,11 +285,14 @@ func reason(err error) string {
 	return classify.ErrorReason(err)
 }
 
-// markRecovery starts the recovery clock of every client at now.
-func markRecovery(cs []*client) time.Time {
+// markRecovery starts the recovery clock of every client at now; the
+// successes of the next grace are counted apart (see checkServed).
+func markRecovery(cs []*client, grace time.Duration) time.Time {
 	now := time.Now()
 	for _, c := range cs {
 		c.firstOK.Store(0)
+		c.attemptsAtMark.Store(c.attempts.Load())
+		c.grace.Store(int64(grace))
 		c.mark.Store(now.UnixNano())
 	}
 	return now

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -148,7 +149,7 @@ func freePort(t *testing.T) int {
 // the hint waits and gets through; one whose breaker counts the 503s as
 // failures locks itself out. Lockout is measured as requests that reached
 // the origin behind nginx: the default chain must get at least 80 % of
-// what the chain without breaker gets.
+// what the chain without breaker gets (less a statistical margin).
 func TestNginxRateLimit(t *testing.T) {
 	for _, status := range []int{429, 503} {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
@@ -172,9 +173,14 @@ func TestNginxRateLimit(t *testing.T) {
 			checkCommon(t, cs, lag)
 			checkSuccessRate(t, cs, okFix)
 			checkNoTrip(t, cs, okFix)
+			// At least 80 % of the chain without breaker's count, less
+			// three standard deviations of the difference of two Poisson
+			// counts: tens of requests in 5 s, so without that margin
+			// chance alone would fail a healthy chain.
 			def, nob := o.upstream(cs[1]), o.upstream(cs[2])
-			expect(t, okFix, float64(def) >= 0.8*float64(nob),
-				"lockout: the origin served %d requests of the default chain, %d of the chain without breaker (at least 80 %% wanted)", def, nob)
+			want := 0.8*float64(nob) - 3*math.Sqrt(float64(def+nob))
+			expect(t, okFix, float64(def) >= want,
+				"lockout: the origin served %d requests of the default chain, %d of the chain without breaker (at least %.1f wanted: 80 %% less 3 standard deviations)", def, nob, want)
 			checkConnections(t, cs)
 		})
 	}
@@ -189,11 +195,14 @@ func TestNginxRateLimit(t *testing.T) {
 // outage. The issue's bound is 2 s median, 5 s at worst (its 20 trials and
 // 10-minute outages are the breaker's own simulated tests; three short
 // real ones keep this suite short). A trial watches for at most 6 s after
-// the return.
+// the return, and on until every client has recovered and served 1.5 s
+// past the 2 s the issue grants for recovery: successful calls outside
+// that grace are compared with the plain client's.
 func TestNginxUpstreamOutage(t *testing.T) {
 	const (
 		warm    = time.Second
 		watch   = 6 * time.Second
+		tail    = 1500 * time.Millisecond
 		medianB = 2 * time.Second
 		worstB  = 5 * time.Second
 	)
@@ -227,16 +236,12 @@ func TestNginxUpstreamOutage(t *testing.T) {
 				o.setHang(true)
 				up.revive()
 				time.Sleep(hang)
-				markRecovery(cs)
+				mark := markRecovery(cs, medianB)
 				o.setHang(false)
-				limit := time.After(watch)
-				for !recovered(cs) {
-					select {
-					case <-limit:
-						close(stop)
-						return
-					case <-time.After(10 * time.Millisecond):
-					}
+				// Until every client has recovered and the steady state
+				// has lasted tail past the grace, or for watch at most.
+				for time.Since(mark) < watch && !(recovered(cs) && time.Since(mark) >= medianB+tail) {
+					time.Sleep(10 * time.Millisecond)
 				}
 				close(stop)
 			}()
@@ -251,7 +256,8 @@ func TestNginxUpstreamOutage(t *testing.T) {
 			table(t, fmt.Sprintf("nginx reverse proxy: upstream up %s, dead %s (502), hung %s (504), back", warm, dead, hang),
 				l, cs, lag, extra{upstream: o.upstream, recovery: rec})
 			checkCommon(t, cs, lag)
-			checkServed(t, cs, fastRecovery)
+			checkServed(t, cs, fastRecovery, medianB)
+			checkProbeRate(t, cs[1], l.workers)
 			checkConnections(t, cs)
 			names = names[:0]
 			for _, c := range cs {
@@ -282,4 +288,27 @@ func TestNginxUpstreamOutage(t *testing.T) {
 			name, med.Round(10*time.Millisecond), worst.Round(10*time.Millisecond), trials, medianB, worstB)
 	}
 	t.Log(summary.String())
+}
+
+// checkProbeRate asserts that once c's breaker opened on the dead host it
+// let at most one attempt a second through until the upstream returned
+// (issue 9 §3), plus the attempts that had passed the breaker just before
+// it tripped, at most one per worker.
+func checkProbeRate(t *testing.T, c *client, workers int) {
+	t.Helper()
+	at := c.attemptsAtTrip.Load()
+	if at < 0 {
+		t.Errorf("%s: the breaker never opened on a host dead for seconds", c.name)
+		return
+	}
+	open := time.Duration(c.mark.Load() - c.tripAt.Load())
+	if open <= 0 {
+		t.Errorf("%s: the breaker first opened %s after the upstream returned", c.name, -open)
+		return
+	}
+	sent := c.attemptsAtMark.Load() - at
+	limit := int64(workers) + int64(math.Ceil(open.Seconds())) + 1
+	t.Logf("%s: %d attempts in the %s from the first trip to the return (at most %d allowed)", c.name, sent, open.Round(time.Millisecond), limit)
+	expect(t, always, sent <= limit, "%s: %d attempts reached the dead host in the %s after its breaker opened (at most %d: one a second, plus one in flight per worker)",
+		c.name, sent, open.Round(time.Millisecond), limit)
 }

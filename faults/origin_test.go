@@ -16,7 +16,7 @@ import (
 // fixed size, counts the requests of each client (by X-Client) and, for
 // POST, how many times each call's effect ran (by its body, unique per
 // call). While hang is set it holds every request until the request ends
-// or hang is cleared.
+// or hang is cleared, and then drops its connection unanswered.
 type origin struct {
 	body      []byte
 	closeConn bool // answer with Connection: close: one request per connection
@@ -54,8 +54,14 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-released:
 		case <-r.Context().Done():
-			return
 		}
+		// A request held through the hang never gets its answer: the
+		// connection is dropped, so recovery is measured on requests
+		// sent after the return.
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return
 	}
 	if r.Method == http.MethodPost {
 		id, err := io.ReadAll(r.Body)

@@ -1,7 +1,9 @@
 package faults
 
 import (
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +40,9 @@ type toxicScenario struct {
 	body     int           // bytes of the origin's answer
 	timeout  time.Duration // each call's deadline
 	duration time.Duration
-	okFix    fix  // what the success-rate assertion awaits
-	alive    bool // the host stays alive: its breaker must not open
+	okFix    fix     // what the success-rate assertion awaits
+	alive    bool    // the host stays alive: its breaker must not open
+	plainOK  float64 // the plain client's share of successes by design (1 - toxicity)
 }
 
 // TestToxiproxy drives the three clients through each toxiproxy fault. The
@@ -54,34 +57,34 @@ func TestToxiproxy(t *testing.T) {
 	scenarios := []toxicScenario{{
 		name:   "reset_peer upstream 30 %",
 		toxics: []string{`{"type":"reset_peer","stream":"upstream","toxicity":0.3,"attributes":{"timeout":0}}`},
-		method: http.MethodGet, body: 512, timeout: getDeadline, duration: run, okFix: tripRule, alive: true,
+		method: http.MethodGet, body: 512, timeout: getDeadline, duration: run, okFix: tripRule, alive: true, plainOK: 0.7,
 	}, {
 		name:   "reset_peer downstream 30 %",
 		toxics: []string{`{"type":"reset_peer","stream":"downstream","toxicity":0.3,"attributes":{"timeout":0}}`},
-		method: http.MethodGet, body: 512, timeout: getDeadline, duration: run, okFix: tripRule, alive: true,
+		method: http.MethodGet, body: 512, timeout: getDeadline, duration: run, okFix: tripRule, alive: true, plainOK: 0.7,
 	}, {
 		name:   "reset_peer downstream 30 %, POST",
 		toxics: []string{`{"type":"reset_peer","stream":"downstream","toxicity":0.3,"attributes":{"timeout":0}}`},
-		method: http.MethodPost, body: 512, timeout: getDeadline, duration: run, okFix: tripRule, alive: true,
+		method: http.MethodPost, body: 512, timeout: getDeadline, duration: run, okFix: tripRule, alive: true, plainOK: 0.7,
 	}, {
 		name:   "timeout (stalled connection) 20 %",
 		toxics: []string{`{"type":"timeout","stream":"upstream","toxicity":0.2,"attributes":{"timeout":0}}`},
-		method: http.MethodGet, body: 512, timeout: 500 * time.Millisecond, duration: run, okFix: tripRule, alive: true,
+		method: http.MethodGet, body: 512, timeout: time.Second, duration: run, okFix: tripRule, alive: true, plainOK: 0.8,
 	}, {
 		name:   "limit_data 30 % (response cut mid-body)",
 		toxics: []string{`{"type":"limit_data","stream":"downstream","toxicity":0.3,"attributes":{"bytes":4096}}`},
-		method: http.MethodGet, body: 16 << 10, timeout: getDeadline, duration: run, okFix: tripRule, alive: true,
+		method: http.MethodGet, body: 16 << 10, timeout: getDeadline, duration: run, okFix: tripRule, alive: true, plainOK: 0.7,
 	}, {
 		name: "latency 20 ms ± 15 ms, slicer 64 ± 32 bytes",
 		toxics: []string{
 			`{"type":"latency","stream":"downstream","attributes":{"latency":20,"jitter":15}}`,
 			`{"type":"slicer","stream":"downstream","attributes":{"average_size":64,"size_variation":32,"delay":200}}`,
 		},
-		method: http.MethodGet, body: 2048, timeout: getDeadline, duration: run, okFix: always,
+		method: http.MethodGet, body: 2048, timeout: getDeadline, duration: run, okFix: always, plainOK: 1,
 	}, {
 		name:   "slow_close 200 ms",
 		toxics: []string{`{"type":"slow_close","stream":"downstream","attributes":{"delay":200}}`},
-		method: http.MethodGet, body: 512, timeout: getDeadline, duration: run, okFix: always,
+		method: http.MethodGet, body: 512, timeout: getDeadline, duration: run, okFix: always, plainOK: 1,
 	}}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
@@ -102,9 +105,24 @@ func TestToxiproxy(t *testing.T) {
 			lag := drive(cs, func(c *client) string { return "http://" + addrs[c] + l.path }, l, nil)
 			table(t, "toxiproxy: "+sc.name, l, cs, lag, extra{upstream: o.upstream})
 			checkCommon(t, cs, lag)
-			checkSuccessRate(t, cs, sc.okFix)
-			if sc.alive {
-				checkNoTrip(t, cs, tripRule)
+			// The plain client is the control: if it failed far more
+			// often than the toxic's rate, the machine (calls starved past
+			// their deadlines), not the fault, decided the outcomes, and
+			// comparing with it would judge the wrong thing. CI runs alone
+			// on its machine, so there this fails instead.
+			if got := cs[0].okShare(); got < sc.plainOK-0.2 {
+				msg := fmt.Sprintf("NOT JUDGED: the plain client succeeded in %.1f %% of calls where the fault leaves %.0f %%: the machine is too loaded (lag %s) for the comparison",
+					100*got, 100*sc.plainOK, lag.Round(time.Millisecond))
+				if os.Getenv("CI") == "true" {
+					t.Error(msg)
+				} else {
+					t.Log(msg)
+				}
+			} else {
+				checkSuccessRate(t, cs, sc.okFix)
+				if sc.alive {
+					checkNoTrip(t, cs, tripRule)
+				}
 			}
 			if sc.method == http.MethodPost {
 				for _, c := range cs {
