@@ -15,7 +15,8 @@
 // first). When none is found the tests that need the server skip, saying
 // why; with CI=true they fail instead. PostgreSQL refuses to run as root,
 // so as root the server runs as the user "nobody" (or $REBOUND_PG_USER),
-// which owns the temporary directory.
+// which owns the temporary directory (made under /tmp, or
+// $REBOUND_PG_TMPDIR, so that user can reach it).
 package pgtest
 
 import (
@@ -191,7 +192,16 @@ func start() (stop func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	// Another user must reach the directory: as root, make it under /tmp
+	// (world-searchable) rather than a $TMPDIR that may be root's alone.
+	base := ""
+	if cred != nil {
+		base = os.Getenv("REBOUND_PG_TMPDIR")
+		if base == "" {
+			base = "/tmp"
+		}
+	}
+	dir, err := os.MkdirTemp(base, "pgtest-")
 	if err != nil {
 		return nil, err
 	}
