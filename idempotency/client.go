@@ -192,7 +192,7 @@ func (t *Transport) keyed(req *http.Request) *http.Request {
 	name := t.header
 	key, ok := KeyFromContext(req.Context())
 	if !ok {
-		if t.disable || t.skip != nil && t.skip(req) {
+		if t.disable || t.skip != nil && t.skip(req) || withoutKey(req.Context()) {
 			return req
 		}
 		name = t.generated

@@ -36,6 +36,7 @@ const (
 type Config struct {
 	// MaxAttempts is the most attempts per call, the first included.
 	// Zero means 4 (3 retries); 1 disables retrying; negative means 1.
+	// WithAttempts and NoRetry change it for one call.
 	MaxAttempts int
 
 	// BaseDelay is the first backoff ceiling. Zero means 100 ms; negative
@@ -80,6 +81,7 @@ type Config struct {
 	// including the reading of a retried response's body. The body of a
 	// 101 Switching Protocols response, the upgraded connection, is handed
 	// over untouched, an io.ReadWriteCloser whatever AttemptTimeout is.
+	// WithAttemptTimeout changes it for one call.
 	AttemptTimeout time.Duration
 
 	// Classifier decides which outcomes are retryable. Nil means the zero

@@ -39,6 +39,9 @@ import (
 // matches the stop's sentinel (ErrAttemptsExhausted, ErrRefused ...). The
 // caller's request is never modified.
 //
+// A call's context may change its attempts and its attempt timeout (see
+// WithAttempts, NoRetry and WithAttemptTimeout).
+//
 // Attempts after the first carry an Attempt in their context; the first
 // carries nothing, so a call that succeeds at once costs no allocation.
 //
@@ -87,10 +90,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	cfg := &t.cfg
 	ctx := req.Context()
+	maxAttempts, attemptTimeout := callSettings(ctx, cfg.MaxAttempts, cfg.AttemptTimeout)
 
 	out := req
 	var rec *recorder
-	if hasBody(req) && req.GetBody == nil && cfg.MaxAttempts > 1 && cfg.MaxBodyBytes > 0 {
+	if hasBody(req) && req.GetBody == nil && maxAttempts > 1 && cfg.MaxBodyBytes > 0 {
 		rec = newRecorder(req.Body, cfg.MaxBodyBytes, req.ContentLength)
 		defer rec.finish()
 		out = new(http.Request)
@@ -123,7 +127,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			cfg.Observer.Observe(Event{Kind: EventAttempt, Request: req, Attempt: n})
 		}
 
-		resp, err := t.send(out)
+		resp, err := t.send(out, attemptTimeout)
 
 		if err != nil && prev.verdict.Outcome == classify.Retryable && errors.Is(err, classify.ErrNotSent) {
 			// An inner gate refused this retry: the caller gets the
@@ -135,7 +139,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		cur := outcome{resp: resp, err: err, verdict: cfg.Classifier.Classify(req, resp, err)}
 		if cfg.Decide != nil {
-			cur.verdict = t.decide(out, resp, err, cur.verdict, cfg.AttemptTimeout)
+			cur.verdict = t.decide(out, resp, err, cur.verdict, attemptTimeout)
 		}
 		var held time.Time // the end of the host's hold this response asked for
 		if resp != nil && resp.StatusCode >= 400 && !cfg.DisableWaitHints && cfg.holdable(resp.StatusCode) {
@@ -163,7 +167,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		// The outcome is retryable: may we, and how long do we wait?
-		if n >= cfg.MaxAttempts {
+		if n >= maxAttempts {
 			release(prev, cfg.MaxResponseBytes)
 			return t.giveUp(req, cur, n, StopAttempts, nil)
 		}
@@ -200,7 +204,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			release(prev, cfg.MaxResponseBytes)
 			return t.giveUp(req, cur, n, StopDeadline, nil)
 		}
-		if resp != nil && !t.buffer(resp) {
+		if resp != nil && !t.buffer(resp, attemptTimeout) {
 			release(prev, cfg.MaxResponseBytes)
 			return t.giveUp(req, cur, n, StopResponseTooBig, nil)
 		}
@@ -255,13 +259,13 @@ func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Res
 }
 
 // send makes one attempt through next, enforcing the RoundTripper contract
-// on its result and the per-attempt timeout.
-func (t *Transport) send(req *http.Request) (*http.Response, error) {
-	if t.cfg.AttemptTimeout <= 0 {
+// on its result and the per-attempt timeout (none when timeout ≤ 0).
+func (t *Transport) send(req *http.Request, timeout time.Duration) (*http.Response, error) {
+	if timeout <= 0 {
 		return checked(t.next.RoundTrip(req))
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(t.cfg.AttemptTimeout, func() { cancel(classify.ErrAttemptTimeout) })
+	timer := time.AfterFunc(timeout, func() { cancel(classify.ErrAttemptTimeout) })
 	resp, err := checked(t.next.RoundTrip(req.WithContext(ctx)))
 	if !timer.Stop() {
 		// The attempt's own timer fired: a timeout, whatever came back.
@@ -294,14 +298,14 @@ func (t *Transport) send(req *http.Request) (*http.Response, error) {
 }
 
 // buffer reads the body of a response the loop is about to retry into
-// memory (see bufferBody). With an AttemptTimeout, a fresh AttemptTimeout
-// bounds the reading too, so a response whose body stalls cannot hold the
-// loop: the attempt's context is cancelled, and what was read is kept,
-// ending with an error that matches classify.ErrAttemptTimeout. Without
-// one, only the caller's context bounds it.
-func (t *Transport) buffer(resp *http.Response) bool {
-	if cb, ok := resp.Body.(*cancelBody); ok && t.cfg.AttemptTimeout > 0 {
-		timer := time.AfterFunc(t.cfg.AttemptTimeout, func() { cb.cancel(classify.ErrAttemptTimeout) })
+// memory (see bufferBody). With an attempt timeout, a fresh one bounds the
+// reading too, so a response whose body stalls cannot hold the loop: the
+// attempt's context is cancelled, and what was read is kept, ending with
+// an error that matches classify.ErrAttemptTimeout. Without one, only the
+// caller's context bounds it.
+func (t *Transport) buffer(resp *http.Response, timeout time.Duration) bool {
+	if cb, ok := resp.Body.(*cancelBody); ok && timeout > 0 {
+		timer := time.AfterFunc(timeout, func() { cb.cancel(classify.ErrAttemptTimeout) })
 		defer timer.Stop()
 	}
 	return bufferBody(resp, t.cfg.MaxResponseBytes)
