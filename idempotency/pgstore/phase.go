@@ -13,52 +13,6 @@ import (
 // keyed request: there is no key to keep recovery points under.
 var ErrNoKey = errors.New("pgstore: no idempotency key in the context")
 
-// Atomic phases
-//
-// A handler whose effects are not all in the database (it charges a card
-// through a payment API, sends a message) cannot make them one
-// transaction. It can still be made safe to run again, by splitting it
-// into phases, each of which either leaves a recovery point (its result,
-// kept under the request's key) or did nothing:
-//
-//   - a foreign phase (Phase) calls the other service with a key derived
-//     from the request's (idempotency.DerivedKey(ctx, name)), so that the
-//     service deduplicates the call, and records what it answered the
-//     moment it answered, outside any transaction;
-//   - a local phase (AtomicPhase) makes database writes and records its
-//     recovery point in the same transaction, so both happen or neither.
-//
-// A run of the handler for a key whose earlier run got part of the way
-// (its response was lost, the server crashed, a later phase failed and
-// the handler answered a status that releases the key) skips every phase
-// that left a recovery point, getting its recorded result instead, and
-// goes on from the first that did not. The last phase, the one that
-// writes the response, is the request's own transaction in the
-// transactional mode:
-//
-//	func checkout(w http.ResponseWriter, r *http.Request) {
-//		ctx := r.Context()
-//		charge, err := store.Phase(ctx, "charge", func(ctx context.Context) ([]byte, error) {
-//			key, _ := idempotency.DerivedKey(ctx, "charge")
-//			return payments.Charge(idempotency.WithKey(ctx, key), order) // through rebound
-//		})
-//		if err != nil {
-//			idempotency.Release(r) // nothing recorded: a retry calls again, with the same key
-//			http.Error(w, "payment failed", http.StatusBadGateway)
-//			return
-//		}
-//		// In the request's transaction: commits with the response.
-//		_, err = pgstore.Tx(ctx).Exec(ctx, "INSERT INTO orders (charge) VALUES ($1)", charge)
-//		...
-//	}
-//
-// Recovery points are rows of the table Config.Table + "_phases", kept
-// for Config.PhaseTTL (24 hours by default: set it no shorter than the
-// middleware's TTL) and deleted by Reap once expired. A recovery point
-// belongs to a key, not to a request: a key reused for another request
-// after its record expired finds the first request's results, which is
-// also what the downstream service would answer for the derived key.
-
 // Phase runs the foreign phase name of the request whose handler ctx
 // belongs to: if an earlier run of the handler for its key recorded the
 // phase, Phase returns the recorded result without calling fn; otherwise

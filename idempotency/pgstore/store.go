@@ -1,19 +1,3 @@
-// Package pgstore keeps idempotency records in PostgreSQL, in the database
-// that holds the effects they guard.
-//
-// It lives in its own module so that pgx is a dependency only of programs
-// that use it. A Store is an idempotency.Store, usable with the
-// middleware like any other:
-//
-//	pool, _ := pgxpool.New(ctx, "postgres://...")
-//	store, _ := pgstore.New(pool, pgstore.Config{})
-//	_ = store.Migrate(ctx) // or ship store.SchemaSQL() with your migrations
-//	handler := idempotency.Middleware(store, idempotency.MiddlewareConfig{})(mux)
-//
-// Records live in one table (Config.Table, in Config.Schema), one row per
-// (scope, key); see SchemaSQL for its columns. Expired rows are taken over
-// by the next request with their key and deleted by Reap, which a service
-// schedules.
 package pgstore
 
 import (
@@ -100,11 +84,12 @@ type Config struct {
 	MaxAttempts int
 }
 
-// Store is an idempotency.Store in a PostgreSQL table. It is safe for
+// Store is an idempotency.TxStore in a PostgreSQL table. It is safe for
 // concurrent use, and any number of processes may share one table: every
 // operation is a single statement (Reserve, a pipelined pair), atomic in
 // the database, and the database's clock decides expiry, so servers with
-// skewed clocks agree.
+// skewed clocks agree. With the context of an InTx function, the
+// operations work inside that transaction (see InTx); otherwise:
 //
 // Reserve inserts the key's row, or takes over an expired one, with INSERT
 // ... ON CONFLICT; when the key is live it returns the existing row,

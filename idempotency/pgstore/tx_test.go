@@ -130,6 +130,28 @@ func TestTxDuplicateNoWait(t *testing.T) {
 	assert.Equal(t, 1, s.orders(t))
 }
 
+// TestTxWaitEnds: a duplicate waits Wait for the first, then gets 409.
+func TestTxWaitEnds(t *testing.T) {
+	s := newShop(t, pgstore.Config{Wait: 50 * time.Millisecond})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.after = func(http.ResponseWriter, *http.Request, *pgstore.Txn, int64) {
+		once.Do(func() { close(entered) })
+		<-release
+	}
+	srv := s.server(t, idempotency.MiddlewareConfig{})
+	c := plainClient(t)
+	done := make(chan reply)
+	go func() { done <- post(c, srv.URL, "k", "book") }()
+	<-entered
+	r := post(c, srv.URL, "k", "book")
+	assert.Equal(t, http.StatusConflict, r.status, r.body)
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	close(release)
+	assert.Equal(t, http.StatusCreated, (<-done).status)
+	assert.Equal(t, 1, s.orders(t))
+}
+
 // TestTxPanicRollsBack: a handler that inserts its order and then panics
 // leaves no order and no key; the retry creates exactly one.
 func TestTxPanicRollsBack(t *testing.T) {
