@@ -194,7 +194,7 @@ func dedup(effects *atomic.Int64) http.Handler {
 // and the caller gets its 201 with the effect run once.
 func TestChainRetriesAPostTowardAHostThatHonoursKeys(t *testing.T) {
 	file, err := rebound.ParsePolicyFile([]byte(`{"hosts": {"127.0.0.1":
-		{"honors_idempotency_keys": true, "base_delay": "1ns", "max_delay": "1ns"}}}`))
+		{"keys_honored": true, "base_delay": "1ns", "max_delay": "1ns"}}}`))
 	require.NoError(t, err)
 	policies := []struct {
 		name string
