@@ -18,9 +18,11 @@
 // sets (the header, or WithKey) is the caller's declaration and licenses
 // retries (classify.Idempotent treats such a request as safe to repeat).
 //
-// The Store behind the middleware is an interface of four atomic operations
-// (Reserve, Complete, Release, Lookup) that a database or Redis can
-// implement; NewMemoryStore is the in-process one.
+// The Store behind the middleware is an interface of five atomic operations
+// (Reserve, Renew, Complete, Release, Lookup) that a database or Redis can
+// implement, checked by package storetest; NewMemoryStore is the in-process
+// one. A Store that also implements TxStore runs each request in one
+// transaction: reserve, the handler's writes, the response, one commit.
 package idempotency
 
 import (
