@@ -300,8 +300,10 @@ func (m *middleware) answerTaken(w http.ResponseWriter, r *http.Request, key str
 }
 
 // execution holds what one run of the handler needs, allocated together:
-// its context, its body, the response recorder and the lease renewal.
+// its request, context and body, the response recorder and the lease
+// renewal.
 type execution struct {
+	req      http.Request // the handler's copy of the request
 	ctx      execContext
 	body     bodyReader
 	rec      recorder
@@ -368,7 +370,10 @@ func Release(r *http.Request) bool {
 func (m *middleware) newExecution(w http.ResponseWriter, r *http.Request, ctx context.Context, body []byte, buffered bool) (*execution, *http.Request) {
 	x := &execution{m: m, rec: recorder{w: w, limit: m.cfg.MaxResponseBytes, buffered: buffered}}
 	x.ctx = execContext{Context: ctx, x: x}
-	in := r.WithContext(&x.ctx)
+	// WithContext is inlined, so its copy stays on the stack and the
+	// handler's request is part of the execution's allocation.
+	x.req = *r.WithContext(&x.ctx)
+	in := &x.req
 	in.Body = http.NoBody
 	if len(body) > 0 {
 		x.body.Reset(body)
