@@ -204,3 +204,104 @@ func TestMiddlewareHandlerSlowerThanLease(t *testing.T) {
 		assert.EqualValues(t, 1, runs.Load(), "one run, however slow")
 	})
 }
+
+// renewCounter is a MemoryStore that counts successful renewals per key
+// and signals each one.
+type renewCounter struct {
+	*idempotency.MemoryStore
+	renewed chan string
+}
+
+func (s renewCounter) Renew(ctx context.Context, key string, token uint64, lease time.Duration) error {
+	err := s.MemoryStore.Renew(ctx, key, token, lease)
+	if err == nil {
+		s.renewed <- key
+	}
+	return err
+}
+
+// TestMiddlewareSharedRenewal: outside a synctest bubble one timer renews
+// every running handler's lease. Three handlers run past their lease in
+// real time; each key is renewed, every repeat meanwhile gets 409, and
+// once they finish the timer goes idle and a later handler re-arms it.
+func TestMiddlewareSharedRenewal(t *testing.T) {
+	const lease = time.Second // renewals every 333 ms; a 667 ms stall would lose a lease
+	store := renewCounter{idempotency.NewMemoryStore(idempotency.MemoryConfig{}), make(chan string, 64)}
+	finish := make(chan struct{})
+	release := sync.OnceFunc(func() { close(finish) })
+	defer release() // before the server closes, which waits for handlers
+	var runs atomic.Int64
+	hs := newHarnessOn(t, store, idempotency.MiddlewareConfig{Lease: lease, Scope: noScope}, http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			runs.Add(1)
+			if r.URL.Path != "/quick" {
+				<-finish
+			}
+			w.WriteHeader(201)
+		}))
+	keys := []string{"a", "b", "c"}
+	done := make(chan result, len(keys))
+	for _, k := range keys {
+		go func() { done <- hs.do("POST", "/slow", "x", "Idempotency-Key", k) }()
+	}
+	// Four renewals of each key: more than a lease of real time.
+	count := map[string]int{}
+	for ready := 0; ready < len(keys); {
+		select {
+		case k := <-store.renewed:
+			count[k]++
+			if count[k] == 4 {
+				ready++
+			}
+		case <-time.After(30 * lease):
+			t.Fatalf("renewals so far: %v", count)
+		}
+	}
+	for _, k := range keys {
+		assert.Equal(t, 409, hs.do("POST", "/slow", "x", "Idempotency-Key", k).status, k)
+	}
+	release()
+	for range keys {
+		assert.Equal(t, 201, (<-done).status)
+	}
+	for _, k := range keys {
+		assert.Equal(t, "true", hs.do("POST", "/slow", "x", "Idempotency-Key", k).header.Get(idempotency.HeaderReplayed), k)
+	}
+	assert.EqualValues(t, 3, runs.Load())
+
+	// Idle now; a quick handler later is served and stored as usual.
+	assert.Equal(t, 201, hs.do("POST", "/quick", "x", "Idempotency-Key", "q").status)
+	assert.EqualValues(t, 4, runs.Load())
+}
+
+// TestMiddlewareRenewalAcrossBubbles: one middleware, made outside any
+// bubble, serves slow handlers in two synctest bubbles in turn; each
+// bubble's handler keeps its key (no timer crosses a bubble).
+func TestMiddlewareRenewalAcrossBubbles(t *testing.T) {
+	const lease = 30 * time.Second
+	var runs atomic.Int64
+	h := idempotency.Middleware(idempotency.NewMemoryStore(idempotency.MemoryConfig{}), idempotency.MiddlewareConfig{Lease: lease, Logger: quiet})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs.Add(1)
+			time.Sleep(5 * lease)
+			w.WriteHeader(201)
+		}))
+	for _, key := range []string{"bubble-1", "bubble-2"} {
+		synctest.Test(t, func(t *testing.T) {
+			send := func() int {
+				w := httptest.NewRecorder()
+				r := httptest.NewRequest("POST", "/", strings.NewReader("x"))
+				r.Header.Set("Idempotency-Key", key)
+				h.ServeHTTP(w, r)
+				return w.Code
+			}
+			done := make(chan int, 1)
+			go func() { done <- send() }()
+			synctest.Wait()
+			time.Sleep(4 * lease)
+			assert.Equal(t, 409, send(), "renewed in the bubble's time")
+			assert.Equal(t, 201, <-done)
+		})
+	}
+	assert.EqualValues(t, 2, runs.Load())
+}

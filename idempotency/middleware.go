@@ -167,7 +167,9 @@ func Middleware(store Store, cfg MiddlewareConfig) func(http.Handler) http.Handl
 		if next == nil {
 			next = http.NotFoundHandler()
 		}
-		return &middleware{next: next, store: store, tx: tx, cfg: cfg}
+		m := &middleware{next: next, store: store, tx: tx, cfg: cfg}
+		m.renewer.m = m
+		return m
 	}
 }
 
@@ -206,10 +208,11 @@ func (c MiddlewareConfig) normalize() MiddlewareConfig {
 
 // middleware is the handler Middleware returns.
 type middleware struct {
-	next  http.Handler
-	store Store
-	tx    TxStore // store, when it can run a request in a transaction
-	cfg   MiddlewareConfig
+	next    http.Handler
+	store   Store
+	tx      TxStore // store, when it can run a request in a transaction
+	cfg     MiddlewareConfig
+	renewer renewer
 }
 
 // ServeHTTP implements the middleware. See Middleware.
@@ -309,15 +312,17 @@ type execution struct {
 	rec      recorder
 	released atomic.Bool // the handler called Release
 
-	// Lease renewal: renew runs on a timer every interval until stopped.
-	m        *middleware
-	storeCtx context.Context // not cancelled when the client goes
-	skey     string
-	token    uint64
-	mu       sync.Mutex // held while renewing; guards the fields below
-	timer    *time.Timer
-	stopped  bool
-	lost     bool // Renew found the lease gone
+	// Lease renewal (see renewer).
+	m          *middleware
+	storeCtx   context.Context // not cancelled when the client goes
+	skey       string
+	token      uint64
+	prev, next *execution  // neighbours in renewer.running; guarded by renewer.mu
+	listed     bool        // in renewer.running, not on a timer of its own
+	mu         sync.Mutex  // held while renewing; guards the fields below
+	timer      *time.Timer // x's own renewal timer, when not listed
+	stopped    bool
+	lost       bool // Renew found the lease gone
 }
 
 // execContext is the handler's request context: the request's own, plus
@@ -392,7 +397,7 @@ func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte
 	// has gone: that is when a retry is most likely.
 	x.storeCtx = context.WithoutCancel(r.Context())
 	x.skey, x.token = skey, token
-	x.startRenewing()
+	m.renewer.add(x)
 
 	returned := false
 	defer func() {
@@ -400,7 +405,7 @@ func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte
 			return
 		}
 		// The handler panicked; the panic continues once this returns.
-		x.stopRenewing()
+		m.renewer.remove(x)
 		if x.released.Load() || m.cfg.ReleaseAborted {
 			m.release(x.storeCtx, r, skey, token)
 			return
@@ -409,7 +414,7 @@ func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte
 	}()
 	m.next.ServeHTTP(rec, in)
 	returned = true
-	x.stopRenewing()
+	m.renewer.remove(x)
 
 	aborted := rec.status == 0 && !rec.hijacked && !rec.upgraded && r.Context().Err() != nil
 	switch {
@@ -426,52 +431,6 @@ func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte
 	default:
 		m.complete(x.storeCtx, r, skey, token, rec.response())
 	}
-}
-
-// startRenewing arms the lease renewal timer.
-func (x *execution) startRenewing() {
-	x.mu.Lock() // renew reads x.timer
-	x.timer = time.AfterFunc(x.m.renewInterval(), x.renew)
-	x.mu.Unlock()
-}
-
-// renewInterval is the time between renewals: a third of the lease, so
-// that two can fail before it ends.
-func (m *middleware) renewInterval() time.Duration {
-	return max(m.cfg.Lease/3, time.Millisecond)
-}
-
-// renew extends the lease and re-arms the timer, unless the execution is
-// over or its lease is lost. After a failed renewal it tries again sooner.
-func (x *execution) renew() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.stopped || x.lost {
-		return
-	}
-	m := x.m
-	err := m.store.Renew(x.storeCtx, x.skey, x.token, m.cfg.Lease)
-	switch {
-	case err == nil:
-		x.timer.Reset(m.renewInterval())
-	case errors.Is(err, ErrLeaseLost):
-		x.lost = true
-		m.cfg.Logger.LogAttrs(x.storeCtx, slog.LevelWarn, "idempotency: lease lost while the handler runs",
-			slog.Any("error", err))
-	default:
-		m.cfg.Logger.LogAttrs(x.storeCtx, slog.LevelWarn, "idempotency: lease renewal failed",
-			slog.Any("error", err))
-		x.timer.Reset(max(m.renewInterval()/4, time.Millisecond))
-	}
-}
-
-// stopRenewing stops the renewal; once it returns, no renewal is running
-// or will run.
-func (x *execution) stopRenewing() {
-	x.mu.Lock()
-	x.stopped = true
-	x.mu.Unlock()
-	x.timer.Stop()
 }
 
 // complete stores resp for skey and reports the decision.

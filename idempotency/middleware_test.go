@@ -39,7 +39,7 @@ type harness struct {
 	t     *testing.T
 	srv   *httptest.Server
 	cl    *http.Client
-	store *idempotency.MemoryStore
+	store idempotency.Store
 	mu    sync.Mutex
 	seen  []idempotency.Decision
 }
@@ -50,7 +50,7 @@ func newHarness(t *testing.T, cfg idempotency.MiddlewareConfig, h http.Handler) 
 }
 
 // newHarnessOn is newHarness with a store of the test's own.
-func newHarnessOn(t *testing.T, store *idempotency.MemoryStore, cfg idempotency.MiddlewareConfig, h http.Handler) *harness {
+func newHarnessOn(t *testing.T, store idempotency.Store, cfg idempotency.MiddlewareConfig, h http.Handler) *harness {
 	t.Helper()
 	hs := &harness{t: t, store: store}
 	cfg.OnDecision = func(_ *http.Request, d idempotency.Decision) {

@@ -81,28 +81,38 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 const initialBody = 4<<10 - 1
 
 // fingerprint returns the SHA-256 of r's method, escaped path, raw query,
-// Content-Type and Content-Encoding values, and of body. Each part is
-// length-prefixed, so different requests never share an input.
+// Content-Type and Content-Encoding values, and body. Each part is
+// length-prefixed, so different requests never share an input. A body of
+// up to inlineBody bytes is hashed with the rest in one pass; a longer one
+// is hashed first and its digest stands in for it (a marker byte tells
+// the two forms apart, and a body's length alone picks its form).
 func fingerprint(r *http.Request, body []byte) Fingerprint {
-	bodySum := sha256.Sum256(body)
 	var path, query string
 	if r.URL != nil {
 		path, query = r.URL.EscapedPath(), r.URL.RawQuery
 	}
-	var arr [256]byte
+	var arr [512]byte
 	buf := appendField(arr[:0], r.Method)
 	buf = appendField(buf, path)
 	buf = appendField(buf, query)
 	for _, name := range [...]string{"Content-Type", "Content-Encoding"} {
-		vs := r.Header[name]
-		buf = binary.AppendUvarint(buf, uint64(len(vs)))
-		for _, v := range vs {
-			buf = appendField(buf, v)
-		}
+		buf = appendHeaderValues(buf, r.Header[name])
 	}
-	buf = append(buf, bodySum[:]...)
+	if len(body) <= inlineBody {
+		buf = append(buf, 0)
+		buf = binary.AppendUvarint(buf, uint64(len(body)))
+		buf = append(buf, body...)
+	} else {
+		bodySum := sha256.Sum256(body)
+		buf = append(buf, 1)
+		buf = append(buf, bodySum[:]...)
+	}
 	return sha256.Sum256(buf)
 }
+
+// inlineBody is the longest body fingerprint hashes in one pass with the
+// rest of the request.
+const inlineBody = 256
 
 // appendField appends s to b with its length in front.
 func appendField(b []byte, s string) []byte {
@@ -145,12 +155,11 @@ var credentialHeaders = [...]string{"Authorization", "Proxy-Authorization", "Coo
 func appendCallerScope(dst []byte, r *http.Request, apiKeyHeaders []string) []byte {
 	var arr [512]byte // most requests' credentials fit; append grows it otherwise
 	buf := binary.AppendUvarint(arr[:0], uint64(len(r.Host)))
-	for i := range len(r.Host) {
-		c := r.Host[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+	buf = append(buf, r.Host...)
+	for i := len(buf) - len(r.Host); i < len(buf); i++ {
+		if c := buf[i]; 'A' <= c && c <= 'Z' {
+			buf[i] = c + 'a' - 'A'
 		}
-		buf = append(buf, c)
 	}
 	for _, name := range credentialHeaders {
 		buf = appendHeaderValues(buf, r.Header[name])
