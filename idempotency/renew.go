@@ -121,44 +121,51 @@ func (m *middleware) renewInterval() time.Duration {
 // after a failure.
 func (x *execution) renewAlone() {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.stopped || x.lost {
-		return
-	}
-	next := x.m.renewInterval()
-	if !x.renewLocked() {
-		next = max(next/4, time.Millisecond)
-	}
-	if !x.lost {
+	err := x.renewLocked()
+	if !x.stopped && !x.lost {
+		next := x.m.renewInterval()
+		if err != nil {
+			next = max(next/4, time.Millisecond)
+		}
 		x.timer.Reset(next)
 	}
+	x.mu.Unlock()
+	x.logRenewal(err)
 }
 
 // renew extends x's lease, unless x is over or its lease is lost, and
 // reports false when the store failed to.
 func (x *execution) renew() bool {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.renewLocked()
+	err := x.renewLocked()
+	x.mu.Unlock()
+	x.logRenewal(err)
+	return err == nil || errors.Is(err, ErrLeaseLost)
 }
 
-// renewLocked is renew; the caller holds x.mu.
-func (x *execution) renewLocked() bool {
+// renewLocked extends x's lease, unless x is over or its lease is lost,
+// and returns the store's error; ErrLeaseLost also marks x lost. The
+// caller holds x.mu.
+func (x *execution) renewLocked() error {
 	if x.stopped || x.lost {
-		return true
+		return nil
 	}
-	m := x.m
-	err := m.store.Renew(x.storeCtx, x.skey, x.token, m.cfg.Lease)
+	err := x.m.store.Renew(x.storeCtx, x.skey, x.token, x.m.cfg.Lease)
+	if errors.Is(err, ErrLeaseLost) {
+		x.lost = true
+	}
+	return err
+}
+
+// logRenewal logs a failed renewal, without any lock held.
+func (x *execution) logRenewal(err error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrLeaseLost):
-		x.lost = true
-		m.cfg.Logger.LogAttrs(x.storeCtx, slog.LevelWarn, "idempotency: lease lost while the handler runs",
+		x.m.cfg.Logger.LogAttrs(x.storeCtx, slog.LevelWarn, "idempotency: lease lost while the handler runs",
 			slog.Any("error", err))
 	default:
-		m.cfg.Logger.LogAttrs(x.storeCtx, slog.LevelWarn, "idempotency: lease renewal failed",
+		x.m.cfg.Logger.LogAttrs(x.storeCtx, slog.LevelWarn, "idempotency: lease renewal failed",
 			slog.Any("error", err))
-		return false
 	}
-	return true
 }
