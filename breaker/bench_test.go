@@ -51,6 +51,23 @@ func BenchmarkGateParallelHosts(b *testing.B) {
 	})
 }
 
+// BenchmarkGateParallelOneHost measures a closed breaker's allow and
+// record from parallel goroutines to one host: a healthy host's outcomes
+// only read the shared score word.
+func BenchmarkGateParallelOneHost(b *testing.B) {
+	br := breaker.New("https://example.com", breaker.Config{})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			done, err := br.Allow()
+			if err != nil {
+				b.Fatal(err)
+			}
+			done(classify.Healthy)
+		}
+	})
+}
+
 // BenchmarkRoundTripStub measures RoundTrip for one host through
 // NewTransport in front of a stub base that returns a preallocated 200.
 func BenchmarkRoundTripStub(b *testing.B) {
@@ -78,9 +95,10 @@ func BenchmarkStubBase(b *testing.B) {
 
 // BenchmarkRejectOpen measures the fail-fast path of an open breaker.
 func BenchmarkRejectOpen(b *testing.B) {
-	tr := breaker.NewTransport(status(http.StatusInternalServerError), breaker.Config{})
+	// An hour between probes, so that no probe passes during the run.
+	tr := breaker.NewTransport(status(http.StatusInternalServerError), breaker.Config{OpenTimeout: time.Hour})
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://example.com/", nil)
-	for range 5 {
+	for range breaker.DefaultMinCalls {
 		resp, _ := tr.RoundTrip(req)
 		resp.Body.Close()
 	}
