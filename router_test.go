@@ -278,3 +278,25 @@ func TestConfigErrorZeroValue(t *testing.T) {
 	e := &rebound.ConfigError{Pattern: "a.example", Field: "max_attempts", Err: errors.New("bad")}
 	assert.Equal(t, `rebound: "a.example": max_attempts: bad`, e.Error())
 }
+
+// BenchmarkRouter measures the routed chain on the success path: an
+// exact pattern, a suffix, the fallback, and a host that needs folding
+// (upper case: one allocation for the lower-case copy).
+func BenchmarkRouter(b *testing.B) {
+	rt, err := rebound.New(newOKStub(),
+		rebound.WithHostPolicy("api.example.com", rebound.Policy{}),
+		rebound.WithHostPolicy("*.svc.internal", rebound.Policy{}),
+	)
+	require.NoError(b, err)
+	for _, url := range []string{"http://api.example.com/x", "http://a.svc.internal:8080/x", "http://other.test/x", "http://API.Example.com/x"} {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		b.Run(req.URL.Host, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := rt.RoundTrip(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

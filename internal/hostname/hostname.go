@@ -42,6 +42,14 @@ func Canonical(host string) string { return ForScheme("", host) }
 // (":80" for "http", ":443" for "https"; the scheme compared without
 // regard to case). Any other scheme keeps every port.
 func ForScheme(scheme, host string) string {
+	if c, ok := fast(scheme, host); ok {
+		return c
+	}
+	return full(scheme, host)
+}
+
+// full is ForScheme for any host, rule by rule.
+func full(scheme, host string) string {
 	if host == "" {
 		return ""
 	}
@@ -86,8 +94,41 @@ func FromURL(u *url.URL) string {
 	return ForScheme(u.Scheme, u.Host)
 }
 
+// fast returns the canonical form of the common host, one pass over it:
+// a lower-case ASCII name without a trailing dot, and an optional port.
+// ok is false for any other host.
+func fast(scheme, host string) (_ string, ok bool) {
+	colon := -1
+	for i := 0; i < len(host); i++ {
+		switch c := host[i]; {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '.', c == '-', c == '_':
+		case c == ':' && colon < 0:
+			colon = i
+		default:
+			return "", false
+		}
+	}
+	name := host
+	if colon >= 0 {
+		name = host[:colon]
+	}
+	if name == "" || name[len(name)-1] == '.' || colon == len(host)-1 {
+		return "", false
+	}
+	if colon >= 0 && host[colon+1:] == defaultPort(scheme) {
+		return name, true
+	}
+	return host, true
+}
+
 // defaultPort returns the port a scheme implies, or "" if it implies none.
 func defaultPort(scheme string) string {
+	switch scheme {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
 	switch {
 	case strings.EqualFold(scheme, "http"):
 		return "80"
@@ -173,6 +214,12 @@ func trimDots(name string) string {
 // is the name host patterns are matched against, and allocates nothing for
 // a name already canonical.
 func Name(host string) string {
+	if c, ok := fast("", host); ok {
+		if i := strings.IndexByte(c, ':'); i >= 0 {
+			return c[:i]
+		}
+		return c
+	}
 	if host == "" {
 		return ""
 	}
