@@ -58,6 +58,16 @@ type Config struct {
 	// always use backoff. The zero value honours them.
 	DisableWaitHints bool
 
+	// NoWait makes every wait of the loop zero, for tests: a retry follows
+	// its failure at once, whether backoff or the server's wait hint would
+	// have timed it, and a hint holds no host. Every decision stays as
+	// without it: the same attempts, the same outcomes retried, a hint
+	// over MaxRetryAfter still ends the loop, and events still say that a
+	// retry honours the server's hint (FromServer), with a Delay of zero.
+	// Package reboundtest sets it on every policy of a rebound chain. The
+	// zero value waits.
+	NoWait bool
+
 	// MaxBodyBytes bounds how much of a request body without GetBody is
 	// recorded, while it streams out, for replay. A larger body is sent
 	// once and its call is not retried. Zero means 1 MiB; negative disables

@@ -142,7 +142,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			cur.verdict = t.decide(out, resp, err, cur.verdict, attemptTimeout)
 		}
 		var held time.Time // the end of the host's hold this response asked for
-		if resp != nil && resp.StatusCode >= 400 && !cfg.DisableWaitHints && cfg.holdable(resp.StatusCode) {
+		if resp != nil && resp.StatusCode >= 400 && !cfg.DisableWaitHints && !cfg.NoWait && cfg.holdable(resp.StatusCode) {
 			now := time.Now()
 			if hint, ok := classify.WaitHint(resp.Header, now); ok && hint <= cfg.MaxRetryAfter {
 				held = t.holds.hold(holdKey(req), now.Add(hint), now)
@@ -198,6 +198,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			} else {
 				wait = Backoff(n, cfg.BaseDelay, cfg.MaxDelay, rand.Float64())
 			}
+		}
+		if cfg.NoWait {
+			wait = 0
 		}
 		delay = wait
 		if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
