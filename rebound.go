@@ -80,6 +80,7 @@ type options struct {
 	policy   Policy
 	hosts    []hostOption // in the order given
 	observer Observer
+	edits    []func(pattern string, p *Policy) // EditPolicies, run last
 }
 
 // hostOption is one WithHostPolicy, checked by New.
@@ -158,6 +159,7 @@ func New(base http.RoundTripper, opts ...Option) (*Transport, error) {
 			opt(&o)
 		}
 	}
+	o.applyEdits()
 	if base == nil {
 		base = cleanhttp.DefaultPooledTransport()
 	}
