@@ -86,3 +86,26 @@ func TestHTTP2NotProcessed(t *testing.T) {
 		})
 	}
 }
+
+// FuzzHTTP2NotProcessed feeds arbitrary error texts to the HTTP/2 rules:
+// they never panic, and a text only matches as a whole error of the tree,
+// so the same text quoted inside another message (a proxy's, a GOAWAY's
+// debug data) never proves anything.
+func FuzzHTTP2NotProcessed(f *testing.F) {
+	f.Add("http2: Transport received Server's graceful shutdown GOAWAY")
+	f.Add("http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM")
+	f.Add("http2: Transport: cannot retry err [stream error: stream ID 3; REFUSED_STREAM; received from peer] after Request.Body was written; define Request.GetBody to avoid this error")
+	f.Add("stream error: stream ID 1; REFUSED_STREAM")
+	f.Fuzz(func(t *testing.T, msg string) {
+		got := classify.NotSent(errors.New(msg))
+		if got && !strings.HasPrefix(msg, "http2: ") {
+			t.Fatalf("%q matched without the http2 prefix", msg)
+		}
+		if classify.NotSent(fmt.Errorf("proxy: %v", errors.New(msg))) {
+			t.Fatalf("%q matched inside another message", msg)
+		}
+		if got != classify.NotSent(fmt.Errorf("attempt: %w", errors.New(msg))) {
+			t.Fatalf("%q: wrapping with %%w changed the verdict", msg)
+		}
+	})
+}
