@@ -120,3 +120,38 @@ func TestInTx(t *testing.T) {
 	_, err = pgstore.Tx(ctx).Query(ctx, "SELECT 1")
 	assert.ErrorIs(t, err, pgstore.ErrNoTx)
 }
+
+// TestTxErrorStatusRollsBack: with MiddlewareConfig.Release set to
+// ReleaseRetryable, a handler that inserts and then answers 500 has its
+// insert rolled back with the key (the 500 is sent), and the retry runs
+// on a clean slate. Without it, the 500 commits with the insert and is
+// replayed.
+func TestTxErrorStatusRollsBack(t *testing.T) {
+	for name, cfg := range map[string]idempotency.MiddlewareConfig{
+		"ReleaseRetryable": {Release: idempotency.ReleaseRetryable},
+		"default":          {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newShop(t, pgstore.Config{})
+			fail := true
+			s.after = func(w http.ResponseWriter, _ *http.Request, _ *pgstore.Txn, _ int64) {
+				if fail {
+					fail = false
+					http.Error(w, "downstream failed", http.StatusInternalServerError)
+				}
+			}
+			srv := s.server(t, cfg)
+			c := plainClient(t)
+			assert.Equal(t, http.StatusInternalServerError, post(c, srv.URL, "k", "book").status)
+			r := post(c, srv.URL, "k", "book")
+			if cfg.Release != nil {
+				assert.Equal(t, http.StatusCreated, r.status, "the retry ran")
+				assert.Equal(t, 1, s.orders(t), "only the retry's order")
+			} else {
+				assert.Equal(t, http.StatusInternalServerError, r.status, "the stored 500, replayed")
+				assert.Equal(t, "true", r.header.Get(idempotency.HeaderReplayed))
+				assert.Equal(t, 1, s.orders(t), "the first run's order")
+			}
+		})
+	}
+}
