@@ -110,48 +110,58 @@ func TestReplayShort(t *testing.T) {
 		}
 	}
 
-	// The rest needs a machine that answers a healthy call at once: on a
-	// starved one (the race detector and other jobs on 2 cores), calls
-	// sit for seconds, cross phases, and meet their deadline instead.
-	h := get("healthy", "plain")
-	if h.ok < h.calls || h.p99 > 500*time.Millisecond {
-		t.Logf("the machine is too slow for the timing checks (plain, healthy: %d of %d ok, p99 %v); skipping them", h.ok, h.calls, h.p99)
-		return
+	// The rest needs a machine that answers at once during the phase
+	// concerned: on a starved one (the race detector and other jobs on 2
+	// cores), calls sit for seconds, reach the server in a later phase,
+	// and meet their deadline instead. Each check runs only when the
+	// plain client's calls of its phase were quick.
+	quick := func(phase string) bool {
+		var lat []time.Duration
+		for _, c := range byName["plain"].calls {
+			if sched[sched.at(c.start)].name == phase {
+				lat = append(lat, c.end-c.start)
+			}
+		}
+		if p90 := percentile(lat, 0.9); p90 > 200*time.Millisecond {
+			t.Logf("the machine was too slow during %s (plain p90 %v): its timing checks are skipped", phase, p90)
+			return false
+		}
+		return true
 	}
 
 	// The naive loop repeats a failure at once: a call begun during the
 	// outage that failed before its deadline made its 4 attempts, every
 	// one answered (no phase but resets loses a request).
-	naiveOutage := 0
-	for i, c := range byName["naive"].calls {
-		if c.start >= outStart && c.end < outEnd && !c.ok && c.end-c.start < o.cfg.timeout {
-			naiveOutage++
-			assert.Equal(t, 4, byName["naive"].perCall[fmt.Sprint(i)], "naive: call %d", i)
+	if quick("outage") {
+		naiveOutage := 0
+		for i, c := range byName["naive"].calls {
+			if c.start >= outStart && c.end < outEnd && !c.ok && c.end-c.start < o.cfg.timeout {
+				naiveOutage++
+				assert.Equal(t, 4, byName["naive"].perCall[fmt.Sprint(i)], "naive: call %d", i)
+			}
 		}
+		assert.Positive(t, naiveOutage, "naive: no call both began and failed in the outage")
 	}
-	assert.Positive(t, naiveOutage, "naive: no call both began and failed in the outage")
 
 	// The rate limiter sends Retry-After: 1 to the calls over its bucket;
 	// the naive loop repeats them at once.
-	require.GreaterOrEqual(t, byName["naive"].hinted, 5, "the rate limiter sent few hints")
-	assert.Positive(t, get("all", "naive").earlyRetry, "naive ignores Retry-After")
+	if quick("ratelimit") {
+		require.GreaterOrEqual(t, byName["naive"].hinted, 5, "the rate limiter sent few hints")
+		assert.Positive(t, get("all", "naive").earlyRetry, "naive ignores Retry-After")
+	}
 
 	// Resets: 30 % of connections, one request per connection, for
 	// 1.2 s; at 40 calls/s a plain client that met no reset at all has
 	// odds of 0.7^48 < 1e-7. Only a reset fails a plain call with an
 	// error that is not its deadline.
-	netErrs := 0
-	for _, c := range byName["plain"].calls {
-		if c.netErr {
-			netErrs++
-		}
-	}
-	if !assert.Positive(t, netErrs, "plain: no reset met") {
+	if quick("resets") {
+		netErrs := 0
 		for _, c := range byName["plain"].calls {
-			if !c.ok {
-				t.Logf("failed plain call: %+v", c)
+			if c.netErr {
+				netErrs++
 			}
 		}
+		assert.Positive(t, netErrs, "plain: no reset met")
 	}
 	assert.Zero(t, get("healthy", "plain").dups+get("outage", "plain").dups+get("ratelimit", "plain").dups)
 }
