@@ -5,7 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rebound-http/rebound/idempotency"
 	"github.com/rebound-http/rebound/idempotency/pgstore"
 	"github.com/stretchr/testify/assert"
@@ -154,4 +157,99 @@ func TestTxErrorStatusRollsBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTxnMethods runs every method of Txn inside one InTx and checks that
+// their writes commit together, and that a failed statement met while
+// reading rows is what the aborted commit reports.
+func TestTxnMethods(t *testing.T) {
+	s := newShop(t, pgstore.Config{})
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		tx := pgstore.Tx(ctx)
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"orders"}, []string{"item"}, pgx.CopyFromRows([][]any{{"a"}, {"b"}}))
+		require.NoError(t, err)
+		require.EqualValues(t, 2, n)
+		b := &pgx.Batch{}
+		b.Queue("INSERT INTO orders (item) VALUES ('c')")
+		b.Queue("SELECT count(*) FROM orders")
+		br := tx.SendBatch(ctx, b)
+		_, err = br.Exec()
+		require.NoError(t, err)
+		var count int
+		require.NoError(t, br.QueryRow().Scan(&count))
+		require.NoError(t, br.Close())
+		assert.Equal(t, 3, count, "the transaction sees its own writes")
+		rows, err := tx.Query(ctx, "SELECT item FROM orders ORDER BY item")
+		require.NoError(t, err)
+		items, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		assert.Equal(t, []string{"a", "b", "c"}, items)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 3, s.orders(t))
+
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		tx := pgstore.Tx(ctx)
+		_, err := tx.Exec(ctx, "INSERT INTO orders (item) VALUES ('d')")
+		require.NoError(t, err)
+		rows, err := tx.Query(ctx, "SELECT 1 / (n - 2) FROM generate_series(1, 3) n")
+		require.NoError(t, err)
+		for rows.Next() {
+		}
+		rows.Close() // the handler forgets to look at rows.Err
+		return nil
+	})
+	require.ErrorIs(t, err, pgstore.ErrTxAborted)
+	var pg *pgconn.PgError
+	require.ErrorAs(t, err, &pg, "the statement's own error")
+	assert.Equal(t, "22012", pg.Code)
+	assert.Equal(t, 3, s.orders(t), "nothing committed")
+}
+
+// TestStoreInTx calls the Store's methods with an InTx context: on the
+// transaction's own reservation (no lease to renew, in flight to Lookup,
+// completed once, with the COMMIT) and on a key reserved outside it
+// (the ordinary statements, inside the transaction).
+func TestStoreInTx(t *testing.T) {
+	s, _ := newStore(t, pgstore.Config{})
+	outside, _, err := s.Reserve(ctx, "\nout", fp(1), time.Minute)
+	require.NoError(t, err)
+	err = s.InTx(ctx, func(ctx context.Context) error {
+		rec, reserved, err := s.Reserve(ctx, "\nin", fp(2), time.Minute)
+		require.NoError(t, err)
+		require.True(t, reserved)
+		assert.NoError(t, s.Renew(ctx, "\nin", rec.Token, time.Minute), "the transaction holds the key")
+		got, found, err := s.Lookup(ctx, "\nin")
+		require.NoError(t, err)
+		require.True(t, found)
+		assert.True(t, got.InFlight(), "in flight, as the transaction sees it")
+		require.NoError(t, s.Complete(ctx, "\nin", rec.Token, okResponse("in"), time.Hour))
+		assert.ErrorIs(t, s.Complete(ctx, "\nin", rec.Token, okResponse("again"), time.Hour), idempotency.ErrLeaseLost)
+
+		require.NoError(t, s.Renew(ctx, "\nout", outside.Token, time.Minute))
+		assert.ErrorIs(t, s.Renew(ctx, "\nout", outside.Token+1, time.Minute), idempotency.ErrLeaseLost)
+		require.NoError(t, s.Complete(ctx, "\nout", outside.Token, okResponse("out"), time.Hour))
+		assert.ErrorIs(t, s.Release(ctx, "\nout", outside.Token), idempotency.ErrLeaseLost)
+		return nil
+	})
+	require.NoError(t, err)
+	for key, body := range map[string]string{"\nin": "in", "\nout": "out"} {
+		rec, found, err := s.Lookup(ctx, key)
+		require.NoError(t, err)
+		require.True(t, found, key)
+		assert.Equal(t, body, string(rec.Response.Body), key)
+	}
+
+	// A key released inside the transaction rolls it back.
+	err = s.InTx(ctx, func(ctx context.Context) error {
+		rec, _, err := s.Reserve(ctx, "\nrel", fp(1), time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Release(ctx, "\nrel", rec.Token))
+		return nil
+	})
+	assert.ErrorIs(t, err, pgstore.ErrReleasedInTx)
+	_, found, err := s.Lookup(ctx, "\nrel")
+	require.NoError(t, err)
+	assert.False(t, found)
 }
