@@ -179,6 +179,24 @@ func TestChainRunsAPostOnceTowardAnUndeclaredHost(t *testing.T) {
 		assert.Equal(t, http.StatusServiceUnavailable, code, "the caller sees the real 503")
 		assert.EqualValues(t, 1, runs.Load())
 	})
+
+	t.Run("429", func(t *testing.T) {
+		// A 429 says the server did not process the request: retried.
+		var hits atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if hits.Add(1) == 1 {
+				w.Header().Set("Retry-After", "0")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			w.WriteHeader(http.StatusCreated)
+		}))
+		defer srv.Close()
+		code, _, err := post(t, newTransport(t, rebound.WithRetry(fastRetry)), context.Background(), srv.URL, nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusCreated, code)
+		assert.EqualValues(t, 2, hits.Load())
+	})
 }
 
 // dedup is a server that honours keys: idempotency.Middleware over the
