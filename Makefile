@@ -7,7 +7,7 @@ MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \;
 FUZZTIME ?= 30s
 COUNT    ?= 6
 
-.PHONY: test demo bench fuzz lint tools
+.PHONY: test demo bench bench-all fuzz lint tools
 
 test:
 	@set -e; for m in $(MODULES); do \
@@ -22,13 +22,29 @@ DEMOFLAGS ?=
 demo:
 	cd bench && $(GO) run ./cmd/demo -out $(CURDIR)/demo-out $(DEMOFLAGS)
 
-# Benchmarks with -benchmem over $(COUNT) runs, written to bench.txt and
-# summarised by benchstat (installed on first use).
+# rebound against its peers (bench/): success-path overhead (stub and
+# loopback, GET and POST 1 KiB), the closed breaker against sony/gobreaker,
+# and the leak probe (connections and goroutines left after 20 calls to a
+# 503 server). $(BENCHCOUNT) interleaved rounds of one run each, so that a
+# noisy moment hits every library alike, written to bench.txt and
+# summarised by benchstat (installed on first use). About 2-3 minutes.
+BENCHCOUNT ?= 8
+BENCHTIME  ?= 300ms
 bench: tools
-	@set -e; rm -f bench.txt; for m in $(MODULES); do \
-		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./...) | tee -a bench.txt; \
-	done
+	@set -e; cd bench; $(GO) test -c -o peers.test .; rm -f ../bench.txt; \
+	for i in $$(seq $(BENCHCOUNT)); do \
+		echo "== round $$i of $(BENCHCOUNT)"; \
+		./peers.test -test.run '^$$' -test.bench 'Overhead|Loopback|BreakerGate|LeakProbe' \
+			-test.benchmem -test.benchtime $(BENCHTIME) -test.count 1 >> ../bench.txt; \
+	done; rm -f peers.test
 	benchstat bench.txt
+
+# Every benchmark of every module, -count $(COUNT), summarised by benchstat.
+bench-all: tools
+	@set -e; rm -f bench-all.txt; for m in $(MODULES); do \
+		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./...) | tee -a bench-all.txt; \
+	done
+	benchstat bench-all.txt
 
 # Each fuzz target of every module for $(FUZZTIME).
 fuzz:
