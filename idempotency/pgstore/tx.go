@@ -120,10 +120,12 @@ var _ idempotency.TxStore = (*Store)(nil)
 // The transaction costs round trips only where it must. BEGIN is sent with
 // the first statement (Reserve's insert), and the Complete of a key this
 // transaction reserved is sent with the COMMIT, so a request the middleware
-// runs takes four round trips besides the handler's own statements: a read
-// of the key (outside the transaction: a replay ends there, in one round
-// trip), BEGIN with the insert of the key, then the handler's statements,
-// then the response's update with COMMIT.
+// runs takes three round trips besides the handler's own statements: a
+// read of the key (outside the transaction: a replay ends there, in one
+// round trip), BEGIN with the insert of the key, and, after the handler's
+// statements, the response's update with COMMIT. A handler that makes one
+// insert costs four, one more than that insert in a transaction of its
+// own (BEGIN, INSERT, COMMIT).
 //
 // A key that a concurrent transaction is inserting makes Reserve wait,
 // for at most Config.Wait, for that transaction to end: then it sees the
