@@ -60,6 +60,19 @@
 // client trips within 150 calls with probability above 99 %, within 200
 // above 99.97 %; the simulation measures 98 % within 100.
 //
+// Overlapping failures. The walks assume outcomes in the order the
+// attempts were made; they are counted in the order they end. A host
+// that stalls a share of its connections breaks that: concurrent callers
+// all end up stalled within a few calls, and their failures arrive
+// together at their deadline, long after the fast successes of attempts
+// sent later, as a burst that reads like a dead host. A dead host gives no
+// successes; so a Transport keeps, per host, the time of the last success
+// counted, and the dead-host test skips a failure if a success was
+// counted while that attempt was in flight (the degraded-host test counts
+// it). Skipping failures only lowers the walk, so the bound above holds; a
+// dead host, with no successes, trips as before. (Breaker.Allow's done
+// carries no per-attempt state, so through it every failure counts.)
+//
 // Quiet hosts. Credit is forgotten after a Window (10 s) without an
 // outcome, while evidence of failure is kept: a quiet host that dies trips
 // after 10 failures, however far apart. No rule can do both that and meet
@@ -91,6 +104,7 @@ package breaker
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -171,6 +185,7 @@ type gen struct {
 	n      uint64        // generation number, from 1
 	state  State         // Closed or Open
 	score  atomic.Uint64 // Closed: the trip rule's word (see score.go)
+	lastOK atomic.Uint32 // Closed: when a success was last counted, in okTicks since the origin
 	next   atomic.Int64  // Open: when the next probe may pass, since the origin
 	probes atomic.Int32  // Open: probes in flight
 	done   func(classify.Health)
@@ -222,6 +237,7 @@ func (b *Breaker) newGen(st State, n uint64, now time.Duration) *gen {
 	switch st {
 	case Closed:
 		g.score.Store(b.set.rule.fresh(b.set.tick(now)))
+		g.lastOK.Store(noOK)
 	case Open:
 		g.next.Store(int64(now + b.set.probeGap(rand.Float64())))
 	}
@@ -292,16 +308,37 @@ func (b *Breaker) allowOpen(g *gen) (*gen, error) {
 	}
 }
 
+// okTick is the resolution of gen.lastOK: a success counted within okTick
+// of the last one may not be told apart from it.
+const okTick = 10 * time.Millisecond
+
 // record reports the outcome h of an attempt allowed in generation g.
 // Outcomes of past generations are ignored.
-func (b *Breaker) record(g *gen, h classify.Health) {
+func (b *Breaker) record(g *gen, h classify.Health) { b.recordSince(g, h, noMark) }
+
+// noMark is the mark of an attempt whose caller did not read one: its
+// failure is taken not to overlap any success. noOK is gen.lastOK before
+// the generation's first success; success times are kept below it.
+const (
+	noMark = math.MaxUint32
+	noOK   = math.MaxUint32 - 1
+)
+
+// mark returns what recordSince needs to tell whether an attempt allowed
+// in g now overlaps a success: the time of the last one counted.
+func (g *gen) mark() uint32 { return g.lastOK.Load() }
+
+// recordSince is record for an attempt whose mark, read when it was
+// allowed, was since: a failure after which g has counted a newer success
+// overlapped it (see rule.nextOverlapped).
+func (b *Breaker) recordSince(g *gen, h classify.Health, since uint32) {
 	if g == nil || b.cur.Load() != g {
 		return
 	}
 	switch g.state {
 	case Closed:
 		if h != classify.Neutral {
-			b.count(g, h == classify.Unhealthy)
+			b.count(g, h == classify.Unhealthy, since)
 		}
 	case Open:
 		g.release()
@@ -317,16 +354,24 @@ func (b *Breaker) record(g *gen, h classify.Health) {
 }
 
 // count feeds a success or a failure to the trip rule of the closed
-// generation g, and trips the breaker if the rule says so.
-func (b *Breaker) count(g *gen, failed bool) {
+// generation g, and trips the breaker if the rule says so. since is the
+// attempt's mark (see recordSince).
+func (b *Breaker) count(g *gen, failed bool, since uint32) {
 	s := b.set
-	now := s.tick(s.now())
+	d := s.now()
+	now := s.tick(d)
 	if b.lastUsed.Load() != int64(now) {
 		b.lastUsed.Store(int64(now))
 	}
+	overlapped := false
+	if failed {
+		overlapped = since != noMark && g.lastOK.Load() != since
+	} else if ok := uint32(uint64(d/okTick) % noOK); g.lastOK.Load() != ok {
+		g.lastOK.Store(ok)
+	}
 	for {
 		w := g.score.Load()
-		nw, trip := s.rule.next(w, failed, now)
+		nw, trip := s.rule.nextOverlapped(w, failed, overlapped, now)
 		if nw == w {
 			return
 		}

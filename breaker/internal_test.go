@@ -134,6 +134,17 @@ func TestScoreWord(t *testing.T) {
 			t.Fatalf("failures across silences: dead %d, want %d", d, r.dead.credit+7*r.dead.up)
 		}
 	})
+	t.Run("a failure that overlapped a success skips the dead-host test", func(t *testing.T) {
+		w := r.fresh(0)
+		w, _ = r.nextOverlapped(w, true, true, 0)
+		d, g, _ := unpack(w)
+		if d != r.dead.credit || g != r.degraded.credit+r.degraded.up {
+			t.Fatalf("overlapped failure: dead %d, degraded %d; want %d, %d", d, g, r.dead.credit, r.degraded.credit+r.degraded.up)
+		}
+		if got, _ := r.nextOverlapped(w, false, true, 0); got != func() uint64 { want, _ := r.next(w, false, 0); return want }() {
+			t.Fatalf("a success is counted whatever the overlap flag says")
+		}
+	})
 	t.Run("the clock wraps", func(t *testing.T) {
 		w := r.fresh(math.MaxUint32 - 1)
 		w, _ = r.next(w, false, math.MaxUint32-1)

@@ -121,6 +121,17 @@ func unpack(w uint64) (dead, degraded, now uint32) {
 // success, and the degraded-host test, which judges a busy stream, starts
 // afresh.
 func (r *rule) next(w uint64, failed bool, now uint32) (uint64, int) {
+	return r.nextOverlapped(w, failed, false, now)
+}
+
+// nextOverlapped is next for an outcome that may have overlapped a
+// success: a failed attempt during which another attempt to the host
+// succeeded. A dead host gives no successes, so such a failure is no
+// evidence that the host is dead, and the dead-host test skips it; the
+// degraded-host test, which judges the share of failures, counts it.
+// Skipping a failure only ever lowers a test's walk, so the false-trip
+// bound holds as it is.
+func (r *rule) nextOverlapped(w uint64, failed, overlapped bool, now uint32) (uint64, int) {
 	dead, degraded, last := unpack(w)
 	switch since := int32(now - last); {
 	case since < 0:
@@ -131,7 +142,9 @@ func (r *rule) next(w uint64, failed bool, now uint32) (uint64, int) {
 		dead = max(dead, r.dead.credit)
 		degraded = r.degraded.credit
 	}
-	dead = r.dead.step(dead, failed)
+	if !failed || !overlapped {
+		dead = r.dead.step(dead, failed)
+	}
 	degraded = r.degraded.step(degraded, failed)
 	trip := 0
 	switch {

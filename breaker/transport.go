@@ -107,6 +107,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	since := g.mark()
 	var resp *http.Response
 	stage := sending
 	defer func() {
@@ -125,7 +126,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeResponse(resp)
 		resp = nil
 	}
-	b.record(g, classify.ServerHealth(req, resp, err))
+	b.recordSince(g, classify.ServerHealth(req, resp, err), since)
 	stage = returned
 	return resp, err
 }

@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -427,4 +428,78 @@ func TestCallsOverBeforeSendingAreNotCounted(t *testing.T) {
 	if n := calls.Load(); n != 20 {
 		t.Fatalf("base saw %d calls, want 20: the base still reports the context's error", n)
 	}
+}
+
+// TestPartialStallIsNotADeadHost: a host that stalls 20 % of its
+// connections (toxiproxy's timeout toxic) is alive. Its callers' stalled
+// attempts all end together, at their deadline, long after the fast
+// successes that started later: 20 workers that start at once are all
+// stalled within a few calls, and their failures arrive as one burst. In
+// completion order that burst reads like a dead host; but every one of
+// those attempts overlapped successes, which a dead host never gives.
+func TestPartialStallIsNotADeadHost(t *testing.T) {
+	for seed := range uint64(20) {
+		synctest.Test(t, func(t *testing.T) {
+			var mu sync.Mutex
+			rng := rand.New(rand.NewPCG(seed, 1))
+			base := stub(func(req *http.Request) (*http.Response, error) {
+				mu.Lock()
+				stall := rng.Float64() < 0.2
+				mu.Unlock()
+				if stall {
+					<-req.Context().Done()
+					return nil, req.Context().Err()
+				}
+				time.Sleep(5 * time.Millisecond)
+				return status(200)(req)
+			})
+			var got changes
+			tr := breaker.NewTransport(base, breaker.Config{OnStateChange: got.add})
+			end := time.Now().Add(3 * time.Second)
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Go(func() {
+					for time.Now().Before(end) {
+						ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+						resp, err := tr.RoundTrip(get(t, ctx, "http://stalling.test/"))
+						cancel()
+						if err == nil {
+							resp.Body.Close()
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+				})
+			}
+			wg.Wait()
+			if n := got.opens(); n != 0 {
+				t.Fatalf("seed %d: a host stalling 20 %% of calls tripped: %+v", seed, got.list())
+			}
+		})
+	}
+}
+
+// TestConcurrentCallersOfADeadHost: the overlap rule never spares a dead
+// host: 20 concurrent callers of a host that answers nothing trip its
+// breaker with their first deadlines, as no success ever overlaps them.
+func TestConcurrentCallersOfADeadHost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		tr := breaker.NewTransport(blackHole(&calls), breaker.Config{})
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				for range 3 {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					tr.RoundTrip(get(t, ctx, "http://dead.test/"))
+					cancel()
+				}
+			})
+		}
+		wg.Wait()
+		// The 20 first attempts, and the 9 that callers freed by the
+		// first 9 deadlines sent before the 10th tripped the breaker.
+		if s := tr.Snapshot()[0]; s.State != breaker.Open || calls.Load() > 20+9 {
+			t.Fatalf("after 20 callers' deadlines: %+v, %d attempts; want open after at most 29", s, calls.Load())
+		}
+	})
 }
