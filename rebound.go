@@ -49,8 +49,10 @@ type Policy struct {
 	// by every host of this policy.
 	Budget budget.Config
 	// Idempotency configures the key link. The zero value adds a UUIDv4
-	// Idempotency-Key to POST and PATCH requests without one. Only safe
-	// toward servers that honour the header: see DisableIdempotencyKeys.
+	// Idempotency-Key to POST and PATCH requests without one. A generated
+	// key licenses a retry of the POST only toward hosts declared with
+	// KeysHonored; elsewhere the POST is retried only when provably not
+	// sent or answered 429, as if it had no key.
 	Idempotency idempotency.Config
 
 	// DisableBudget leaves the retry budget out. The zero value keeps it.
@@ -60,9 +62,9 @@ type Policy struct {
 	DisableBreaker bool
 	// DisableIdempotencyKeys stops the chain from generating keys (keys
 	// the caller sets, or gives with idempotency.WithKey, still go out).
-	// Use it for hosts that ignore the header: toward them a generated
-	// key would let the retry loop repeat a POST the server may run twice.
-	// The zero value generates keys.
+	// Generated keys are harmless toward hosts that ignore them (they
+	// license no retry there), so this is only for servers that reject
+	// an unexpected header. The zero value generates keys.
 	DisableIdempotencyKeys bool
 	// KeysHonored declares that the hosts of this policy deduplicate by
 	// Idempotency-Key (idempotency.Config.KeysHonored): only toward them
