@@ -67,9 +67,15 @@ func TestToxiproxy(t *testing.T) {
 		toxics: []string{`{"type":"reset_peer","stream":"downstream","toxicity":0.3,"attributes":{"timeout":0}}`},
 		method: http.MethodPost, body: 512, timeout: getDeadline, duration: run, okFix: tripRule, alive: true, plainOK: 0.7,
 	}, {
+		// Not "alive" for the breaker: a stalled call holds its worker
+		// until its deadline, so most of the 20 workers are soon stalled
+		// at once, and calls that started together time out together: a
+		// burst of 16 failures in a row, which the dead-host test may
+		// rightly read as a dead host (it did in most runs on a quiet
+		// machine). Trips are shown; the success rate is asserted.
 		name:   "timeout (stalled connection) 20 %",
 		toxics: []string{`{"type":"timeout","stream":"upstream","toxicity":0.2,"attributes":{"timeout":0}}`},
-		method: http.MethodGet, body: 512, timeout: time.Second, duration: run, okFix: tripRule, alive: true, plainOK: 0.8,
+		method: http.MethodGet, body: 512, timeout: time.Second, duration: run, okFix: tripRule, plainOK: 0.8,
 	}, {
 		name:   "limit_data 30 % (response cut mid-body)",
 		toxics: []string{`{"type":"limit_data","stream":"downstream","toxicity":0.3,"attributes":{"bytes":4096}}`},
