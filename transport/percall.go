@@ -70,11 +70,9 @@ func WithAttemptTimeout(ctx context.Context, d time.Duration) context.Context {
 }
 
 // callSettings returns the attempts and the attempt timeout of a call
-// with context ctx, whose Config gives attempts and timeout.
+// with context ctx, whose Config gives attempts and timeout. The loop
+// calls it only once perCallUsed is set.
 func callSettings(ctx context.Context, attempts int, timeout time.Duration) (int, time.Duration) {
-	if !perCallUsed.Load() {
-		return attempts, timeout
-	}
 	o, ok := ctx.Value(callKey{}).(*callOptions)
 	if !ok {
 		return attempts, timeout

@@ -90,7 +90,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	cfg := &t.cfg
 	ctx := req.Context()
-	maxAttempts, attemptTimeout := callSettings(ctx, cfg.MaxAttempts, cfg.AttemptTimeout)
+	maxAttempts, attemptTimeout := cfg.MaxAttempts, cfg.AttemptTimeout
+	if perCallUsed.Load() {
+		maxAttempts, attemptTimeout = callSettings(ctx, maxAttempts, attemptTimeout)
+	}
 
 	out := req
 	var rec *recorder
