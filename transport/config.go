@@ -54,6 +54,10 @@ type Config struct {
 	// ignored or silently shortened. Zero means 60 s; negative means no
 	// wait at all: any hint longer than zero ends the loop.
 	MaxRetryAfter time.Duration
+	// DisablePacing stops the loop from spreading a host's remaining
+	// quota (RateLimit, X-RateLimit-Remaining headers) over its window;
+	// see pace.go. The zero value paces hosts that send those headers.
+	DisablePacing bool
 	// DisableWaitHints makes the loop ignore the server's wait headers and
 	// always use backoff. The zero value honours them.
 	DisableWaitHints bool

@@ -40,12 +40,19 @@ type HoldError struct {
 	Host string
 	// Until is when the host accepts requests again.
 	Until time.Time
+	// Paced is true when the wait is the call's turn in the host's quota
+	// (RateLimit or X-RateLimit-Remaining headers, see Config.DisablePacing)
+	// rather than a wait hint.
+	Paced bool
 }
 
 // Error returns a message such as "transport: host api.example.com held by
 // the server's wait hint until 12:00:01.5 (1.2s from now)".
 func (e *HoldError) Error() string {
 	msg := "transport: host " + e.Host + " held by the server's wait hint"
+	if e.Paced {
+		msg = "transport: host " + e.Host + " paced by the server's rate-limit quota"
+	}
 	if !e.Until.IsZero() {
 		msg += " until " + e.Until.Format("15:04:05.000") + " (" + time.Until(e.Until).Round(time.Millisecond).String() + " from now)"
 	}

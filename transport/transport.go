@@ -50,7 +50,8 @@ import (
 type Transport struct {
 	next  http.RoundTripper
 	cfg   Config
-	holds holds // hosts held by a server's wait hint; see ErrHeld
+	holds holds  // hosts held by a server's wait hint; see ErrHeld
+	pace  pacers // hosts paced by their quota headers; see pace.go
 }
 
 // New returns a retry loop that sends attempts through next, configured by
@@ -126,6 +127,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return resp, err
 			}
 		}
+		paced := false // this attempt holds a reservation of its host's pacer
+		if t.pace.n.Load() != 0 && !cfg.DisablePacing && !cfg.NoWait {
+			var resp *http.Response
+			var err error
+			var done bool
+			if paced, resp, err, done = t.awaitPace(req, prev, n); done {
+				return resp, err
+			}
+		}
 		if cfg.Observer != nil {
 			cfg.Observer.Observe(Event{Kind: EventAttempt, Request: req, Attempt: n})
 		}
@@ -139,6 +149,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: n, Reason: classify.ReasonNotSent, Err: err, Stop: StopRefused})
 			}
 			return t.finish(prev, n-1, StopRefused, err)
+		}
+		if paced || (resp != nil && !cfg.DisablePacing && !cfg.NoWait && hasQuota(resp.Header)) {
+			t.noteQuota(req, resp, paced)
 		}
 		cur := outcome{resp: resp, err: err, verdict: cfg.Classifier.Classify(req, resp, err)}
 		if cfg.Decide != nil {
@@ -243,25 +256,86 @@ func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Res
 	wait := end.Sub(now)
 	wait += HintSpread(wait, cfg.BaseDelay, rand.Float64())
 	if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
-		herr := &HoldError{Host: host, Until: end}
-		if n > 1 {
-			resp, err := t.giveUp(req, prev, n-1, StopHeld, herr)
-			return resp, err, true
-		}
-		if cfg.Observer != nil {
-			cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld})
-		}
-		return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr, Refusal: herr}, true
+		resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: end})
+		return resp, err, true
 	}
-	if cfg.Observer != nil {
-		cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
-	}
-	if err := sleep(ctx, wait); err != nil {
+	if err := t.waitHeld(req, n, wait); err != nil {
 		release(prev, cfg.MaxResponseBytes)
 		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
 		return resp, err, true
 	}
 	return nil, nil, false
+}
+
+// awaitPace makes attempt n of req wait for its turn in its host's pacer
+// (see pace.go). reserved reports that the attempt holds a reservation, to
+// be settled by noteQuota; done that the call ends instead, unsent.
+func (t *Transport) awaitPace(req *http.Request, prev outcome, n int) (reserved bool, resp *http.Response, err error, done bool) {
+	cfg := &t.cfg
+	ctx := req.Context()
+	host := holdKey(req)
+	now := time.Now()
+	wait, ok := t.pace.reserve(host, now, cfg.MaxRetryAfter)
+	if !ok || wait <= 0 {
+		return ok, nil, nil, false
+	}
+	if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
+		t.pace.cancel(host)
+		resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: now.Add(wait), Paced: true})
+		return false, resp, err, true
+	}
+	if err := t.waitHeld(req, n, wait); err != nil {
+		t.pace.cancel(host)
+		release(prev, cfg.MaxResponseBytes)
+		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
+		return false, resp, err, true
+	}
+	t.pace.sent(host)
+	return true, nil, nil, false
+}
+
+// refuseHeld ends the call at attempt n, unsent, because its host is held
+// or paced past the call's deadline: the caller gets the previous attempt's
+// outcome, or herr.
+func (t *Transport) refuseHeld(req *http.Request, prev outcome, n int, herr *HoldError) (*http.Response, error) {
+	if n > 1 {
+		return t.giveUp(req, prev, n-1, StopHeld, herr)
+	}
+	if t.cfg.Observer != nil {
+		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld})
+	}
+	return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr, Refusal: herr}
+}
+
+// waitHeld reports a held or paced wait and sleeps it.
+func (t *Transport) waitHeld(req *http.Request, n int, wait time.Duration) error {
+	if t.cfg.Observer != nil {
+		t.cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
+	}
+	return sleep(req.Context(), wait)
+}
+
+// noteQuota settles an attempt's pacer reservation and feeds the quota its
+// response carries, if any, to the host's pacer.
+func (t *Transport) noteQuota(req *http.Request, resp *http.Response, reserved bool) {
+	now := time.Now()
+	var (
+		remaining int64
+		reset     time.Duration
+		ok        bool
+	)
+	if resp != nil {
+		remaining, reset, ok = classify.Quota(resp.Header, now)
+	}
+	t.pace.answered(holdKey(req), reserved, remaining, reset, ok, now)
+}
+
+// hasQuota reports, in a few map lookups, whether h may carry a quota.
+func hasQuota(h http.Header) bool {
+	if len(h) == 0 {
+		return false
+	}
+	return h["Ratelimit"] != nil || h["Ratelimit-Remaining"] != nil || h["X-Ratelimit-Remaining"] != nil
 }
 
 // send makes one attempt through next, enforcing the RoundTripper contract
