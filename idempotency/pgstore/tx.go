@@ -316,6 +316,18 @@ func (t *Txn) reservedBy(scope []byte, key string, token uint64) *txKey {
 	return nil
 }
 
+// setLockTimeout sets lock_timeout to $1 for the key's insert, keeping
+// the value it had in a setting of its own; restoreLockTimeout puts it
+// back for the handler. Both last until the transaction ends (the third
+// argument of set_config). The subquery runs first: the outer
+// set_config's row needs it, and volatile functions are not optimised
+// away.
+const (
+	setLockTimeout = `SELECT set_config('lock_timeout', $1, true)
+		FROM (SELECT set_config('rebound.lock_timeout', current_setting('lock_timeout'), true)) saved`
+	restoreLockTimeout = `SELECT set_config('lock_timeout', current_setting('rebound.lock_timeout'), true)`
+)
+
 // lockTimeout returns Config.Wait as a lock_timeout setting.
 func lockTimeout(wait time.Duration) string {
 	if wait < 0 {
@@ -326,9 +338,10 @@ func lockTimeout(wait time.Duration) string {
 
 // reserveTx is Reserve inside t. A key with a live row is answered from a
 // read outside the transaction, so a replay never begins one. Otherwise
-// one round trip begins the transaction (if this is its first statement),
-// inserts the key's row under a lock_timeout of Config.Wait, and reads
-// the live row in case the insert found one. The row is inserted as an
+// one round trip begins the transaction (if this is its first statement)
+// and inserts the key's row under a lock_timeout of Config.Wait; when the
+// insert found a live row after all (committed meanwhile), a second reads
+// it. The row is inserted as an
 // OutcomeUnknown response that the deferred Complete replaces, so a
 // handler that commits the transaction itself leaves a used key behind,
 // never a free one.
@@ -352,32 +365,35 @@ func (s *Store) reserveTx(ctx context.Context, t *Txn, scope []byte, key string,
 		if fresh {
 			b.Queue(s.begin)
 		}
-		b.Queue(`SELECT set_config('rebound.lock_timeout', current_setting('lock_timeout'), true)`)
-		b.Queue(`SELECT set_config('lock_timeout', $1, true)`, s.lockTimeout)
+		b.Queue(setLockTimeout, s.lockTimeout)
 		b.Queue(s.sql.reserve, scope, key, fp[:], int16(500), true, abandonedTTL.Microseconds())
-		b.Queue(`SELECT set_config('lock_timeout', current_setting('rebound.lock_timeout'), true)`)
-		b.Queue(s.sql.live, scope, key)
+		b.Queue(restoreLockTimeout)
 		br := t.conn.SendBatch(ctx, b)
 		t.begun = true
 		var token int64
 		err := func() error {
-			for range b.Len() - 3 { // BEGIN and the lock_timeout settings
+			for range b.Len() - 2 { // BEGIN and setLockTimeout
 				if _, err := br.Exec(); err != nil {
 					return err
 				}
 			}
-			return br.QueryRow().Scan(&token)
+			if err := br.QueryRow().Scan(&token); err != nil {
+				return err
+			}
+			return br.Close()
 		}()
 		switch {
 		case err == nil:
-			br.Close()
 			t.reserved = append(t.reserved, txKey{scope: scope, key: key, token: token})
 			return idempotency.Record{Fingerprint: fp, Token: uint64(token), Expires: now.Add(lease)}, true, nil
 		case errors.Is(err, pgx.ErrNoRows):
-			// A live row stopped the insert (one committed while it waited).
-			_, _ = br.Exec()
-			rec, found, err := scanRecord(br.QueryRow(), now)
-			br.Close()
+			// A live row stopped the insert (one committed while it waited,
+			// which this statement's new snapshot sees): read it, in a
+			// round trip of its own on this rare path.
+			if err := br.Close(); err != nil {
+				return idempotency.Record{}, false, fmt.Errorf("pgstore: reserve: %w", err)
+			}
+			rec, found, err := scanRecord(t.conn.QueryRow(ctx, s.sql.live, scope, key), now)
 			switch {
 			case err != nil:
 				return idempotency.Record{}, false, fmt.Errorf("pgstore: reserve: %w", err)

@@ -9,8 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rebound-http/rebound/idempotency"
 	"github.com/rebound-http/rebound/idempotency/pgstore"
+	"github.com/rebound-http/rebound/idempotency/pgstore/internal/pgtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -252,4 +254,31 @@ func TestStoreInTx(t *testing.T) {
 	_, found, err := s.Lookup(ctx, "\nrel")
 	require.NoError(t, err)
 	assert.False(t, found)
+}
+
+// TestTxLockTimeoutRestored: the key's insert waits under Config.Wait,
+// but the handler's statements run under the session's own lock_timeout.
+func TestTxLockTimeoutRestored(t *testing.T) {
+	s := shopIn(t, newSchema(t), pgstore.Config{Wait: 3 * time.Second}, 2)
+	pool := pgtestPoolWithParam(t, s.schema, "lock_timeout", "7s")
+	store, err := pgstore.New(pool, pgstore.Config{Wait: 3 * time.Second})
+	require.NoError(t, err)
+	for name, st := range map[string]*pgstore.Store{"server default": s.store, "session setting": store} {
+		var seen string
+		err := st.InTx(ctx, func(ctx context.Context) error {
+			_, reserved, err := st.Reserve(ctx, "\n"+name, fp(1), time.Minute)
+			require.NoError(t, err)
+			require.True(t, reserved)
+			return pgstore.Tx(ctx).QueryRow(ctx, "SHOW lock_timeout").Scan(&seen)
+		})
+		require.NoError(t, err)
+		want := map[string]string{"server default": "0", "session setting": "7s"}[name]
+		assert.Equal(t, want, seen, name)
+	}
+}
+
+// pgtestPoolWithParam is a pool on schema whose sessions start with
+// param set to value.
+func pgtestPoolWithParam(t *testing.T, schema, param, value string) *pgxpool.Pool {
+	return pgtest.PoolWith(t, schema, func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams[param] = value })
 }
