@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,8 +65,11 @@ type client struct {
 	attemptsAtMark atomic.Int64 // attempts sent before the mark
 
 	mu        sync.Mutex
-	failures  map[string]int // why calls failed, for the log
-	firstTrip string         // the reason of the first trip
+	failures  map[string]int  // why calls failed, for the log
+	firstTrip string          // the reason of the first trip
+	holdUntil time.Time       // the latest instant a received Retry-After asked to wait until
+	holdFrom  time.Time       // when the response that set holdUntil arrived
+	early     []time.Duration // per early attempt, how long after holdFrom it went out
 }
 
 // observer counts the breaker's trips.
@@ -133,8 +137,56 @@ func newClient(id, name string, wrap func(*client, http.RoundTripper) http.Round
 type attemptCounter struct{ c *client }
 
 func (a attemptCounter) RoundTrip(req *http.Request) (*http.Response, error) {
-	a.c.attempts.Add(1)
-	return a.c.base.RoundTrip(req)
+	c := a.c
+	c.attempts.Add(1)
+	c.checkEarly(time.Now())
+	resp, err := c.base.RoundTrip(req)
+	if err == nil {
+		c.noteHint(resp, time.Now())
+	}
+	return resp, err
+}
+
+// noteHint records the hold a 429 or 503 with Retry-After in seconds asks
+// of the client from now (the suite's servers send only that form).
+func (c *client) noteHint(resp *http.Response, now time.Time) {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return
+	}
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || secs <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until := now.Add(time.Duration(secs) * time.Second); until.After(c.holdUntil) {
+		c.holdUntil, c.holdFrom = until, now
+	}
+}
+
+// checkEarly records an attempt sent while a hint the client had received
+// still held the host, with how long after that hint it went out.
+func (c *client) checkEarly(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Before(c.holdUntil) && len(c.early) < 100_000 {
+		c.early = append(c.early, now.Sub(c.holdFrom))
+	}
+}
+
+// earlyAttempts counts the attempts sent while the host was held, leaving
+// out those sent within race of the hint: a call can pass the chain's
+// hold check in the instant before the response that sets the hold has
+// climbed back up to it, for as long as the machine delays that goroutine.
+func (c *client) earlyAttempts(race time.Duration) (all, late int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.early {
+		if d > race {
+			late++
+		}
+	}
+	return len(c.early), late
 }
 
 // countedConn decrements its client's count of open connections once, on
