@@ -128,6 +128,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(string(encodeInFlight(3, fp)))
 	f.Add(completed(string(encodeResponse(&idempotency.Response{Status: 201, Header: http.Header{"A": {"b", "c"}}, Body: []byte("x")}))))
 	f.Add(completed(string(encodeResponse(&idempotency.Response{Status: 200, NotReplayable: true}))))
+	f.Add(completed(string(encodeResponse(&idempotency.Response{Status: 500, NotReplayable: true, OutcomeUnknown: true}))))
 	f.Fuzz(func(t *testing.T, v string) {
 		rec, err := decodeRecord(v)
 		if err != nil {
