@@ -49,8 +49,12 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, r.ContentLength, limit)
 	}
 	// Room for a small declared body plus one byte, so that the read that
-	// finds the end needs no growth.
-	b := make([]byte, 0, min(max(r.ContentLength, 511), initialBody)+1)
+	// finds the end needs no growth; 512 bytes when the length is unknown.
+	n := int64(511)
+	if r.ContentLength > 0 {
+		n = min(r.ContentLength, initialBody)
+	}
+	b := make([]byte, 0, n+1)
 	lr := io.LimitedReader{R: r.Body, N: limit + 1}
 	for {
 		if len(b) == cap(b) {
