@@ -23,6 +23,15 @@ type Observer struct {
 	Budget func(budget.Refusal)
 }
 
+// join returns an Observer that reports to o, then to p.
+func (o Observer) join(p Observer) Observer {
+	return Observer{
+		Retry:   both(o.Retry, p.Retry),
+		Breaker: both(o.Breaker, p.Breaker),
+		Budget:  both(o.Budget, p.Budget),
+	}
+}
+
 // both returns a function calling f then g, skipping nil ones.
 func both[T any](f, g func(T)) func(T) {
 	switch {
@@ -32,6 +41,17 @@ func both[T any](f, g func(T)) func(T) {
 		return f
 	}
 	return func(v T) { f(v); g(v) }
+}
+
+// both2 is both for functions of two arguments.
+func both2[T, U any](f, g func(T, U)) func(T, U) {
+	switch {
+	case f == nil:
+		return g
+	case g == nil:
+		return f
+	}
+	return func(t T, u U) { f(t, u); g(t, u) }
 }
 
 // joinObservers returns an Observer calling a then b, skipping nil ones.

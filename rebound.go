@@ -81,7 +81,8 @@ type Option func(*options)
 type options struct {
 	policy   Policy
 	hosts    []hostOption // in the order given
-	observer Observer
+	observer Observer     // every WithObserver, joined
+	noStats  bool
 	edits    []func(pattern string, p *Policy) // EditPolicies, run last
 }
 
@@ -119,9 +120,10 @@ func WithHostPolicy(pattern string, p Policy) Option {
 	return func(o *options) { o.hosts = append(o.hosts, hostOption{pattern, p}) }
 }
 
-// WithObserver reports every decision of the chain to obs.
+// WithObserver reports every decision of the chain to obs. Given more
+// than once, it reports to every observer, in the order given.
 func WithObserver(obs Observer) Option {
-	return func(o *options) { o.observer = obs }
+	return func(o *options) { o.observer = o.observer.join(obs) }
 }
 
 // Transport is the rebound chain returned by NewTransport: an
@@ -131,7 +133,8 @@ type Transport struct {
 	rt     http.RoundTripper // the default chain, the router, or failing
 	base   http.RoundTripper
 	def    *chain
-	router *router // nil without host policies
+	router *router     // nil without host policies
+	stats  *statsTable // nil with WithoutStats
 }
 
 // chain is one policy's assembled links.
@@ -171,14 +174,18 @@ func New(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	t := &Transport{base: base, def: build(base, "", o.policy, o.observer)}
+	t := &Transport{base: base}
+	if !o.noStats {
+		t.stats = newStatsTable()
+	}
+	t.def = build(base, "", o.policy, o.observer, t.stats)
 	t.rt = t.def.rt
 	if len(routes) == 0 {
 		return t, nil
 	}
 	r := &router{exact: make(map[string]*chain), fallback: t.def}
 	for _, rt := range routes {
-		c := build(base, rt.pattern, rt.policy, o.observer)
+		c := build(base, rt.pattern, rt.policy, o.observer, t.stats)
 		if rt.wildcard {
 			r.suffixes = append(r.suffixes, suffixRoute{dotSuffix: "." + rt.name, chain: c})
 		} else {
@@ -290,13 +297,17 @@ func NewClient(opts ...Option) *http.Client {
 	return &http.Client{Transport: NewTransport(nil, opts...)}
 }
 
-// build assembles one policy's chain, innermost first.
-func build(base http.RoundTripper, pattern string, p Policy, obs Observer) *chain {
+// build assembles one policy's chain, innermost first, reporting to obs
+// and counting in stats (when not nil).
+func build(base http.RoundTripper, pattern string, p Policy, obs Observer, stats *statsTable) *chain {
 	c := &chain{pattern: pattern, policy: p}
 	rt := base
 	if !p.DisableBreaker {
 		cfg := p.Breaker
 		cfg.OnStateChange = both(cfg.OnStateChange, obs.Breaker)
+		if stats != nil {
+			cfg.OnStateChange = both(stats.breakerChange, cfg.OnStateChange)
+		}
 		c.breaker = breaker.NewTransport(rt, cfg)
 		rt = c.breaker
 	}
@@ -310,12 +321,18 @@ func build(base http.RoundTripper, pattern string, p Policy, obs Observer) *chai
 	if obs.Retry != nil {
 		retry.Observer = joinObservers(retry.Observer, transport.ObserverFunc(obs.Retry))
 	}
+	if stats != nil {
+		retry.Observer = joinObservers(stats, retry.Observer)
+	}
 	rt = transport.New(rt, retry)
 	keys := p.Idempotency
 	if p.DisableIdempotencyKeys {
 		keys.Disable = true
 	}
 	keys.KeysHonored = keys.KeysHonored || p.KeysHonored
+	if stats != nil {
+		keys.OnKey = both2(stats.key, keys.OnKey)
+	}
 	c.rt = idempotency.NewTransport(rt, keys)
 	return c
 }
