@@ -76,7 +76,8 @@ func (e *UnscriptedError) Error() string {
 // Is reports whether target is ErrUnscripted.
 func (e *UnscriptedError) Is(target error) bool { return target == ErrUnscripted }
 
-// Call is a request a Script received.
+// Call is a request a Script received, as Script.Calls reports it. The
+// zero value records nothing.
 type Call struct {
 	// Host is the request URL's host, in canonical form ("api.test",
 	// "127.0.0.1:8080").
