@@ -42,6 +42,8 @@ type harness struct {
 	store idempotency.Store
 	mu    sync.Mutex
 	seen  []idempotency.Decision
+	// decided receives a value after each decision is recorded.
+	decided chan struct{}
 }
 
 func newHarness(t *testing.T, cfg idempotency.MiddlewareConfig, h http.Handler) *harness {
@@ -53,10 +55,15 @@ func newHarness(t *testing.T, cfg idempotency.MiddlewareConfig, h http.Handler) 
 func newHarnessOn(t *testing.T, store idempotency.Store, cfg idempotency.MiddlewareConfig, h http.Handler) *harness {
 	t.Helper()
 	hs := &harness{t: t, store: store}
+	hs.decided = make(chan struct{}, 1024)
 	cfg.OnDecision = func(_ *http.Request, d idempotency.Decision) {
 		hs.mu.Lock()
 		hs.seen = append(hs.seen, d)
 		hs.mu.Unlock()
+		select {
+		case hs.decided <- struct{}{}:
+		default:
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
@@ -359,6 +366,7 @@ func TestMiddlewareHijackOutcomeUnknown(t *testing.T) {
 		conn.Close()
 	}))
 	assert.Equal(t, 201, hs.do("POST", "/", "x", "Idempotency-Key", "k").status)
+	<-hs.decided // the handler's own answer can reach the client before the middleware stores the outcome
 	again := hs.do("POST", "/", "x", "Idempotency-Key", "k")
 	assert.Equal(t, 500, again.status)
 	assert.Equal(t, idempotency.ProblemOutcomeUnknown, again.problemType())
