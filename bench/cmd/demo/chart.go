@@ -130,8 +130,16 @@ func writeChart(dir string, sched schedule, s series, title string) ([]string, e
 	success.Y.Min, success.Y.Max = 0, 105
 	success.Add(bands{sched: sched})
 	end := sched.total().Seconds()
+	// A tick at every phase boundary.
+	var ticks []plot.Tick
+	for i := range sched {
+		at := sched.start(i).Seconds()
+		ticks = append(ticks, plot.Tick{Value: at, Label: fmt.Sprintf("%.4g", at)})
+	}
+	ticks = append(ticks, plot.Tick{Value: end, Label: fmt.Sprintf("%.4g", end)})
 	for _, p := range []*plot.Plot{load, success} {
 		p.X.Min = 0
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
 		p.Add(plotter.NewGrid())
 	}
 
