@@ -19,9 +19,11 @@ import (
 
 func TestConfigNames(t *testing.T) {
 	pool := pgtest.Pool(t)
-	_, err := pool.Exec(ctx, `CREATE SCHEMA "Idem Store"`)
+	schema := "Idem Store " + pgtest.NewSchema(t) // a name that needs quoting, new in each run
+	quoted := pgx.Identifier{schema}.Sanitize()
+	_, err := pool.Exec(ctx, `CREATE SCHEMA `+quoted)
 	require.NoError(t, err)
-	s, err := pgstore.New(pool, pgstore.Config{Schema: "Idem Store", Table: `keys"; DROP TABLE x; --`})
+	s, err := pgstore.New(pool, pgstore.Config{Schema: schema, Table: `keys"; DROP TABLE x; --`})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	for range 4 { // concurrent starts of one service
@@ -36,16 +38,16 @@ func TestConfigNames(t *testing.T) {
 	require.NoError(t, s.Complete(ctx, "\nk", rec.Token, okResponse("x"), time.Hour))
 
 	var n int
-	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM "Idem Store"."keys""; DROP TABLE x; --"`).Scan(&n))
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM `+quoted+`."keys""; DROP TABLE x; --"`).Scan(&n))
 	assert.Equal(t, 1, n, "the row is in the configured schema and table")
 	var indexdef string
-	require.NoError(t, pool.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'Idem Store' AND indexname LIKE '%_expires_idx'`).Scan(&indexdef))
+	require.NoError(t, pool.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE '%_expires_idx'`, schema).Scan(&indexdef))
 	assert.Contains(t, indexdef, "(expires_at)")
-	assert.Contains(t, s.SchemaSQL(), `"Idem Store"."keys""; DROP TABLE x; --"`)
+	assert.Contains(t, s.SchemaSQL(), quoted+`."keys""; DROP TABLE x; --"`)
 
 	// Column types as documented.
 	rows, err := pool.Query(ctx, `SELECT column_name, data_type FROM information_schema.columns
-		WHERE table_schema = 'Idem Store' AND table_name NOT LIKE '%_phases' ORDER BY ordinal_position`)
+		WHERE table_schema = $1 AND table_name NOT LIKE '%_phases' ORDER BY ordinal_position`, schema)
 	require.NoError(t, err)
 	var cols []string
 	for rows.Next() {
