@@ -30,6 +30,10 @@ type config struct {
 // arrival beyond it is counted as dropped, not sent.
 const maxInFlight = 5000
 
+// maxCalls bounds the calls of one strategy in a run, and so the memory
+// its records take.
+const maxCalls = 1_000_000
+
 // payload is every POST's body.
 var payload = []byte(`{"item":"demo","quantity":1,"note":"` + strings.Repeat("x", 200) + `"}`)
 
@@ -104,6 +108,9 @@ func run(ctx context.Context, cfg config, sched schedule, w io.Writer) ([]*resul
 	clk := newClock()
 	total := sched.total()
 	n := int(cfg.rate * total.Seconds())
+	if n > maxCalls {
+		return nil, fmt.Errorf("demo: %d calls per strategy (rate × length) is over the limit of %d", n, maxCalls)
+	}
 	lives := make([]*live, 0, len(cfg.strategies))
 	defer func() {
 		for _, l := range lives {
@@ -213,18 +220,20 @@ func (l *live) call(clk *clock, sched schedule, cfg config, i int) {
 	if post {
 		method, body = http.MethodPost, bytes.NewReader(payload)
 	}
+	start := clk.since()
+	p := sched.at(start)
+	l.started[p].Add(1)
 	req, err := http.NewRequestWithContext(ctx, method, l.srv.url+"/v1/orders/"+id, body)
-	if err != nil {
-		panic(err) // the URL is ours; this cannot fail
+	if err != nil { // the URL is ours: a failed call, should it ever happen
+		l.calls[i] = callRec{start: start, end: clk.since(), post: post, sent: true, netErr: true}
+		l.done[p].Add(1)
+		return
 	}
 	req.Header.Set(callHeader, id)
 	if post {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", "demo-"+id)
 	}
-	start := clk.since()
-	p := sched.at(start)
-	l.started[p].Add(1)
 	resp, err := l.client.Do(req)
 	ok := err == nil && resp.StatusCode == http.StatusOK
 	read := closeOutcome(resp, err)

@@ -253,3 +253,10 @@ func TestRunBadConfig(t *testing.T) {
 		assert.Error(t, err, "%+v", cfg)
 	}
 }
+
+func TestRunTooManyCalls(t *testing.T) {
+	sched, err := newSchedule(100) // 4,700 s
+	require.NoError(t, err)
+	_, err = run(t.Context(), config{rate: 2000, timeout: time.Second, strategies: strategies[:1]}, sched, io.Discard)
+	assert.ErrorContains(t, err, "over the limit")
+}
