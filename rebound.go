@@ -322,7 +322,7 @@ func build(base http.RoundTripper, pattern string, p Policy, obs Observer, stats
 		retry.Observer = joinObservers(retry.Observer, transport.ObserverFunc(obs.Retry))
 	}
 	if stats != nil {
-		retry.Observer = joinObservers(stats, retry.Observer)
+		retry.Observer = stats.observer(retry.Observer)
 	}
 	rt = transport.New(rt, retry)
 	keys := p.Idempotency

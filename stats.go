@@ -207,14 +207,14 @@ type hostIndex struct {
 	canon       map[string]*hostCount
 	http, https map[string]*hostCount
 	spellings   int // len(http) + len(https)
-	few         []spelling
+	// fewHTTP and fewHTTPS are the first spellings of http and https.
+	fewHTTP, fewHTTPS []spelling
 }
 
-// spelling is a URL host as written, with its scheme's kind.
+// spelling is a URL host as written.
 type spelling struct {
-	host  string
-	https bool
-	c     *hostCount
+	host string
+	c    *hostCount
 }
 
 // maxFew bounds hostIndex.few.
@@ -293,23 +293,25 @@ func (t *statsTable) host(req *http.Request) *hostCount {
 	}
 	idx := t.index.Load()
 	host, scheme := req.URL.Host, req.URL.Scheme
-	if len(scheme) == 4 || len(scheme) == 5 && scheme[4] == 's' {
-		https := len(scheme) == 5
-		for i := range idx.few {
-			if sp := &idx.few[i]; len(sp.host) == len(host) && sp.https == https && sp.host == host && scheme[:4] == "http" {
-				return sp.c
-			}
-		}
-	}
-	var m map[string]*hostCount
+	var (
+		few []spelling
+		m   map[string]*hostCount
+	)
 	switch scheme {
 	case "http":
-		m = idx.http
+		few, m = idx.fewHTTP, idx.http
 	case "https":
-		m = idx.https
+		few, m = idx.fewHTTPS, idx.https
 	}
-	if c, ok := m[host]; ok {
-		return c
+	for i := range few {
+		if few[i].host == host {
+			return few[i].c
+		}
+	}
+	if len(few) == maxFew {
+		if c, ok := m[host]; ok {
+			return c
+		}
 	}
 	return t.add(req.URL.Scheme, req.URL.Host, hostname.FromURL(req.URL))
 }
@@ -325,7 +327,7 @@ func (t *statsTable) named(name string) *hostCount {
 // add returns the counters of the canonical host name, adding them when
 // there is room (else it returns the other hosts' counters), and
 // remembers the spelling of an http or https URL's host.
-func (t *statsTable) add(scheme, spelling, name string) *hostCount {
+func (t *statsTable) add(scheme, written, name string) *hostCount {
 	old := t.index.Load()
 	c, known := old.canon[name]
 	if !known && len(old.canon) >= MaxStatsHosts {
@@ -338,7 +340,7 @@ func (t *statsTable) add(scheme, spelling, name string) *hostCount {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old = t.index.Load()
-	idx := &hostIndex{canon: old.canon, http: old.http, https: old.https, spellings: old.spellings, few: old.few}
+	idx := &hostIndex{canon: old.canon, http: old.http, https: old.https, spellings: old.spellings, fewHTTP: old.fewHTTP, fewHTTPS: old.fewHTTPS}
 	if c, known = old.canon[name]; !known {
 		if len(old.canon) >= MaxStatsHosts {
 			c = t.other
@@ -349,17 +351,17 @@ func (t *statsTable) add(scheme, spelling, name string) *hostCount {
 		}
 	}
 	if remember && old.spellings < maxSpellings {
-		m := &idx.http
+		m, few := &idx.http, &idx.fewHTTP
 		if scheme == "https" {
-			m = &idx.https
+			m, few = &idx.https, &idx.fewHTTPS
 		}
-		if _, ok := (*m)[spelling]; !ok {
-			spelling = strings.Clone(spelling)
+		if _, ok := (*m)[written]; !ok {
+			written = strings.Clone(written)
 			*m = maps.Clone(*m)
-			(*m)[spelling] = c
+			(*m)[written] = c
 			idx.spellings++
-			if len(idx.few) < maxFew {
-				idx.few = append(slices.Clip(idx.few), spellingOf(scheme, spelling, c))
+			if len(*few) < maxFew {
+				*few = append(slices.Clip(*few), spelling{written, c})
 			}
 		}
 	}
@@ -367,14 +369,28 @@ func (t *statsTable) add(scheme, spelling, name string) *hostCount {
 	return c
 }
 
-// Observe counts one event of a retry loop; it is the loop's Observer.
-func (t *statsTable) Observe(e transport.Event) {
+// observer returns the retry loop's Observer for a chain: it counts each
+// event, then passes it to next (when not nil).
+func (t *statsTable) observer(next transport.Observer) transport.Observer {
+	return &statsObserver{t: t, next: next}
+}
+
+type statsObserver struct {
+	t    *statsTable
+	next transport.Observer
+}
+
+// Observe counts one event of a retry loop and passes it on.
+func (o *statsObserver) Observe(e transport.Event) {
 	if e.Kind == transport.EventAttempt && e.Attempt <= 1 {
 		// The healthy path: one lookup, one increment.
-		t.shard(t.host(e.Request)).first.Add(1)
-		return
+		o.t.shard(o.t.host(e.Request)).first.Add(1)
+	} else {
+		o.t.observeRare(e)
 	}
-	t.observeRare(e)
+	if o.next != nil {
+		o.next.Observe(e)
+	}
 }
 
 func (t *statsTable) observeRare(e transport.Event) {
@@ -502,6 +518,12 @@ func (c *hostCount) snapshot() HostStats {
 	return h
 }
 
-func spellingOf(scheme, host string, c *hostCount) spelling {
-	return spelling{host: host, https: scheme == "https", c: c}
+// RefusalGate names the gate whose refusal ended the call an EventGiveUp
+// reports: GateBreaker, GateBudget, GateHold or GateOther; "" when e is not
+// a refusal. Adapters use it to label refusals as Stats does.
+func RefusalGate(e transport.Event) string {
+	if e.Kind != transport.EventGiveUp {
+		return ""
+	}
+	return refusedBy(e)
 }
