@@ -1,0 +1,285 @@
+package reboundotel_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/budget"
+	reboundotel "github.com/rebound-http/rebound/otel"
+	"github.com/rebound-http/rebound/transport"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// harness is the SDK with in-memory span and metric readers.
+type harness struct {
+	spans  *tracetest.SpanRecorder
+	tp     *sdktrace.TracerProvider
+	reader *sdkmetric.ManualReader
+	cfg    reboundotel.Config
+}
+
+func newHarness() *harness {
+	h := &harness{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
+	h.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
+	h.cfg = reboundotel.Config{
+		TracerProvider: h.tp,
+		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader)),
+		Propagator:     propagation.TraceContext{},
+	}
+	return h
+}
+
+// metric returns the named metric of the last collection.
+func (h *harness) metric(t *testing.T, name string) metricdata.Aggregation {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, h.reader.Collect(context.Background(), &rm))
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == name {
+				return m.Data
+			}
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return nil
+}
+
+// sums returns a counter's points by the value of key.
+func sums(t *testing.T, data metricdata.Aggregation, key attribute.Key) map[string]int64 {
+	t.Helper()
+	sum, ok := data.(metricdata.Sum[int64])
+	require.True(t, ok, "%T is not an int64 sum", data)
+	out := make(map[string]int64)
+	for _, p := range sum.DataPoints {
+		v, _ := p.Attributes.Value(key)
+		out[v.Emit()] += p.Value
+	}
+	return out
+}
+
+func attrs(kvs []attribute.KeyValue) map[string]string {
+	m := make(map[string]string)
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	return m
+}
+
+// flakyServer answers its first request with 503 and Retry-After: 1, and
+// every later one with 200; it records each request's traceparent.
+type flakyServer struct {
+	*httptest.Server
+	n       atomic.Int32
+	mu      sync.Mutex
+	parents []string
+}
+
+func newFlakyServer(t *testing.T) *flakyServer {
+	s := &flakyServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.parents = append(s.parents, r.Header.Get("Traceparent"))
+		s.mu.Unlock()
+		if s.n.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func get(t *testing.T, rt http.RoundTripper, ctx context.Context, url string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err := rt.RoundTrip(req)
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+func TestAttemptSpansAndWaitEvent(t *testing.T) {
+	h := newHarness()
+	srv := newFlakyServer(t)
+	rt, err := reboundotel.New(nil, h.cfg, rebound.WithRetry(transport.Config{NoWait: true}))
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+
+	ctx, call := h.tp.Tracer("test").Start(context.Background(), "call")
+	resp, err := get(t, rt, ctx, srv.URL+"/things?secret=1")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	call.End()
+
+	ended := h.spans.Ended()
+	require.Len(t, ended, 3, "two attempts and the call")
+	attempts, parent := ended[:2], ended[2]
+	require.Equal(t, "call", parent.Name())
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	for i, s := range attempts {
+		assert.Equal(t, "GET", s.Name())
+		assert.Equal(t, trace.SpanKindClient, s.SpanKind())
+		assert.Equal(t, parent.SpanContext().SpanID(), s.Parent().SpanID(), "attempt %d is the call's child: attempts are siblings", i+1)
+		assert.Equal(t, parent.SpanContext().TraceID(), s.SpanContext().TraceID())
+		// The attempt's own span goes out in its traceparent.
+		assert.Contains(t, srv.parents[i], s.SpanContext().SpanID().String())
+		a := attrs(s.Attributes())
+		assert.Equal(t, "GET", a["http.request.method"])
+		assert.Equal(t, "127.0.0.1", a["server.address"])
+		assert.Equal(t, port, a["server.port"])
+		assert.Equal(t, srv.URL+"/things", a["url.full"], "no query string")
+	}
+	first, second := attrs(attempts[0].Attributes()), attrs(attempts[1].Attributes())
+	assert.Equal(t, "503", first["http.response.status_code"])
+	assert.Equal(t, "503", first["error.type"])
+	assert.NotContains(t, first, "http.request.resend_count")
+	assert.Equal(t, codes.Error, attempts[0].Status().Code)
+	assert.Equal(t, "200", second["http.response.status_code"])
+	assert.NotContains(t, second, "error.type")
+	assert.Equal(t, "1", second["http.request.resend_count"])
+	assert.Equal(t, codes.Unset, attempts[1].Status().Code)
+
+	events := parent.Events()
+	require.Len(t, events, 1)
+	assert.Equal(t, "rebound.wait", events[0].Name)
+	ev := attrs(events[0].Attributes)
+	assert.Equal(t, "retry", ev["rebound.wait.kind"])
+	assert.Equal(t, "true", ev["rebound.wait.server_hint"], "the server sent Retry-After")
+	assert.Equal(t, "status 503", ev["rebound.reason"])
+	assert.Equal(t, "1", ev["rebound.attempt"])
+	assert.Contains(t, ev, "rebound.wait.duration")
+
+	hist, ok := h.metric(t, "http.client.request.duration").(metricdata.Histogram[float64])
+	require.True(t, ok)
+	byStatus := map[string]uint64{}
+	for _, p := range hist.DataPoints {
+		v, _ := p.Attributes.Value("http.response.status_code")
+		byStatus[v.Emit()] += p.Count
+		m, _ := p.Attributes.Value("http.request.method")
+		assert.Equal(t, "GET", m.Emit())
+		_, hasURL := p.Attributes.Value("url.full")
+		assert.False(t, hasURL, "url.full is not a metric attribute")
+	}
+	assert.Equal(t, map[string]uint64{"503": 1, "200": 1}, byStatus)
+	assert.Equal(t, map[string]int64{"status 503": 1}, sums(t, h.metric(t, "rebound.client.retries"), reboundotel.ReasonKey))
+}
+
+func TestRefusalAndGiveUpEvents(t *testing.T) {
+	h := newHarness()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	// A budget that allows no retry: the retry is refused.
+	rt, err := reboundotel.New(nil, h.cfg, rebound.WithPolicy(rebound.Policy{
+		Retry:  transport.Config{NoWait: true},
+		Budget: budget.Config{Ratio: budget.RatioConfig{Ratio: -1, MinPerSecond: -1}},
+	}))
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+
+	ctx, call := h.tp.Tracer("test").Start(context.Background(), "call")
+	resp, err := get(t, rt, ctx, srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	call.End()
+
+	ended := h.spans.Ended()
+	require.Len(t, ended, 2, "one attempt sent, and the call")
+	var names []string
+	for _, e := range ended[1].Events() {
+		names = append(names, e.Name)
+	}
+	assert.Equal(t, []string{"rebound.wait", "rebound.refusal", "rebound.give_up"}, names)
+	refusal := attrs(ended[1].Events()[1].Attributes)
+	assert.Equal(t, rebound.GateBudget, refusal["rebound.gate"])
+	assert.Contains(t, refusal["error.message"], "budget")
+	giveUp := attrs(ended[1].Events()[2].Attributes)
+	assert.Equal(t, transport.StopRefused, giveUp["rebound.stop"])
+	assert.Equal(t, "not sent", giveUp["rebound.reason"], "the refused retry was not sent")
+
+	assert.Equal(t, map[string]int64{rebound.GateBudget: 1}, sums(t, h.metric(t, "rebound.client.refusals"), reboundotel.GateKey))
+	assert.Equal(t, map[string]int64{transport.StopRefused: 1}, sums(t, h.metric(t, "rebound.client.give_ups"), reboundotel.StopKey))
+}
+
+func TestTransportErrorType(t *testing.T) {
+	h := newHarness()
+	// A port nobody listens on: the connection is refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	rt, err := reboundotel.New(nil, h.cfg, rebound.WithRetry(transport.Config{MaxAttempts: 1}))
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+
+	_, err = get(t, rt, context.Background(), "http://"+addr+"/")
+	require.Error(t, err)
+	ended := h.spans.Ended()
+	require.Len(t, ended, 1)
+	a := attrs(ended[0].Attributes())
+	assert.Equal(t, "connection refused", a["error.type"])
+	assert.NotContains(t, a, "http.response.status_code")
+	assert.Equal(t, codes.Error, ended[0].Status().Code)
+}
+
+func TestBreakerStateAndTrips(t *testing.T) {
+	h := newHarness()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	rt, err := reboundotel.New(nil, h.cfg, rebound.WithRetry(transport.Config{MaxAttempts: 1}))
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+
+	gauge := func() map[string]int64 {
+		g, ok := h.metric(t, "rebound.client.breaker.state").(metricdata.Gauge[int64])
+		require.True(t, ok)
+		out := map[string]int64{}
+		for _, p := range g.DataPoints {
+			addr, _ := p.Attributes.Value("server.address")
+			port, _ := p.Attributes.Value("server.port")
+			out[addr.Emit()+":"+port.Emit()] = p.Value
+		}
+		return out
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	get(t, rt, context.Background(), srv.URL)
+	assert.Equal(t, map[string]int64{host: 0}, gauge(), "closed")
+
+	// A dead host trips its breaker within 10 failures.
+	for range 20 {
+		get(t, rt, context.Background(), srv.URL)
+	}
+	assert.Equal(t, map[string]int64{host: 1}, gauge(), "open")
+	trips, ok := h.metric(t, "rebound.client.breaker.trips").(metricdata.Sum[int64])
+	require.True(t, ok)
+	require.Len(t, trips.DataPoints, 1)
+	assert.Equal(t, int64(1), trips.DataPoints[0].Value)
+	refusals := sums(t, h.metric(t, "rebound.client.refusals"), reboundotel.GateKey)
+	assert.Positive(t, refusals[rebound.GateBreaker])
+	assert.Equal(t, strconv.Itoa(21-int(refusals[rebound.GateBreaker])), strconv.Itoa(len(h.spans.Ended())), "a refused attempt has no span")
+}
