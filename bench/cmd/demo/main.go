@@ -54,6 +54,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.cfg.postEvery, "post-every", 3, "every n-th call is a keyed POST, the others GETs")
 	fs.DurationVar(&o.cfg.timeout, "timeout", 5*time.Second, "each call's deadline")
 	fs.Uint64Var(&o.cfg.seed, "seed", 1, "seed of the flaky phase's failures")
+	fs.BoolVar(&o.cfg.dedup, "dedup", false, "the server honours Idempotency-Key (rebound's idempotency.Middleware): a repeated POST gets the stored answer")
 	fs.StringVar(&o.out, "out", "demo-out", "directory for the chart (demo.png, demo.svg) and the table (table.txt)")
 	names := fs.String("strategies", "", "comma-separated subset of: "+strategyNames())
 	if err := fs.Parse(args); err != nil {
@@ -129,6 +130,9 @@ func replay(ctx context.Context, o options, w io.Writer) error {
 		len(o.cfg.strategies), o.cfg.rate, o.cfg.postEvery, o.cfg.timeout, runtime.Version(), time.Now().UTC().Format("2006-01-02"), runtime.NumCPU())
 	for _, s := range o.cfg.strategies {
 		fmt.Fprintf(w, "  %-13s %s\n", s.name, s.setup)
+	}
+	if o.cfg.dedup {
+		fmt.Fprintln(w, "  the server runs POSTs behind idempotency.Middleware: a repeated key is answered from the store")
 	}
 	var at time.Duration
 	for _, p := range sched {

@@ -175,7 +175,7 @@ const legend = `
 calls: calls begun in the phase (open loop, fixed rate). ok %: of those, the share that got a 200 within the deadline.
 attempts, att/s: requests that reached the server during the phase. p50/p99: call latency, failures included.
 recovery: from the end of the outage to the first call that succeeded. dup POST: POSTs whose effect the server ran twice
-or more (it runs every POST it receives: the keys are the caller's, the server ignores them). RA early: attempts that
+or more (without -dedup it runs every POST it receives: the keys are the caller's, the server ignores them). RA early: attempts that
 reached the server while a Retry-After it had sent was still running, and in brackets those that repeated the very call
 the hint was sent to. conns: TCP connections the client opened.
 `

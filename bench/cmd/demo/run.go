@@ -23,6 +23,7 @@ type config struct {
 	postEvery  int           // every postEvery-th call is a keyed POST
 	timeout    time.Duration // each call's deadline
 	seed       uint64        // the flaky phase's randomness
+	dedup      bool          // the server honours Idempotency-Key
 	strategies []strategy
 }
 
@@ -119,7 +120,7 @@ func run(ctx context.Context, cfg config, sched schedule, w io.Writer) ([]*resul
 		}
 	}()
 	for i, st := range cfg.strategies {
-		srv, err := newServer(sched, clk.since, cfg.rate, cfg.seed+uint64(i))
+		srv, err := newServer(sched, clk.since, cfg.rate, cfg.seed+uint64(i), cfg.dedup)
 		if err != nil {
 			return nil, err
 		}

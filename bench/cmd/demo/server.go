@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/rebound-http/rebound/idempotency"
 	"github.com/rs/zerolog"
 )
 
@@ -64,6 +66,10 @@ type server struct {
 	http  *httptest.Server
 	proxy *toxiproxy.Proxy
 	url   string // the proxy's, which clients call
+	// dedup, when set, runs the POSTs the script lets through behind
+	// rebound's idempotency.Middleware: a repeated key gets the stored
+	// answer instead of a second run.
+	dedup http.Handler
 
 	mu          sync.Mutex
 	rng         *rand.Rand
@@ -80,7 +86,7 @@ type server struct {
 
 // newServer starts a scripted server and a toxiproxy in front of it.
 // rate is the offered call rate (calls/s), which sets the rate limiter.
-func newServer(sched schedule, since func() time.Duration, rate float64, seed uint64) (*server, error) {
+func newServer(sched schedule, since func() time.Duration, rate float64, seed uint64, dedup bool) (*server, error) {
 	s := &server{
 		sched:       sched,
 		since:       since,
@@ -91,6 +97,10 @@ func newServer(sched schedule, since func() time.Duration, rate float64, seed ui
 		perCall:     make(map[string]int),
 		counts:      make([]serverCounts, len(sched)),
 		effects:     make(map[string]*effect),
+	}
+	if dedup {
+		mw := idempotency.Middleware(idempotency.NewMemoryStore(idempotency.MemoryConfig{}), idempotency.MiddlewareConfig{})
+		s.dedup = mw(http.HandlerFunc(s.runPOST))
 	}
 	s.http = httptest.NewServer(s)
 	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
@@ -142,9 +152,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	post := r.Method == http.MethodPost
 	if post {
 		// Read the whole body before judging: the effect needs it.
-		if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20)); err != nil {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
 			return
 		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	now := s.since()
 	i := s.sched.at(now)
@@ -192,13 +204,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if status == http.StatusOK {
 		c.served++
-		if post && id != "" {
-			e := s.effects[id]
-			if e == nil {
-				e = &effect{phase: i}
-				s.effects[id] = e
-			}
-			e.runs++
+		if post && s.dedup == nil {
+			s.effectLocked(id, i)
 		}
 	}
 	s.mu.Unlock()
@@ -209,12 +216,42 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// connection would never meet the fault.
 		w.Header().Set("Connection", "close")
 	}
+	if status == http.StatusOK && post && s.dedup != nil {
+		s.dedup.ServeHTTP(w, r)
+		return
+	}
 	if sendHint {
 		w.Header().Set("Retry-After", fmt.Sprint(int(hint/time.Second)))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `{"status":%d,"phase":%q}`, status, s.sched[i].name)
+}
+
+// effectLocked runs the effect of POST id, arrived in phase i. s.mu must
+// be held.
+func (s *server) effectLocked(id string, i int) {
+	if id == "" {
+		return
+	}
+	e := s.effects[id]
+	if e == nil {
+		e = &effect{phase: i}
+		s.effects[id] = e
+	}
+	e.runs++
+}
+
+// runPOST is the handler behind the idempotency middleware: it runs the
+// effect and answers 200.
+func (s *server) runPOST(w http.ResponseWriter, r *http.Request) {
+	now := s.since()
+	i := s.sched.at(now)
+	s.mu.Lock()
+	s.effectLocked(r.Header.Get(callHeader), i)
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"status":200,"phase":%q}`, s.sched[i].name)
 }
 
 // phaseCounts returns the counts of phase i so far.

@@ -105,7 +105,7 @@ func TestServerCounts(t *testing.T) {
 		{name: "healthy", kind: healthy, dur: 10 * time.Second},
 	}
 	var now atomic.Int64
-	srv, err := newServer(sched, func() time.Duration { return time.Duration(now.Load()) }, 4, 1) // bucket: 2/s, burst 2
+	srv, err := newServer(sched, func() time.Duration { return time.Duration(now.Load()) }, 4, 1, false) // bucket: 2/s, burst 2
 	require.NoError(t, err)
 	defer srv.close()
 	send := func(at time.Duration, method, id string) *httptest.ResponseRecorder {
@@ -259,4 +259,40 @@ func TestRunTooManyCalls(t *testing.T) {
 	require.NoError(t, err)
 	_, err = run(t.Context(), config{rate: 2000, timeout: time.Second, strategies: strategies[:1]}, sched, io.Discard)
 	assert.ErrorContains(t, err, "over the limit")
+}
+
+// TestServerDedup: with dedup the script's POSTs go through
+// idempotency.Middleware, so a repeated key is answered from the store and
+// its effect runs once; the phases still decide first.
+func TestServerDedup(t *testing.T) {
+	sched := schedule{
+		{name: "outage", kind: outage, dur: time.Second},
+		{name: "healthy", kind: healthy, dur: time.Second},
+	}
+	var now atomic.Int64
+	srv, err := newServer(sched, func() time.Duration { return time.Duration(now.Load()) }, 10, 1, true)
+	require.NoError(t, err)
+	defer srv.close()
+	post := func(at time.Duration, id string) *httptest.ResponseRecorder {
+		now.Store(int64(at))
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"n":1}`))
+		req.Header.Set(callHeader, id)
+		req.Header.Set("Idempotency-Key", "demo-"+id)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec
+	}
+	assert.Equal(t, http.StatusServiceUnavailable, post(0, "p").Code, "the outage answers before the middleware")
+	first := post(1500*time.Millisecond, "p")
+	assert.Equal(t, http.StatusOK, first.Code)
+	again := post(1500*time.Millisecond, "p")
+	assert.Equal(t, http.StatusOK, again.Code)
+	assert.Equal(t, first.Body.String(), again.Body.String(), "the stored answer")
+	assert.Equal(t, "true", again.Header().Get("Idempotent-Replayed"))
+	counts, _, dups := srv.snapshot()
+	assert.Equal(t, []int{0, 0}, dups, "the effect ran once")
+	assert.Equal(t, 2, counts[1].served)
+	srv.mu.Lock()
+	assert.Equal(t, 1, srv.effects["p"].runs)
+	srv.mu.Unlock()
 }
