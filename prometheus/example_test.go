@@ -1,0 +1,53 @@
+package reboundprom_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/rebound-http/rebound"
+	reboundprom "github.com/rebound-http/rebound/prometheus"
+	"github.com/rebound-http/rebound/transport"
+)
+
+// A call retried once, exported: serve reg with promhttp.HandlerFor.
+func ExampleNewCollector() {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	rt := rebound.NewTransport(nil, rebound.WithRetry(transport.Config{NoWait: true})) // no waiting in an example
+	defer rt.CloseIdleConnections()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(reboundprom.NewCollector(rt))
+	// http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	resp, err := (&http.Client{Transport: rt}).Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+
+	out, err := testutil.GatherAndFormat(reg, expfmt.TypeTextPlain, "rebound_attempts_total", "rebound_retries_total")
+	if err != nil {
+		panic(err)
+	}
+	// The host label is the server's address; its port changes every run.
+	fmt.Print(strings.ReplaceAll(string(out), strings.TrimPrefix(srv.URL, "http://"), "127.0.0.1:PORT"))
+	// Output:
+	// # HELP rebound_attempts_total Attempts sent, past every gate: one for a call that succeeds at once, none for one a gate refused.
+	// # TYPE rebound_attempts_total counter
+	// rebound_attempts_total{host="127.0.0.1:PORT"} 2
+	// # HELP rebound_retries_total Retries scheduled, by the reason the previous attempt failed.
+	// # TYPE rebound_retries_total counter
+	// rebound_retries_total{host="127.0.0.1:PORT",reason="status 503"} 1
+}
