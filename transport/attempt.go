@@ -18,8 +18,14 @@ type Attempt struct {
 	// Start is when the call's first attempt returned its (retryable)
 	// outcome; the loop reads the clock only once a retry is needed, so a
 	// call that succeeds at once pays for no clock read. The zero value
-	// means a first attempt.
+	// means a first attempt. For a hedge it is when the first of the
+	// attempts it joins was sent.
 	Start time.Time
+	// Hedge reports that the attempt is a hedge (see Config.Hedge): sent
+	// while an earlier attempt of the call is still waiting. A hedge's N
+	// is above 1, so a gate counts it as a retry (IsRetry), paid from the
+	// retry budget. The zero value is an attempt sent alone.
+	Hedge bool
 }
 
 // Retry reports whether the attempt is a retry (N > 1).

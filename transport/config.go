@@ -98,6 +98,20 @@ type Config struct {
 	// WithAttemptTimeout changes it for one call.
 	AttemptTimeout time.Duration
 
+	// Hedge, when non-nil, turns on hedged requests: an attempt of a
+	// request safe to repeat that has not answered after a delay learned
+	// from its host's latency (or a fixed one) is joined by another, in
+	// parallel, and the first usable answer wins. See HedgeConfig, whose
+	// zero value is the default. Nil, the default, never hedges and costs
+	// nothing.
+	Hedge *HedgeConfig
+	// LearnedTimeout, when non-nil, turns on attempt timeouts learned from
+	// the host's latency: an attempt that has waited far longer than the
+	// host usually takes is cancelled and retried. See
+	// LearnedTimeoutConfig, whose zero value is the default. Nil, the
+	// default, learns nothing and costs nothing.
+	LearnedTimeout *LearnedTimeoutConfig
+
 	// Classifier decides which outcomes are retryable. Nil means the zero
 	// classify.Classifier (statuses 408, 429, 500, 502, 503, 504).
 	Classifier *classify.Classifier
@@ -157,6 +171,12 @@ func (c Config) normalize() Config {
 	}
 	if c.Classifier == nil {
 		c.Classifier = &classify.Classifier{}
+	}
+	if c.Hedge != nil {
+		c.Hedge = c.Hedge.normalize()
+	}
+	if c.LearnedTimeout != nil {
+		c.LearnedTimeout = c.LearnedTimeout.normalize()
 	}
 	return c
 }

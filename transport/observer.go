@@ -21,9 +21,16 @@ const (
 	// EventHold: the attempt waits Delay before it is sent, because its
 	// host is held by a server's wait hint (see ErrHeld).
 	EventHold
+	// EventHedge: attempt Attempt is about to be sent as a hedge (see
+	// Config.Hedge), in parallel with the call's attempts still waiting
+	// for an answer, Delay after the first of them was sent. A hedge is
+	// an attempt: this event reports it instead of EventAttempt, so
+	// counting both kinds counts the attempts sent, and Attempt - 1 is
+	// the attempt's resend count.
+	EventHedge
 )
 
-// String returns "attempt", "retry", "give up" or "hold".
+// String returns "attempt", "retry", "give up", "hold" or "hedge".
 func (k EventKind) String() string {
 	switch k {
 	case EventAttempt:
@@ -34,6 +41,8 @@ func (k EventKind) String() string {
 		return "give up"
 	case EventHold:
 		return "hold"
+	case EventHedge:
+		return "hedge"
 	}
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
@@ -67,7 +76,8 @@ type Event struct {
 	StatusCode int
 	// Err is the attempt's transport error, if any.
 	Err error
-	// Delay is the wait before the next attempt (EventRetry).
+	// Delay is the wait before the next attempt (EventRetry, EventHold),
+	// or how long the attempts a hedge joins had waited (EventHedge).
 	Delay time.Duration
 	// FromServer reports that Delay honours the server's wait hint rather
 	// than backoff (EventRetry).

@@ -50,8 +50,9 @@ import (
 type Transport struct {
 	next  http.RoundTripper
 	cfg   Config
-	holds holds  // hosts held by a server's wait hint; see ErrHeld
-	pace  pacers // hosts paced by their quota headers; see pace.go
+	holds holds      // hosts held by a server's wait hint; see ErrHeld
+	pace  pacers     // hosts paced by their quota headers; see pace.go
+	lat   *latencies // per-host latency, for Config.Hedge and LearnedTimeout; nil when both are off
 }
 
 // New returns a retry loop that sends attempts through next, configured by
@@ -63,7 +64,11 @@ func New(next http.RoundTripper, cfg Config) *Transport {
 	if next == nil {
 		next = cleanhttp.DefaultPooledTransport()
 	}
-	return &Transport{next: next, cfg: cfg.normalize()}
+	t := &Transport{next: next, cfg: cfg.normalize()}
+	if t.cfg.Hedge != nil || t.cfg.LearnedTimeout != nil {
+		t.lat = &latencies{hedge: t.cfg.Hedge, timeout: t.cfg.LearnedTimeout}
+	}
+	return t
 }
 
 // Next returns the RoundTripper that attempts are sent through.
@@ -140,7 +145,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			cfg.Observer.Observe(Event{Kind: EventAttempt, Request: req, Attempt: n})
 		}
 
-		resp, err := t.send(out, attemptTimeout)
+		var (
+			resp   *http.Response
+			err    error
+			judged *classify.Verdict // by a hedged race, which asks the Classifier and Decide itself
+		)
+		if t.lat == nil {
+			resp, err = t.send(out, attemptTimeout)
+		} else {
+			resp, err, judged, n = t.sendAttempt(req, out, rec, n, start, maxAttempts, attemptTimeout)
+		}
 
 		if err != nil && prev.verdict.Outcome == classify.Retryable && errors.Is(err, classify.ErrNotSent) {
 			// An inner gate refused this retry: the caller gets the
@@ -153,9 +167,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if paced || (resp != nil && !cfg.DisablePacing && !cfg.NoWait && hasQuota(resp.Header)) {
 			t.noteQuota(req, resp, paced)
 		}
-		cur := outcome{resp: resp, err: err, verdict: cfg.Classifier.Classify(req, resp, err)}
-		if cfg.Decide != nil {
-			cur.verdict = t.decide(out, resp, err, cur.verdict, attemptTimeout)
+		cur := outcome{resp: resp, err: err}
+		if judged != nil {
+			cur.verdict = *judged
+		} else {
+			cur.verdict = cfg.Classifier.Classify(req, resp, err)
+			if cfg.Decide != nil {
+				cur.verdict = t.decide(out, resp, err, cur.verdict, attemptTimeout)
+			}
 		}
 		var held time.Time // the end of the host's hold this response asked for
 		if resp != nil && resp.StatusCode >= 400 && !cfg.DisableWaitHints && !cfg.NoWait && cfg.holdable(resp.StatusCode) {
@@ -341,11 +360,19 @@ func hasQuota(h http.Header) bool {
 // send makes one attempt through next, enforcing the RoundTripper contract
 // on its result and the per-attempt timeout (none when timeout ≤ 0).
 func (t *Transport) send(req *http.Request, timeout time.Duration) (*http.Response, error) {
+	return t.sendCause(req, timeout, classify.ErrAttemptTimeout)
+}
+
+// sendCause is send, whose timeout ends the attempt's context with cause:
+// classify.ErrAttemptTimeout for a configured timeout, errLearnedTimeout
+// for a learned one. Either way the error returned matches
+// classify.ErrAttemptTimeout.
+func (t *Transport) sendCause(req *http.Request, timeout time.Duration, cause error) (*http.Response, error) {
 	if timeout <= 0 {
 		return checked(t.next.RoundTrip(req))
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(timeout, func() { cancel(classify.ErrAttemptTimeout) })
+	timer := time.AfterFunc(timeout, func() { cancel(cause) })
 	resp, err := checked(t.next.RoundTrip(req.WithContext(ctx)))
 	if !timer.Stop() {
 		// The attempt's own timer fired: a timeout, whatever came back.
@@ -353,9 +380,12 @@ func (t *Transport) send(req *http.Request, timeout time.Duration) (*http.Respon
 			discard(resp, t.cfg.MaxResponseBytes)
 			resp = nil
 		}
-		if err == nil {
+		switch {
+		case err == nil && cause == classify.ErrAttemptTimeout:
 			err = classify.ErrAttemptTimeout
-		} else if !errors.Is(err, classify.ErrAttemptTimeout) {
+		case err == nil:
+			err = &attemptTimeoutError{cause}
+		case !errors.Is(err, classify.ErrAttemptTimeout):
 			err = &attemptTimeoutError{err}
 		}
 	}
