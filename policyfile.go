@@ -42,6 +42,7 @@ import (
 //	retryable_statuses        Retry.Classifier's Retryable      statuses 400 to 599; [] retries none
 //	disable_wait_hints        Retry.DisableWaitHints            true or false
 //	disable_pacing            Retry.DisablePacing               true or false
+//	adaptive_rate             Retry.AdaptiveRate                true or false
 //	budget_ratio              Budget.Ratio.Ratio                0 to 10 (0: only the floor)
 //	budget_min_per_second     Budget.Ratio.MinPerSecond         0 to 10000 (0: no floor)
 //	budget_window             Budget.Ratio.Window               1ms to 10m

@@ -28,6 +28,7 @@ var policyFields = []policyField{
 	{name: "retryable_statuses", parse: parseStatuses},
 	boolField("disable_wait_hints", func(p *Policy, b bool) { p.Retry.DisableWaitHints = b }),
 	boolField("disable_pacing", func(p *Policy, b bool) { p.Retry.DisablePacing = b }),
+	boolField("adaptive_rate", func(p *Policy, b bool) { p.Retry.AdaptiveRate = b }),
 
 	floatField("budget_ratio", 0, 10, func(p *Policy, f float64) { p.Budget.Ratio.Ratio = noneIfZeroFloat(f) }),
 	floatField("budget_min_per_second", 0, 10000, func(p *Policy, f float64) { p.Budget.Ratio.MinPerSecond = noneIfZeroFloat(f) }),

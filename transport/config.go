@@ -58,6 +58,12 @@ type Config struct {
 	// quota (RateLimit, X-RateLimit-Remaining headers) over its window;
 	// see pace.go. The zero value paces hosts that send those headers.
 	DisablePacing bool
+	// AdaptiveRate turns on a client-side rate limiter per host, driven by
+	// the host's throttling (429, or 503 with a wait hint): it cuts the
+	// allowed rate by 30 % on each throttle and regains it along a CUBIC
+	// curve; see adaptive.go. The zero value sends as fast as the caller
+	// asks (pacing by quota headers and wait-hint holds still apply).
+	AdaptiveRate bool
 	// DisableWaitHints makes the loop ignore the server's wait headers and
 	// always use backoff. The zero value honours them.
 	DisableWaitHints bool

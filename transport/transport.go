@@ -52,6 +52,7 @@ type Transport struct {
 	cfg   Config
 	holds holds      // hosts held by a server's wait hint; see ErrHeld
 	pace  pacers     // hosts paced by their quota headers; see pace.go
+	adapt adaptives  // hosts limited by their throttling; see adaptive.go
 	lat   *latencies // per-host latency, for Config.Hedge and LearnedTimeout; nil when both are off
 }
 
@@ -132,6 +133,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return resp, err
 			}
 		}
+		var sentAt time.Time // when the attempt took its adaptive token
+		if cfg.AdaptiveRate && !cfg.NoWait {
+			sentAt = time.Now()
+			if resp, err, done := t.awaitAdaptive(req, prev, n); done {
+				return resp, err
+			}
+		}
 		paced := false // this attempt holds a reservation of its host's pacer
 		if t.pace.n.Load() != 0 && !cfg.DisablePacing && !cfg.NoWait {
 			var resp *http.Response
@@ -166,6 +174,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if paced || (resp != nil && !cfg.DisablePacing && !cfg.NoWait && hasQuota(resp.Header)) {
 			t.noteQuota(req, resp, paced)
+		}
+		if cfg.AdaptiveRate && !cfg.NoWait && resp != nil {
+			t.noteThrottle(req, resp, sentAt)
 		}
 		cur := outcome{resp: resp, err: err}
 		if judged != nil {
@@ -311,6 +322,41 @@ func (t *Transport) awaitPace(req *http.Request, prev outcome, n int) (reserved 
 	}
 	t.pace.sent(host)
 	return true, nil, nil, false
+}
+
+// awaitAdaptive makes attempt n of req wait for a token of its host's
+// adaptive limiter (see adaptive.go); done reports that the call ends
+// instead, unsent.
+func (t *Transport) awaitAdaptive(req *http.Request, prev outcome, n int) (*http.Response, error, bool) {
+	cfg := &t.cfg
+	host := holdKey(req)
+	now := time.Now()
+	wait, ok := t.adapt.reserve(host, now, cfg.MaxRetryAfter)
+	if !ok || wait <= 0 {
+		return nil, nil, false
+	}
+	if deadline, ok := req.Context().Deadline(); ok && now.Add(wait).After(deadline) {
+		resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: now.Add(wait), Paced: true})
+		return resp, err, true
+	}
+	if err := t.waitHeld(req, n, wait); err != nil {
+		release(prev, cfg.MaxResponseBytes)
+		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
+		return resp, err, true
+	}
+	return nil, nil, false
+}
+
+// noteThrottle feeds a response to its host's adaptive limiter: a 429, or
+// a 503 with a wait hint, is throttling; any other response a success.
+func (t *Transport) noteThrottle(req *http.Request, resp *http.Response, sent time.Time) {
+	host := holdKey(req)
+	now := time.Now()
+	throttled := resp.StatusCode == http.StatusTooManyRequests
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		_, throttled = classify.WaitHint(resp.Header, now)
+	}
+	t.adapt.answered(host, throttled, sent, now)
 }
 
 // refuseHeld ends the call at attempt n, unsent, because its host is held
