@@ -2,6 +2,7 @@ package rebound
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -88,6 +89,25 @@ func checkPolicy(where, pattern string, p Policy) []error {
 	}
 	if p.Retry.Jitter > transport.DecorrelatedJitter {
 		bad("Retry.Jitter", "unknown jitter %d", p.Retry.Jitter)
+	}
+	if h := p.Retry.Hedge; h != nil {
+		if q := h.Quantile; q != 0 && !(q > 0 && q < 1) {
+			bad("Retry.Hedge.Quantile", "%v is not in (0, 1)", q)
+		}
+		if h.MinDelay > 0 && h.MaxDelay > 0 && h.MaxDelay < h.MinDelay {
+			bad("Retry.Hedge.MaxDelay", "%v is below MinDelay %v", h.MaxDelay, h.MinDelay)
+		}
+	}
+	if l := p.Retry.LearnedTimeout; l != nil {
+		if q := l.Quantile; q != 0 && !(q > 0 && q < 1) {
+			bad("Retry.LearnedTimeout.Quantile", "%v is not in (0, 1)", q)
+		}
+		if m := l.Multiplier; m != 0 && !(m >= 1 && !math.IsInf(m, 0)) {
+			bad("Retry.LearnedTimeout.Multiplier", "%v is not a number of at least 1 (a timeout below the host's usual latency would cut healthy attempts)", m)
+		}
+		if l.MinTimeout > 0 && l.MaxTimeout > 0 && l.MaxTimeout < l.MinTimeout {
+			bad("Retry.LearnedTimeout.MaxTimeout", "%v is below MinTimeout %v", l.MaxTimeout, l.MinTimeout)
+		}
 	}
 	if h := p.Retry.AttemptHeader; h != "" && !httpguts.ValidHeaderFieldName(h) {
 		bad("Retry.AttemptHeader", "%q is not a valid header name (net/http would refuse every request)", h)

@@ -33,30 +33,43 @@ import (
 // "budget_") except for the retry loop's own settings. Durations are Go
 // duration strings ("250ms", "1m30s").
 //
-//	field                     sets                              accepts
-//	max_attempts              Retry.MaxAttempts                 1 to 100 (1: no retries)
-//	base_delay                Retry.BaseDelay                   0 to 1m (0: no backoff)
-//	max_delay                 Retry.MaxDelay                    0 to 10m, ≥ base_delay (0: no backoff)
-//	max_retry_after           Retry.MaxRetryAfter               0 to 1h (0: a wait hint ends the loop)
-//	attempt_timeout           Retry.AttemptTimeout              0 to 1h (0: no per-attempt limit)
-//	retryable_statuses        Retry.Classifier's Retryable      statuses 400 to 599; [] retries none
-//	disable_wait_hints        Retry.DisableWaitHints            true or false
-//	disable_pacing            Retry.DisablePacing               true or false
-//	adaptive_rate             Retry.AdaptiveRate                true or false
-//	budget_ratio              Budget.Ratio.Ratio                0 to 10 (0: only the floor)
-//	budget_min_per_second     Budget.Ratio.MinPerSecond         0 to 10000 (0: no floor)
-//	budget_window             Budget.Ratio.Window               1ms to 10m
-//	budget_per_host           Budget.PerHost                    true or false
-//	breaker_open_timeout      Breaker.OpenTimeout               1ms to 10m
-//	breaker_min_calls         Breaker.MinCalls                  1 to 100
-//	breaker_failure_rate      Breaker.FailureRate               0.01 to 0.8
-//	keys_honored              KeysHonored                       true or false
-//	disable_idempotency_keys  DisableIdempotencyKeys            true or false
-//	disable_budget            DisableBudget                     true or false
-//	disable_breaker           DisableBreaker                    true or false
+//	field                       sets                              accepts
+//	max_attempts                Retry.MaxAttempts                 1 to 100 (1: no retries)
+//	base_delay                  Retry.BaseDelay                   0 to 1m (0: no backoff)
+//	max_delay                   Retry.MaxDelay                    0 to 10m, ≥ base_delay (0: no backoff)
+//	max_retry_after             Retry.MaxRetryAfter               0 to 1h (0: a wait hint ends the loop)
+//	attempt_timeout             Retry.AttemptTimeout              0 to 1h (0: no per-attempt limit)
+//	retryable_statuses          Retry.Classifier's Retryable      statuses 400 to 599; [] retries none
+//	disable_wait_hints          Retry.DisableWaitHints            true or false
+//	disable_pacing              Retry.DisablePacing               true or false
+//	adaptive_rate               Retry.AdaptiveRate                true or false
+//	hedge                       Retry.Hedge (on)                  true or false
+//	hedge_max                   Retry.Hedge.MaxHedges             1 to 10
+//	hedge_delay                 Retry.Hedge.Delay                 0 to 1m (0: learned from the host)
+//	hedge_quantile              Retry.Hedge.Quantile              0.5 to 0.999
+//	hedge_min_delay             Retry.Hedge.MinDelay              1ms to 1m
+//	hedge_max_delay             Retry.Hedge.MaxDelay              1ms to 10m, ≥ hedge_min_delay
+//	learned_timeout             Retry.LearnedTimeout (on)         true or false
+//	learned_timeout_quantile    Retry.LearnedTimeout.Quantile     0.5 to 0.9999
+//	learned_timeout_multiplier  Retry.LearnedTimeout.Multiplier   1 to 100
+//	learned_timeout_min         Retry.LearnedTimeout.MinTimeout   1ms to 1h
+//	learned_timeout_max         Retry.LearnedTimeout.MaxTimeout   1ms to 1h, ≥ learned_timeout_min
+//	budget_ratio                Budget.Ratio.Ratio                0 to 10 (0: only the floor)
+//	budget_min_per_second       Budget.Ratio.MinPerSecond         0 to 10000 (0: no floor)
+//	budget_window               Budget.Ratio.Window               1ms to 10m
+//	budget_per_host             Budget.PerHost                    true or false
+//	breaker_open_timeout        Breaker.OpenTimeout               1ms to 10m
+//	breaker_min_calls           Breaker.MinCalls                  1 to 100
+//	breaker_failure_rate        Breaker.FailureRate               0.01 to 0.8
+//	keys_honored                KeysHonored                       true or false
+//	disable_idempotency_keys    DisableIdempotencyKeys            true or false
+//	disable_budget              DisableBudget                     true or false
+//	disable_breaker             DisableBreaker                    true or false
 //
-// (The retry loop is turned off with "max_attempts": 1.) The name
-// "honors_idempotency_keys" is accepted for keys_honored. Unknown fields
+// (The retry loop is turned off with "max_attempts": 1.) The hedge_ and
+// learned_timeout_ fields need "hedge": true and "learned_timeout": true,
+// which turn those features on with the defaults of the fields not given.
+// The name "honors_idempotency_keys" is accepted for keys_honored. Unknown fields
 // (with the closest known name as a hint), values of the wrong type or out
 // of range, duplicate fields, host patterns that are invalid or name the
 // same hosts as another (after canonicalisation: "API.example.com" and

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/transport"
 )
 
 // The fields of a policy in a policy file (see ParsePolicyFile), each with
@@ -30,6 +32,18 @@ var policyFields = []policyField{
 	boolField("disable_pacing", func(p *Policy, b bool) { p.Retry.DisablePacing = b }),
 	boolField("adaptive_rate", func(p *Policy, b bool) { p.Retry.AdaptiveRate = b }),
 
+	boolField("hedge", func(p *Policy, b bool) {}), // applied once the whole policy is read
+	intField("hedge_max", 1, 10, func(p *Policy, n int) { hedgeOf(p).MaxHedges = n }),
+	durationField("hedge_delay", 0, time.Minute, func(p *Policy, d time.Duration) { hedgeOf(p).Delay = d }),
+	floatField("hedge_quantile", 0.5, 0.999, func(p *Policy, f float64) { hedgeOf(p).Quantile = f }),
+	durationField("hedge_min_delay", time.Millisecond, time.Minute, func(p *Policy, d time.Duration) { hedgeOf(p).MinDelay = d }),
+	durationField("hedge_max_delay", time.Millisecond, 10*time.Minute, func(p *Policy, d time.Duration) { hedgeOf(p).MaxDelay = d }),
+	boolField("learned_timeout", func(p *Policy, b bool) {}), // applied once the whole policy is read
+	floatField("learned_timeout_quantile", 0.5, 0.9999, func(p *Policy, f float64) { learnedOf(p).Quantile = f }),
+	floatField("learned_timeout_multiplier", 1, 100, func(p *Policy, f float64) { learnedOf(p).Multiplier = f }),
+	durationField("learned_timeout_min", time.Millisecond, time.Hour, func(p *Policy, d time.Duration) { learnedOf(p).MinTimeout = d }),
+	durationField("learned_timeout_max", time.Millisecond, time.Hour, func(p *Policy, d time.Duration) { learnedOf(p).MaxTimeout = d }),
+
 	floatField("budget_ratio", 0, 10, func(p *Policy, f float64) { p.Budget.Ratio.Ratio = noneIfZeroFloat(f) }),
 	floatField("budget_min_per_second", 0, 10000, func(p *Policy, f float64) { p.Budget.Ratio.MinPerSecond = noneIfZeroFloat(f) }),
 	durationField("budget_window", time.Millisecond, 10*time.Minute, func(p *Policy, d time.Duration) { p.Budget.Ratio.Window = d }),
@@ -43,6 +57,30 @@ var policyFields = []policyField{
 	boolField("disable_idempotency_keys", func(p *Policy, b bool) { p.DisableIdempotencyKeys = b }),
 	boolField("disable_budget", func(p *Policy, b bool) { p.DisableBudget = b }),
 	boolField("disable_breaker", func(p *Policy, b bool) { p.DisableBreaker = b }),
+}
+
+// hedgeOf returns p's hedging configuration, making it.
+func hedgeOf(p *Policy) *transport.HedgeConfig {
+	if p.Retry.Hedge == nil {
+		p.Retry.Hedge = &transport.HedgeConfig{}
+	}
+	return p.Retry.Hedge
+}
+
+// learnedOf returns p's learned-timeout configuration, making it.
+func learnedOf(p *Policy) *transport.LearnedTimeoutConfig {
+	if p.Retry.LearnedTimeout == nil {
+		p.Retry.LearnedTimeout = &transport.LearnedTimeoutConfig{}
+	}
+	return p.Retry.LearnedTimeout
+}
+
+// switched are the fields that turn a feature on, each with the prefix of
+// the fields that configure it: those need the switch set to true, so
+// that a policy never reads as configuring a feature it leaves off.
+var switched = []struct{ name, prefix string }{
+	{"hedge", "hedge_"},
+	{"learned_timeout", "learned_timeout_"},
 }
 
 // fieldAliases are other names accepted for a field.
@@ -84,6 +122,7 @@ type specParser struct {
 	where   string // "default" or `hosts["api.example.com"]`
 	policy  Policy
 	durs    map[string]time.Duration // durations given, for checks across fields
+	bools   map[string]bool          // booleans given, for checks across fields
 }
 
 // noneIfZero maps a zero written in the file to the negative value by
@@ -155,8 +194,10 @@ func boolField(name string, set func(*Policy, bool)) policyField {
 	return policyField{name: name, parse: func(s *specParser, raw json.RawMessage) error {
 		switch string(raw) {
 		case "true":
+			s.bools[name] = true
 			set(&s.policy, true)
 		case "false":
+			s.bools[name] = false
 			set(&s.policy, false)
 		default:
 			return fmt.Errorf("want true or false, got %s", describeRaw(raw))
@@ -205,7 +246,7 @@ func (p *fileParser) policy(pattern, where string) (*Policy, error) {
 		}
 		return nil, p.skipRest(tok)
 	}
-	s := &specParser{pattern: pattern, where: where, durs: map[string]time.Duration{}}
+	s := &specParser{pattern: pattern, where: where, durs: map[string]time.Duration{}, bools: map[string]bool{}}
 	errsBefore := len(p.errs)
 	seen := map[string]string{} // field → the name it was given under
 	offsets := map[string]int64{}
@@ -253,6 +294,38 @@ func (p *fileParser) policy(pattern, where string) (*Policy, error) {
 		if err := p.failField(offsets["max_delay"], s, seen["max_delay"], fmt.Errorf("%v is below base_delay %v", maxd, base)); err != nil {
 			return nil, err
 		}
+	}
+	for _, pair := range [][2]string{{"hedge_min_delay", "hedge_max_delay"}, {"learned_timeout_min", "learned_timeout_max"}} {
+		lo, loSet := s.durs[pair[0]]
+		if hi, ok := s.durs[pair[1]]; ok && loSet && hi < lo {
+			if err := p.failField(offsets[pair[1]], s, pair[1], fmt.Errorf("%v is below %s %v", hi, pair[0], lo)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var given []string // in the file's order
+	for name := range seen {
+		given = append(given, name)
+	}
+	sort.Slice(given, func(i, j int) bool { return offsets[given[i]] < offsets[given[j]] })
+	for _, name := range given {
+		for _, sw := range switched {
+			if strings.HasPrefix(name, sw.prefix) && !s.bools[sw.name] {
+				if err := p.failField(offsets[name], s, seen[name], fmt.Errorf("configures %s, which is off: add \"%s\": true", sw.name, sw.name)); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if !s.bools["hedge"] {
+		s.policy.Retry.Hedge = nil
+	} else {
+		hedgeOf(&s.policy)
+	}
+	if !s.bools["learned_timeout"] {
+		s.policy.Retry.LearnedTimeout = nil
+	} else {
+		learnedOf(&s.policy)
 	}
 	if len(p.errs) > errsBefore {
 		return nil, nil

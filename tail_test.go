@@ -1,0 +1,76 @@
+package rebound_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/transport"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The hedging and learned-timeout fields of a policy file set their
+// settings; a host policy that says "hedge": true without other fields
+// gets the defaults, and "learned_timeout": false leaves it off.
+func TestPolicyFileTailFields(t *testing.T) {
+	opts, err := rebound.LoadPolicyFile(filepath.Join("testdata", "policyfiles", "valid", "every_field.json"))
+	require.NoError(t, err)
+	rt, err := rebound.New(nil, opts...)
+	require.NoError(t, err)
+	_, p := rt.PolicyFor("other.example")
+	assert.Equal(t, &transport.HedgeConfig{MaxHedges: 2, Quantile: 0.9, MinDelay: 2 * time.Millisecond, MaxDelay: 500 * time.Millisecond}, p.Retry.Hedge)
+	assert.Equal(t, &transport.LearnedTimeoutConfig{Quantile: 0.999, Multiplier: 4, MinTimeout: 300 * time.Millisecond, MaxTimeout: 20 * time.Second}, p.Retry.LearnedTimeout)
+	_, p = rt.PolicyFor("svc.legacy.internal")
+	assert.Equal(t, &transport.HedgeConfig{Delay: 25 * time.Millisecond}, p.Retry.Hedge)
+	assert.Nil(t, p.Retry.LearnedTimeout)
+	_, p = rt.PolicyFor("payments.example.com")
+	assert.Nil(t, p.Retry.Hedge, "a host policy does not inherit the default's fields")
+}
+
+// Settings no link can carry out are New's errors, naming the field.
+func TestNewRefusesImpossibleTailSettings(t *testing.T) {
+	_, err := rebound.New(nil,
+		rebound.WithPolicy(rebound.Policy{Retry: transport.Config{Hedge: &transport.HedgeConfig{Quantile: 1.5, MinDelay: time.Second, MaxDelay: time.Millisecond}}}),
+		rebound.WithHostPolicy("a.example", rebound.Policy{Retry: transport.Config{LearnedTimeout: &transport.LearnedTimeoutConfig{Multiplier: 0.5, Quantile: -1, MinTimeout: time.Minute, MaxTimeout: time.Second}}}),
+	)
+	require.Error(t, err)
+	for _, want := range []string{
+		"rebound: WithPolicy: Retry.Hedge.Quantile: 1.5 is not in (0, 1)",
+		"rebound: WithPolicy: Retry.Hedge.MaxDelay: 1ms is below MinDelay 1s",
+		`rebound: WithHostPolicy("a.example"): Retry.LearnedTimeout.Quantile: -1 is not in (0, 1)`,
+		`rebound: WithHostPolicy("a.example"): Retry.LearnedTimeout.Multiplier: 0.5 is not a number of at least 1`,
+		`rebound: WithHostPolicy("a.example"): Retry.LearnedTimeout.MaxTimeout: 1s is below MinTimeout 1m0s`,
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+}
+
+// Through the whole chain (key, loop, budget, breaker, a real server), a
+// first attempt that hangs is overtaken by its hedge.
+func TestChainHedgesAHungAttempt(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Attempt") == "1" {
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, "hedge "+r.Header.Get("X-Attempt"))
+	}))
+	defer srv.Close()
+	rt, err := rebound.New(nil, rebound.WithPolicy(rebound.Policy{Retry: transport.Config{
+		AttemptHeader: "X-Attempt",
+		Hedge:         &transport.HedgeConfig{Delay: 20 * time.Millisecond},
+	}}))
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: rt}).Get(srv.URL)
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, "hedge 2", string(b))
+}
