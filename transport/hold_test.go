@@ -253,3 +253,37 @@ func TestCancelWhileHeld(t *testing.T) {
 		assert.Equal(t, 1, base.calls())
 	})
 }
+
+func TestHeldCallLooksAgainWhenTheHoldIsExtended(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The first response holds the host 1 s; a response that lands
+		// during that second extends the hold to 3 s. A call waiting for
+		// the first hold must not go at 1 s.
+		base := &stub{respond: func(n int, req *http.Request) (*http.Response, error) {
+			if n == 1 {
+				return response(req, 429, "slow", "Retry-After", "1"), nil
+			}
+			return response(req, 200, "ok"), nil
+		}}
+		rt := transport.New(base, transport.Config{MaxAttempts: 1})
+		resp, err := rt.RoundTrip(get(t, t.Context()))
+		require.NoError(t, err)
+		resp.Body.Close()
+		start := time.Now()
+		done := make(chan time.Time)
+		go func() {
+			resp, err := rt.RoundTrip(get(t, t.Context()))
+			if assert.NoError(t, err) {
+				resp.Body.Close()
+			}
+			done <- time.Now()
+		}()
+		synctest.Wait() // held
+		// Half a second in, a response elsewhere extends the hold to 3 s.
+		time.Sleep(500 * time.Millisecond)
+		transport.HoldForTest(rt, "api.test", time.Now().Add(2500*time.Millisecond))
+		sent := <-done
+		assert.GreaterOrEqual(t, sent.Sub(start), 3*time.Second, "the extended hold is honoured")
+		assert.Equal(t, 2, base.calls())
+	})
+}

@@ -278,23 +278,26 @@ func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Res
 	cfg := &t.cfg
 	ctx := req.Context()
 	host := holdKey(req)
-	now := time.Now()
-	end, ok := t.holds.until(host, now)
-	if !ok {
-		return nil, nil, false
+	// A response that came while this attempt waited may have extended
+	// the hold: look again after every wait.
+	for {
+		now := time.Now()
+		end, ok := t.holds.until(host, now)
+		if !ok {
+			return nil, nil, false
+		}
+		wait := end.Sub(now)
+		wait += HintSpread(wait, cfg.BaseDelay, rand.Float64())
+		if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
+			resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: end})
+			return resp, err, true
+		}
+		if err := t.waitHeld(req, n, wait); err != nil {
+			release(prev, cfg.MaxResponseBytes)
+			resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
+			return resp, err, true
+		}
 	}
-	wait := end.Sub(now)
-	wait += HintSpread(wait, cfg.BaseDelay, rand.Float64())
-	if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
-		resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: end})
-		return resp, err, true
-	}
-	if err := t.waitHeld(req, n, wait); err != nil {
-		release(prev, cfg.MaxResponseBytes)
-		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
-		return resp, err, true
-	}
-	return nil, nil, false
 }
 
 // awaitPace makes attempt n of req wait for its turn in its host's pacer
