@@ -66,7 +66,7 @@ func TestAdaptiveRateConvergesUnderALimiter(t *testing.T) {
 		// hint (1 s, extended by every later 429 that lands meanwhile):
 		// the rate that goes out is a fraction of the limit, but still
 		// several times what the default chain gets.
-		{"retry-after 1", "1", 0, 0.1, 0.07},
+		{"retry-after 1", "1", 0, 0.1, 0.15},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var adaptive, plain *leakyLimiter
