@@ -67,6 +67,9 @@ var clients = []client{
 	{"hedge", "rebound, Hedge: {} (1 hedge after the host's p95)", func(base http.RoundTripper) http.RoundTripper {
 		return rebound.NewTransport(base, rebound.WithPolicy(rebound.Policy{Retry: transport.Config{Hedge: &transport.HedgeConfig{}}}))
 	}},
+	{"hedge90", "rebound, Hedge: {Quantile: 0.9}", func(base http.RoundTripper) http.RoundTripper {
+		return rebound.NewTransport(base, rebound.WithPolicy(rebound.Policy{Retry: transport.Config{Hedge: &transport.HedgeConfig{Quantile: 0.9}}}))
+	}},
 	{"hedge2", "rebound, Hedge: {MaxHedges: 2}", func(base http.RoundTripper) http.RoundTripper {
 		return rebound.NewTransport(base, rebound.WithPolicy(rebound.Policy{Retry: transport.Config{Hedge: &transport.HedgeConfig{MaxHedges: 2}}}))
 	}},
@@ -82,7 +85,7 @@ func run(args []string, out io.Writer) error {
 	fs.DurationVar(&c.slow, "slow", time.Second, "latency of a slow answer")
 	fs.DurationVar(&c.fast, "fast", time.Millisecond, "latency of the other answers")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the slow draws")
-	names := fs.String("clients", "plain,rebound,hedge,hedge2", "comma-separated clients to compare")
+	names := fs.String("clients", "plain,rebound,hedge,hedge90,hedge2", "comma-separated clients to compare")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
