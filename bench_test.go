@@ -28,7 +28,7 @@ func (s *okStub) RoundTrip(*http.Request) (*http.Response, error) { return s.res
 // POST cost is otherwise dominated by making the key; "rebound-nostats"
 // the chain without the counters of Stats (WithoutStats);
 // "rebound-observer" the chain with a LogObserver (logging nothing on this
-// path) as well as the counters. Each also reports the process's CPU time
+// path) as well as the counters, "rebound-observer-nostats" without them. Each also reports the process's CPU time
 // per call (cpu-ns/op), which other load on a shared machine disturbs far
 // less than wall time.
 func BenchmarkRoundTrip(b *testing.B) {
@@ -44,6 +44,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		{"rebound-nokeys", rebound.NewTransport(newOKStub(), rebound.WithPolicy(rebound.Policy{DisableIdempotencyKeys: true}))},
 		{"rebound-nostats", rebound.NewTransport(newOKStub(), rebound.WithoutStats())},
 		{"rebound-observer", rebound.NewTransport(newOKStub(), rebound.WithObserver(rebound.LogObserver(slog.New(slog.DiscardHandler))))},
+		{"rebound-observer-nostats", rebound.NewTransport(newOKStub(), rebound.WithoutStats(), rebound.WithObserver(rebound.LogObserver(slog.New(slog.DiscardHandler))))},
 	} {
 		for _, r := range []struct {
 			name string

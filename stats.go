@@ -112,10 +112,12 @@ type HostStats struct {
 	// the host has none (breakers disabled, or the host not tracked).
 	Breaker breaker.State
 	// RetryBalance is the retries the budget serving the host would allow
-	// now (see Transport.RetryBalance); HasBudget is false, and
-	// RetryBalance 0, when the host's policy has no budget.
+	// now (see Transport.RetryBalance); 0 when the host's policy has no
+	// budget.
 	RetryBalance float64
-	HasBudget    bool
+	// HasBudget reports whether the host's policy has a retry budget:
+	// false when it is disabled (and in Stats.Total and Stats.Other).
+	HasBudget bool
 }
 
 // Stats returns a snapshot of the Transport's counters: the totals, each
