@@ -52,7 +52,8 @@ const (
 // meets the retry budget as a retry (a host that is failing cannot be
 // hedged into overload) and the breaker (a host whose circuit is open is
 // never hedged); the loop sends no hedge to a host held by a server's wait
-// hint, nor to one paced by its quota headers (Config.DisablePacing). A
+// hint, nor to one paced by its quota headers (Config.DisablePacing) or
+// limited by its adaptive rate (Config.AdaptiveRate). A
 // gate's refusal of a hedge ends the hedging of that attempt, and
 // the attempts already sent go on. A request body is sent whole by every
 // hedge: through GetBody, or from the recording of the first attempt when
@@ -296,9 +297,22 @@ func (t *Transport) held(req *http.Request) bool {
 }
 
 // paced reports whether req's host is paced by its quota headers (see
-// pace.go): a hedge would spend the quota the pacer spreads.
+// pace.go), or limited by its adaptive rate after throttling (see
+// adaptive.go): a hedge would spend the quota or the turns they spread.
 func (t *Transport) paced(req *http.Request) bool {
-	if t.pace.n.Load() == 0 || t.cfg.DisablePacing || t.cfg.NoWait {
+	if t.cfg.NoWait {
+		return false
+	}
+	if t.cfg.AdaptiveRate {
+		t.adapt.mu.Lock()
+		a := t.adapt.m[holdKey(req)]
+		limited := a != nil && a.enabled
+		t.adapt.mu.Unlock()
+		if limited {
+			return true
+		}
+	}
+	if t.pace.n.Load() == 0 || t.cfg.DisablePacing {
 		return false
 	}
 	now := time.Now()

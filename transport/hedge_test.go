@@ -460,35 +460,52 @@ func TestNoHedgeTowardOpenOrHeldHost(t *testing.T) {
 	})
 }
 
-// Nor does a hedge go to a host paced by its quota headers: it would spend
-// the quota the pacer spreads.
+// Nor does a hedge go to a host paced by its quota headers, or limited by
+// its adaptive rate after throttling: it would spend the quota or the
+// turns they spread.
 func TestNoHedgeTowardPacedHost(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		stub := &slowStub{answer: func(req *http.Request, i int) (time.Duration, int) {
-			if req.URL.Path == "/slow" {
-				return 100 * time.Millisecond, 200
-			}
-			return 0, 200
-		}}
-		quota := rtFunc(func(req *http.Request) (*http.Response, error) {
-			resp, err := stub.RoundTrip(req)
-			if err == nil && req.URL.Path == "/quota" {
-				resp.Header.Set("RateLimit-Remaining", "1000")
-				resp.Header.Set("RateLimit-Reset", "60")
-			}
-			return resp, err
+	for name, c := range map[string]struct {
+		adaptive bool
+		first    func(resp *http.Response)
+	}{
+		"quota headers": {first: func(resp *http.Response) {
+			resp.Header.Set("RateLimit-Remaining", "1000")
+			resp.Header.Set("RateLimit-Reset", "60")
+		}},
+		"adaptive rate after a 429": {adaptive: true, first: func(resp *http.Response) {
+			resp.StatusCode = http.StatusTooManyRequests
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stub := &slowStub{answer: func(req *http.Request, i int) (time.Duration, int) {
+					if req.URL.Path == "/slow" {
+						return 100 * time.Millisecond, 200
+					}
+					return 0, 200
+				}}
+				base := rtFunc(func(req *http.Request) (*http.Response, error) {
+					resp, err := stub.RoundTrip(req)
+					if err == nil && req.URL.Path == "/first" {
+						c.first(resp)
+					}
+					return resp, err
+				})
+				rt := transport.New(base, transport.Config{MaxAttempts: 1, AdaptiveRate: c.adaptive, Hedge: &transport.HedgeConfig{Delay: 50 * time.Millisecond}})
+				resp, err := rt.RoundTrip(reqTo(t, "/first"))
+				require.NoError(t, err)
+				readAll(t, resp)
+				time.Sleep(time.Second)
+				resp, err = rt.RoundTrip(reqTo(t, "/slow").WithContext(transport.WithAttempts(context.Background(), 4)))
+				require.NoError(t, err)
+				assert.Equal(t, "from attempt 2", readAll(t, resp))
+				for _, a := range stub.attempts() {
+					assert.False(t, a.a.Hedge, "no hedge reached the host")
+				}
+				settle()
+			})
 		})
-		rt := transport.New(quota, transport.Config{Hedge: &transport.HedgeConfig{Delay: 50 * time.Millisecond}})
-		resp, err := rt.RoundTrip(reqTo(t, "/quota"))
-		require.NoError(t, err)
-		readAll(t, resp)
-		resp, err = rt.RoundTrip(reqTo(t, "/slow"))
-		require.NoError(t, err)
-		assert.Equal(t, "from attempt 2", readAll(t, resp))
-		for _, a := range stub.attempts() {
-			assert.False(t, a.a.Hedge, "no hedge reached the paced host")
-		}
-	})
+	}
 }
 
 // A cancelled loser is neutral to the breaker: a host whose every slow
