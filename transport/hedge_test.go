@@ -543,3 +543,57 @@ func settle() {
 type rtFunc func(*http.Request) (*http.Response, error)
 
 func (f rtFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// The caller's cancellation during a race ends every attempt: the call
+// returns the cancellation, and nothing is left running (synctest fails a
+// bubble whose goroutines outlive it).
+func TestHedgeRaceCancelledByCaller(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &slowStub{answer: func(req *http.Request, i int) (time.Duration, int) { return -1, 0 }}
+		rt := transport.New(stub, transport.Config{Hedge: &transport.HedgeConfig{Delay: 10 * time.Millisecond, MaxHedges: 2}})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := rt.RoundTrip(reqTo(t, "/x").WithContext(ctx))
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 100*time.Millisecond, time.Since(start))
+		var te *transport.Error
+		require.ErrorAs(t, err, &te)
+		assert.Equal(t, 3, te.Attempts, "the first attempt and two hedges were sent")
+		synctest.Wait()
+		for _, a := range stub.attempts() {
+			assert.False(t, a.ended.IsZero(), "attempt %d ended", a.a.N)
+		}
+	})
+}
+
+// A Decide hook judges every attempt of the race that answers before the
+// winner, on the call's goroutine: a 200 it calls retryable does not win.
+func TestHedgeDecideJudgesRacers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &slowStub{answer: func(req *http.Request, i int) (time.Duration, int) {
+			if i == 0 {
+				return 30 * time.Millisecond, 200
+			}
+			return 5 * time.Millisecond, 200 // answers first, at 15 ms, but "pending"
+		}}
+		var judged []int
+		rt := transport.New(stub, transport.Config{
+			Hedge: &transport.HedgeConfig{Delay: 10 * time.Millisecond},
+			Decide: func(req *http.Request, resp *http.Response, err error, def classify.Verdict) classify.Verdict {
+				a := transport.AttemptFrom(req.Context())
+				judged = append(judged, a.N)
+				if a.Hedge {
+					return classify.Verdict{Outcome: classify.Retryable, Reason: "pending"}
+				}
+				return def
+			},
+		})
+		resp, err := rt.RoundTrip(reqTo(t, "/x"))
+		require.NoError(t, err)
+		assert.Equal(t, "from attempt 1", readAll(t, resp))
+		assert.Equal(t, []int{2, 1}, judged)
+		settle()
+	})
+}
