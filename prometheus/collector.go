@@ -33,8 +33,9 @@ import (
 	"github.com/rebound-http/rebound/transport"
 )
 
-// Collector is a prometheus.Collector over a Transport's Stats. It is safe
-// for concurrent use; make one with NewCollector.
+// Collector is a prometheus.Collector over a Transport's Stats: each
+// Collect reads one snapshot. It is safe for concurrent use; make one with
+// NewCollector (the zero value has no Transport to read and panics).
 type Collector struct {
 	rt *rebound.Transport
 }
