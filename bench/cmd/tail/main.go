@@ -2,11 +2,13 @@
 // on 127.0.0.1 answers 5 % of its requests after 1 s and the others after
 // 1 ms (each request drawn on its own, hedges included), and 20 workers
 // call it in a closed loop through a plain client, rebound with its
-// defaults, and rebound with hedging (the learned delay, and a second
+// defaults, and rebound with hedging (a delay too long to hedge, which
+// measures the race alone; the learned delay at p95 and at p90; a second
 // hedge). For each it prints the calls' p50, p99, p99.9 and maximum, and
-// the extra load: requests the server received per call.
+// the extra load: requests the server received per call, and the
+// connections it accepted per call.
 //
-//	cd bench && go run ./cmd/tail                 # about a minute
+//	cd bench && go run ./cmd/tail                 # about 90 s
 //	go run ./cmd/tail -calls 20000 -workers 20
 //	go run ./cmd/tail -clients plain,hedge
 //
@@ -64,6 +66,9 @@ type client struct {
 var clients = []client{
 	{"plain", "http.Client, go-cleanhttp pooled transport", func(base http.RoundTripper) http.RoundTripper { return base }},
 	{"rebound", "rebound, defaults", func(base http.RoundTripper) http.RoundTripper { return rebound.NewTransport(base) }},
+	{"race", "rebound, Hedge: {Delay: 10s} (the race alone: never hedges)", func(base http.RoundTripper) http.RoundTripper {
+		return rebound.NewTransport(base, rebound.WithPolicy(rebound.Policy{Retry: transport.Config{Hedge: &transport.HedgeConfig{Delay: 10 * time.Second}}}))
+	}},
 	{"hedge", "rebound, Hedge: {} (1 hedge after the host's p95)", func(base http.RoundTripper) http.RoundTripper {
 		return rebound.NewTransport(base, rebound.WithPolicy(rebound.Policy{Retry: transport.Config{Hedge: &transport.HedgeConfig{}}}))
 	}},
@@ -85,7 +90,7 @@ func run(args []string, out io.Writer) error {
 	fs.DurationVar(&c.slow, "slow", time.Second, "latency of a slow answer")
 	fs.DurationVar(&c.fast, "fast", time.Millisecond, "latency of the other answers")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the slow draws")
-	names := fs.String("clients", "plain,rebound,hedge,hedge90,hedge2", "comma-separated clients to compare")
+	names := fs.String("clients", "plain,rebound,race,hedge,hedge90,hedge2", "comma-separated clients to compare")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -100,8 +105,8 @@ func run(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%d workers, %d calls per client after %d warm-up calls; the server answers %.0f %% of requests after %v, the rest after %v\n\n",
 		c.workers, c.calls, c.warmup, 100*c.slowShare, c.slow, c.fast)
-	fmt.Fprintln(out, "| client | p50 | p99 | p99.9 | max | server requests / call |")
-	fmt.Fprintln(out, "| --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(out, "| client | p50 | p99 | p99.9 | max | server requests / call | new connections / call |")
+	fmt.Fprintln(out, "| --- | --- | --- | --- | --- | --- | --- |")
 	for _, cl := range clients {
 		if !slices.Contains(c.clients, cl.name) {
 			continue
@@ -110,15 +115,16 @@ func run(args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("tail: %s: %w", cl.name, err)
 		}
-		fmt.Fprintf(out, "| %s | %v | %v | %v | %v | %.3f |\n", cl.desc, round(r.p(0.5)), round(r.p(0.99)), round(r.p(0.999)), round(r.p(1)), r.load)
+		fmt.Fprintf(out, "| %s | %v | %v | %v | %v | %.3f | %.3f |\n", cl.desc, round(r.p(0.5)), round(r.p(0.99)), round(r.p(0.999)), round(r.p(1)), r.load, r.conns)
 	}
 	return nil
 }
 
 // result is one client's measurement.
 type result struct {
-	lat  []time.Duration // sorted
-	load float64
+	lat   []time.Duration // sorted
+	load  float64         // server requests per call
+	conns float64         // connections the server accepted per call
 }
 
 // p returns the q-quantile of the latencies (nearest rank).
@@ -153,7 +159,7 @@ func measure(c config, mk func(http.RoundTripper) http.RoundTripper) (result, er
 	if err := calls(hc, srv.url, c.warmup, c.workers, nil); err != nil {
 		return result{}, err
 	}
-	before := srv.requests.Load()
+	before, beforeConns := srv.requests.Load(), srv.conns.Load()
 	lat := make([]time.Duration, 0, c.calls)
 	var mu sync.Mutex
 	err = calls(hc, srv.url, c.calls, c.workers, func(d time.Duration) {
@@ -165,8 +171,9 @@ func measure(c config, mk func(http.RoundTripper) http.RoundTripper) (result, er
 		return result{}, err
 	}
 	load := float64(srv.requests.Load()-before) / float64(c.calls)
+	conns := float64(srv.conns.Load()-beforeConns) / float64(c.calls)
 	slices.Sort(lat)
-	return result{lat: lat, load: load}, nil
+	return result{lat: lat, load: load, conns: conns}, nil
 }
 
 // calls makes n calls from workers goroutines, reporting each one's
@@ -209,6 +216,7 @@ func calls(hc *http.Client, url string, n, workers int, record func(time.Duratio
 type server struct {
 	url      string
 	requests atomic.Int64
+	conns    atomic.Int64 // connections accepted
 	srv      *http.Server
 	ln       net.Listener
 	done     chan struct{}
@@ -238,7 +246,11 @@ func newServer(c config) (*server, error) {
 			io.WriteString(w, "ok")
 		case <-r.Context().Done(): // a hedge's loser, cancelled
 		}
-	})}
+	}), ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}}
 	go func() {
 		defer close(s.done)
 		s.srv.Serve(ln)

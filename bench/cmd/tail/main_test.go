@@ -27,7 +27,7 @@ func TestRunShort(t *testing.T) {
 	load := map[string]float64{}
 	for _, line := range strings.Split(out.String(), "\n") {
 		cells := strings.Split(line, "|")
-		if len(cells) != 8 || strings.HasPrefix(strings.TrimSpace(cells[1]), "client") || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
+		if len(cells) != 9 || strings.HasPrefix(strings.TrimSpace(cells[1]), "client") || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
 			continue
 		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(cells[6]), 64)
@@ -41,6 +41,10 @@ func TestRunShort(t *testing.T) {
 	}
 	for name, l := range load {
 		switch {
+		case strings.Contains(name, "never hedges"):
+			if l != 1 {
+				t.Errorf("%s: %.3f requests per call, want 1", name, l)
+			}
 		case strings.Contains(name, "Hedge"):
 			if l <= 1 {
 				t.Errorf("%s: %.3f requests per call, want hedges", name, l)
