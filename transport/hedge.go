@@ -187,8 +187,12 @@ func (t *Transport) race(req, out *http.Request, rec *recorder, h *hostLatency, 
 			if !hedging || last >= most {
 				continue
 			}
+			if t.held(req) || t.paced(req) {
+				hedging = false
+				continue
+			}
 			hr, ok := t.hedgeRequest(req, rec, last+1, raceStart)
-			if !ok || t.held(req) || t.paced(req) {
+			if !ok {
 				hedging = false
 				continue
 			}

@@ -39,6 +39,12 @@ import (
 // matches the stop's sentinel (ErrAttemptsExhausted, ErrRefused ...). The
 // caller's request is never modified.
 //
+// Two opt-in settings act on slow attempts rather than failed ones: with
+// Config.Hedge an attempt that has not answered after a delay learned from
+// its host is joined by a hedge (see HedgeConfig), and with
+// Config.LearnedTimeout one that has waited far longer than its host
+// usually takes is cut and retried (see LearnedTimeoutConfig).
+//
 // A call's context may change its attempts and its attempt timeout (see
 // WithAttempts, NoRetry and WithAttemptTimeout).
 //
