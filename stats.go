@@ -101,6 +101,9 @@ type HostStats struct {
 	// give-up, under transport.StopRefused or transport.StopHeld. Nil when
 	// there are none.
 	Refusals map[string]uint64
+	// Hedges is the number of hedged attempts sent (transport.Config.Hedge);
+	// each is also counted in Attempts.
+	Hedges uint64
 	// KeysGenerated is the number of Idempotency-Keys the chain generated
 	// (keys the caller set or gave with idempotency.WithKey are not
 	// counted).
@@ -166,6 +169,7 @@ func WithoutStats() Option {
 func (s *HostStats) add(h *HostStats) {
 	s.Calls += h.Calls
 	s.Attempts += h.Attempts
+	s.Hedges += h.Hedges
 	s.KeysGenerated += h.KeysGenerated
 	s.BreakerTrips += h.BreakerTrips
 	s.Retries = addCounts(s.Retries, h.Retries)
@@ -251,11 +255,12 @@ type countShard struct {
 	later    atomic.Uint64 // attempts after the first made
 	refused  atomic.Uint64 // attempts made that a gate refused
 	unsent   atomic.Uint64 // calls that ended before their first attempt (held)
+	hedges   atomic.Uint64 // hedged attempts made (also in later)
 	keys     atomic.Uint64
 	trips    atomic.Uint64
 	giveUps  [len(stops) + 1]atomic.Uint64 // by index in stops; the last for any other
 	refusals [len(gates)]atomic.Uint64
-	_        [64 - (6+len(stops)+1+len(gates))*8%64]byte
+	_        [64 - (7+len(stops)+1+len(gates))*8%64]byte
 }
 
 // stops are the loop's stop reasons, in the order of countShard.giveUps.
@@ -400,6 +405,10 @@ func (t *statsTable) observeRare(e transport.Event) {
 	switch e.Kind {
 	case transport.EventAttempt:
 		t.shard(c).later.Add(1)
+	case transport.EventHedge:
+		s := t.shard(c)
+		s.later.Add(1)
+		s.hedges.Add(1)
 	case transport.EventRetry:
 		c.retried(e.Reason)
 	case transport.EventGiveUp:
@@ -482,6 +491,7 @@ func (c *hostCount) snapshot() HostStats {
 		later += s.later.Load()
 		refused += s.refused.Load()
 		unsent += s.unsent.Load()
+		h.Hedges += s.hedges.Load()
 		h.KeysGenerated += s.keys.Load()
 		h.BreakerTrips += s.trips.Load()
 		for j := range giveUps {

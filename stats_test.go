@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rebound-http/rebound"
@@ -305,4 +306,44 @@ func TestWithObserverTwice(t *testing.T) {
 	_, err := do(t, &http.Client{Transport: rt}, context.Background(), http.MethodGet, srv.URL+"/flaky")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a attempt", "b attempt", "a retry", "b retry", "a attempt", "b attempt"}, got)
+}
+
+// slowFirst answers its first request after a second and the rest at once.
+type slowFirst struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *slowFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	s.n++
+	n := s.n
+	s.mu.Unlock()
+	if n == 1 {
+		select {
+		case <-time.After(time.Second):
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+	}
+	return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}, Request: req}, nil
+}
+
+func TestStatsCountHedges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := &slowFirst{}
+		rt := rebound.NewTransport(base, rebound.WithPolicy(rebound.Policy{
+			DisableBreaker: true,
+			Retry:          transport.Config{Hedge: &transport.HedgeConfig{Delay: 10 * time.Millisecond}},
+		}))
+		req, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
+		resp, err := rt.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		time.Sleep(2 * time.Second) // the loser's grace ends; it is cancelled
+		s := rt.Stats()
+		assert.EqualValues(t, 1, s.Total.Calls)
+		assert.EqualValues(t, 1, s.Total.Hedges, "the hedge is counted")
+		assert.EqualValues(t, 2, s.Total.Attempts, "the first attempt and its hedge")
+	})
 }

@@ -40,8 +40,9 @@ const (
 // on the caller's span (the span in the request's context, when it is
 // recording) an event "rebound.wait" for each wait (before a retry, or
 // for a held host), "rebound.refusal" when a gate refuses an attempt and
-// "rebound.give_up" when a call ends on a failure; and the counters
-// rebound.client.retries (by ReasonKey), rebound.client.give_ups (by
+// "rebound.give_up" when a call ends on a failure, "rebound.hedge" when a
+// hedge is sent; and the counters rebound.client.retries (by ReasonKey),
+// rebound.client.hedges, rebound.client.give_ups (by
 // StopKey; a final 4xx response is not counted, as in rebound.Stats),
 // rebound.client.refusals (by GateKey) and rebound.client.breaker.trips,
 // with server.address and server.port, and the histogram
@@ -74,6 +75,12 @@ func (in *Instrumentation) observe(e transport.Event) {
 				attrs = append(attrs, ReasonKey.String(e.Reason))
 			}
 			span.AddEvent("rebound.wait", trace.WithAttributes(attrs...))
+		}
+	case transport.EventHedge:
+		in.hedges.Add(ctx, 1, metric.WithAttributes(host...))
+		if span.IsRecording() {
+			span.AddEvent("rebound.hedge", trace.WithAttributes(AttemptKey.Int(e.Attempt),
+				WaitKey.Float64(e.Delay.Seconds())))
 		}
 	case transport.EventGiveUp:
 		if gate := rebound.RefusalGate(e); gate != "" {

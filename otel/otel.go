@@ -70,6 +70,7 @@ type Instrumentation struct {
 	duration  metric.Float64Histogram // http.client.request.duration
 	waits     metric.Float64Histogram // rebound.client.wait.duration
 	retries   metric.Int64Counter
+	hedges    metric.Int64Counter
 	giveUps   metric.Int64Counter
 	refusals  metric.Int64Counter
 	trips     metric.Int64Counter
@@ -108,6 +109,10 @@ func NewInstrumentation(cfg Config) (*Instrumentation, error) {
 	}
 	if in.retries, err = m.Int64Counter("rebound.client.retries",
 		metric.WithUnit("{retry}"), metric.WithDescription("Retries scheduled, by the reason the previous attempt failed.")); err != nil {
+		return nil, err
+	}
+	if in.hedges, err = m.Int64Counter("rebound.client.hedges",
+		metric.WithUnit("{attempt}"), metric.WithDescription("Hedged attempts sent (transport.Config.Hedge).")); err != nil {
 		return nil, err
 	}
 	if in.giveUps, err = m.Int64Counter("rebound.client.give_ups",

@@ -14,6 +14,7 @@
 //	rebound_retries_total{host,reason}          retries scheduled, by why the attempt failed
 //	rebound_giveups_total{host,stop}            calls ended on a failure, by why the loop stopped
 //	rebound_refusals_total{host,gate}           calls a gate ended unsent: breaker, budget, hold
+//	rebound_hedges_total{host}                  hedged attempts sent
 //	rebound_idempotency_keys_generated_total{host}
 //	rebound_breaker_trips_total{host}           times the host's circuit breaker opened
 //	rebound_breaker_state{host}                 0 closed, 1 open, 2 half-open
@@ -56,6 +57,8 @@ var (
 		"Calls that ended on a failure, by why the retry loop stopped (a final 4xx response is not counted).", []string{"host", "stop"}, nil)
 	refusalsDesc = prometheus.NewDesc("rebound_refusals_total",
 		"Calls ended by a gate's refusal, unsent, by gate.", []string{"host", "gate"}, nil)
+	hedgesDesc = prometheus.NewDesc("rebound_hedges_total",
+		"Hedged attempts sent (each also counted in rebound_attempts_total).", []string{"host"}, nil)
 	keysDesc = prometheus.NewDesc("rebound_idempotency_keys_generated_total",
 		"Idempotency-Keys the chain generated.", []string{"host"}, nil)
 	tripsDesc = prometheus.NewDesc("rebound_breaker_trips_total",
@@ -71,7 +74,7 @@ var (
 // Describe sends the descriptors of every metric the Collector exports.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{callsDesc, attemptsDesc, retriesDesc, giveUpsDesc, refusalsDesc,
-		keysDesc, tripsDesc, stateDesc, balanceDesc, openDesc} {
+		hedgesDesc, keysDesc, tripsDesc, stateDesc, balanceDesc, openDesc} {
 		ch <- d
 	}
 }
@@ -99,6 +102,7 @@ func collectHost(ch chan<- prometheus.Metric, h *rebound.HostStats) {
 	}
 	counter(callsDesc, h.Calls)
 	counter(attemptsDesc, h.Attempts)
+	counter(hedgesDesc, h.Hedges)
 	counter(keysDesc, h.KeysGenerated)
 	counter(tripsDesc, h.BreakerTrips)
 	for reason, n := range h.Retries {
