@@ -296,8 +296,7 @@ func (t *Transport) held(req *http.Request) bool {
 	if t.holds.n.Load() == 0 {
 		return false
 	}
-	_, ok := t.holds.until(holdKey(req), time.Now())
-	return ok
+	return t.holds.held(holdKey(req), time.Now())
 }
 
 // paced reports whether req's host is paced by its quota headers (see

@@ -21,7 +21,9 @@ import (
 // a random spread (HintSpread: up to a tenth of the wait, at least
 // BaseDelay), so that held calls do not all fire in the same millisecond;
 // one whose deadline ends sooner returns at once, without sending, with the
-// last response it got or a *HoldError.
+// last response it got or a *HoldError. A queue built up over a long hold
+// is let go in windows of that spread, ten attempts a window (see
+// releaseBatch), not all at once.
 //
 // The retry of the call that received the hint is just one of the held
 // attempts: its wait is the host's hold, which another response may have
@@ -75,27 +77,54 @@ const maxHeldHosts = 4096
 type holds struct {
 	n  atomic.Int32 // number of entries in m; 0 is the fast path
 	mu sync.Mutex
-	m  map[string]time.Time // host → end of its hold
+	m  map[string]*heldHost
 }
 
-// until returns the end of host's hold when it is after now. It forgets
-// holds that have ended.
-func (h *holds) until(host string, now time.Time) (time.Time, bool) {
+// heldHost is one host's hold.
+type heldHost struct {
+	end     time.Time // when the hold ends
+	tickets int       // waits taken on this hold, for the release order
+}
+
+// releaseBatch is how many held attempts are released per spread window
+// (see HintSpread) when a hold ends: the k-th attempt to wait goes in window
+// k/releaseBatch, so a queue of calls built up over a long hold is let go
+// at about releaseBatch per window (100 per second with the defaults)
+// rather than all within one window.
+const releaseBatch = 10
+
+// until returns the end of host's hold when it is after now, and a ticket:
+// how many waits were taken on that hold before this one. It forgets holds
+// that have ended.
+func (h *holds) until(host string, now time.Time) (end time.Time, ticket int, ok bool) {
 	if h.n.Load() == 0 {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	end, ok := h.m[host]
-	if !ok {
-		return time.Time{}, false
+	e := h.m[host]
+	if e == nil {
+		return time.Time{}, 0, false
 	}
-	if !end.After(now) {
+	if !e.end.After(now) {
 		delete(h.m, host)
 		h.n.Store(int32(len(h.m)))
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
-	return end, true
+	ticket = e.tickets
+	e.tickets++
+	return e.end, ticket, true
+}
+
+// held reports whether host is held at now, taking no ticket.
+func (h *holds) held(host string, now time.Time) bool {
+	if h.n.Load() == 0 {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.m[host]
+	return e != nil && e.end.After(now)
 }
 
 // hold extends host's hold to end (a hold is never shortened) and returns
@@ -104,15 +133,18 @@ func (h *holds) hold(host string, end, now time.Time) time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.m == nil {
-		h.m = make(map[string]time.Time)
+		h.m = make(map[string]*heldHost)
 	}
-	if cur, ok := h.m[host]; ok {
-		if cur.After(end) {
-			return cur
+	if cur := h.m[host]; cur != nil {
+		if cur.end.After(end) {
+			return cur.end
 		}
-	} else if len(h.m) >= maxHeldHosts {
+		cur.end = end
+		return end
+	}
+	if len(h.m) >= maxHeldHosts {
 		for k, e := range h.m {
-			if !e.After(now) {
+			if !e.end.After(now) {
 				delete(h.m, k)
 			}
 		}
@@ -120,9 +152,16 @@ func (h *holds) hold(host string, end, now time.Time) time.Time {
 			return end
 		}
 	}
-	h.m[host] = end
+	h.m[host] = &heldHost{end: end}
 	h.n.Store(int32(len(h.m)))
 	return end
+}
+
+// releaseDelay is the wait, past the end of a hold of wait, of the held
+// attempt with the given ticket: a random spread within its window.
+func releaseDelay(wait, base time.Duration, ticket int, r float64) time.Duration {
+	window := max(wait/10, base)
+	return time.Duration(ticket/releaseBatch)*window + HintSpread(wait, base, r)
 }
 
 // holdKey is the host a hold applies to: the request URL's canonical host

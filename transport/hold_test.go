@@ -287,3 +287,41 @@ func TestHeldCallLooksAgainWhenTheHoldIsExtended(t *testing.T) {
 		assert.Equal(t, 2, base.calls())
 	})
 }
+
+func TestAQueueBuiltUpOverAHoldIsReleasedInWindows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := &stub{respond: limiter(429)}
+		rt := transport.New(base, transport.Config{MaxAttempts: 1})
+		resp, err := rt.RoundTrip(get(t, t.Context()))
+		require.NoError(t, err)
+		resp.Body.Close()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Go(func() {
+				resp, err := rt.RoundTrip(get(t, t.Context()))
+				if assert.NoError(t, err) {
+					resp.Body.Close()
+				}
+			})
+		}
+		wg.Wait()
+		base.mu.Lock()
+		defer base.mu.Unlock()
+		require.Len(t, base.times, 101)
+		// 100 calls queued over a 1 s hold go 10 per 100 ms window
+		// (releaseBatch), over about a second, not all within 100 ms.
+		perWindow := map[int]int{}
+		for _, at := range base.times[1:] {
+			d := at.Sub(start)
+			require.GreaterOrEqual(t, d, time.Second, "held until the hint")
+			perWindow[int((d-time.Second)/(100*time.Millisecond))]++
+		}
+		for w, n := range perWindow {
+			assert.LessOrEqual(t, n, 20, "window %d: at most two batches overlap", w)
+		}
+		last := base.times[len(base.times)-1].Sub(start)
+		assert.GreaterOrEqual(t, last, time.Second+900*time.Millisecond, "the tenth batch goes in the tenth window")
+		assert.Less(t, last, time.Second+1100*time.Millisecond)
+	})
+}

@@ -288,12 +288,12 @@ func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Res
 	// the hold: look again after every wait.
 	for {
 		now := time.Now()
-		end, ok := t.holds.until(host, now)
+		end, ticket, ok := t.holds.until(host, now)
 		if !ok {
 			return nil, nil, false
 		}
 		wait := end.Sub(now)
-		wait += HintSpread(wait, cfg.BaseDelay, rand.Float64())
+		wait += releaseDelay(wait, cfg.BaseDelay, ticket, rand.Float64())
 		if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
 			resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: end})
 			return resp, err, true
