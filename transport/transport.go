@@ -281,8 +281,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // hold outlasts the deadline (the caller gets the previous attempt's
 // outcome, or a *HoldError) or the context ended while waiting.
 func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Response, error, bool) {
-	cfg := &t.cfg
-	ctx := req.Context()
 	host := holdKey(req)
 	// A response that came while this attempt waited may have extended
 	// the hold: look again after every wait.
@@ -293,14 +291,8 @@ func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Res
 			return nil, nil, false
 		}
 		wait := end.Sub(now)
-		wait += releaseDelay(wait, cfg.BaseDelay, ticket, rand.Float64())
-		if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
-			resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: end})
-			return resp, err, true
-		}
-		if err := t.waitHeld(req, n, wait); err != nil {
-			release(prev, cfg.MaxResponseBytes)
-			resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
+		wait += releaseDelay(wait, t.cfg.BaseDelay, ticket, rand.Float64())
+		if resp, err, done := t.awaitTurn(req, prev, n, now, wait, &HoldError{Host: host, Until: end}); done {
 			return resp, err, true
 		}
 	}
@@ -310,46 +302,48 @@ func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Res
 // (see pace.go). reserved reports that the attempt holds a reservation, to
 // be settled by noteQuota; done that the call ends instead, unsent.
 func (t *Transport) awaitPace(req *http.Request, prev outcome, n int) (reserved bool, resp *http.Response, err error, done bool) {
-	cfg := &t.cfg
-	ctx := req.Context()
 	host := holdKey(req)
 	now := time.Now()
-	wait, ok := t.pace.reserve(host, now, cfg.MaxRetryAfter)
+	wait, ok := t.pace.reserve(host, now, t.cfg.MaxRetryAfter)
 	if !ok || wait <= 0 {
 		return ok, nil, nil, false
 	}
-	if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
+	if resp, err, done := t.awaitTurn(req, prev, n, now, wait, &HoldError{Host: host, Until: now.Add(wait), Paced: true}); done {
 		t.pace.cancel(host)
-		resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: now.Add(wait), Paced: true})
-		return false, resp, err, true
-	}
-	if err := t.waitHeld(req, n, wait); err != nil {
-		t.pace.cancel(host)
-		release(prev, cfg.MaxResponseBytes)
-		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
 		return false, resp, err, true
 	}
 	t.pace.sent(host)
 	return true, nil, nil, false
 }
 
-// awaitAdaptive makes attempt n of req wait for a token of its host's
+// awaitAdaptive makes attempt n of req wait for its turn at its host's
 // adaptive limiter (see adaptive.go); done reports that the call ends
 // instead, unsent.
 func (t *Transport) awaitAdaptive(req *http.Request, prev outcome, n int) (*http.Response, error, bool) {
-	cfg := &t.cfg
 	host := holdKey(req)
 	now := time.Now()
-	wait, ok := t.adapt.reserve(host, now, cfg.MaxRetryAfter)
+	wait, ok := t.adapt.reserve(host, now, t.cfg.MaxRetryAfter)
 	if !ok || wait <= 0 {
 		return nil, nil, false
 	}
+	return t.awaitTurn(req, prev, n, now, wait, &HoldError{Host: host, Until: now.Add(wait), Paced: true})
+}
+
+// awaitTurn makes attempt n of req wait, from now, for its turn at a host
+// gate of the loop (a hold, the pacer, the adaptive limiter). done reports
+// that the call ends instead, unsent: the turn comes after the context's
+// deadline (the caller gets the previous attempt's outcome, or herr), or
+// the context ended while waiting.
+func (t *Transport) awaitTurn(req *http.Request, prev outcome, n int, now time.Time, wait time.Duration, herr *HoldError) (*http.Response, error, bool) {
 	if deadline, ok := req.Context().Deadline(); ok && now.Add(wait).After(deadline) {
-		resp, err := t.refuseHeld(req, prev, n, &HoldError{Host: host, Until: now.Add(wait), Paced: true})
+		resp, err := t.refuseHeld(req, prev, n, herr)
 		return resp, err, true
 	}
-	if err := t.waitHeld(req, n, wait); err != nil {
-		release(prev, cfg.MaxResponseBytes)
+	if t.cfg.Observer != nil {
+		t.cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
+	}
+	if err := sleep(req.Context(), wait); err != nil {
+		release(prev, t.cfg.MaxResponseBytes)
 		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
 		return resp, err, true
 	}
@@ -379,14 +373,6 @@ func (t *Transport) refuseHeld(req *http.Request, prev outcome, n int, herr *Hol
 		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld})
 	}
 	return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr, Refusal: herr}
-}
-
-// waitHeld reports a held or paced wait and sleeps it.
-func (t *Transport) waitHeld(req *http.Request, n int, wait time.Duration) error {
-	if t.cfg.Observer != nil {
-		t.cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
-	}
-	return sleep(req.Context(), wait)
 }
 
 // noteQuota settles an attempt's pacer reservation and feeds the quota its
