@@ -51,7 +51,8 @@ var strategies = []strategy{
 		wrap: func(base http.RoundTripper) http.RoundTripper {
 			retry := failsafehttp.NewRetryPolicyBuilder().Build()
 			// failsafe-go's breaker defaults (open on 1 failure for a
-			// minute) suit no HTTP client; these mirror rebound's.
+			// minute) suit no HTTP client; this is the common rate rule
+			// (the one rebound had before its sequential tests).
 			cb := circuitbreaker.NewBuilder[*http.Response]().
 				HandleIf(func(r *http.Response, err error) bool { return err != nil || r.StatusCode >= 500 }).
 				WithFailureRateThreshold(0.5, 20, 10*time.Second).
