@@ -7,13 +7,14 @@ import (
 )
 
 // Every field of a policy is documented, under its own name, in
-// ParsePolicyFile's table and in the README's, so the three cannot drift.
+// ParsePolicyFile's table and in docs/configuration.md's, so the three
+// cannot drift.
 func TestPolicyFieldsAreDocumented(t *testing.T) {
 	src, err := os.ReadFile("policyfile.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +23,7 @@ func TestPolicyFieldsAreDocumented(t *testing.T) {
 			t.Errorf("field %s is not in ParsePolicyFile's doc", name)
 		}
 		if !strings.Contains(string(readme), "`"+name+"`") {
-			t.Errorf("field %s is not in the README", name)
+			t.Errorf("field %s is not in docs/configuration.md", name)
 		}
 	}
 }

@@ -8,7 +8,7 @@
 //	          (key once)     (classify, backoff,       (retries   (per host,  (go-cleanhttp
 //	                          Retry-After)              ≤ 20 %)    fail fast)  pooled)
 //
-// With no options every link uses its defaults (see the README's table).
+// With no options every link uses its defaults (see docs/configuration.md's table).
 // A Policy sets every link's configuration at once; WithHostPolicy gives
 // hosts their own Policy, matched by exact host name or "*.suffix". New
 // builds the same chain and returns an invalid configuration as an error

@@ -48,8 +48,7 @@
 //
 // which for a busy host failing 30 % of calls and n = 1,000 is
 // 1.5·10⁻⁵ + 7.5·10⁻⁵ = 9.0·10⁻⁵ (below 10⁻⁴), and at 20 % 1.3·10⁻⁷. The
-// simulation in sim_test.go measures the rates (README, "Circuit
-// breaker").
+// simulation in sim_test.go measures the rates (docs/breaker.md).
 //
 // Detection. A dead host (every call failing: refused, reset, 5xx, hung
 // past its deadline) trips a fresh client at its 10th failure, and a busy

@@ -11,10 +11,10 @@
 //
 //   - nothing under /v1/reports/ is ever retried;
 //
-//   - one call makes two attempts (rebound.WithAttempts), one none
-//     (rebound.NoRetry), one gives each attempt 50 ms
-//     (rebound.WithAttemptTimeout), one POST goes without a generated key
-//     (rebound.WithoutKey).
+//   - one call makes two attempts (percall.Attempts), one none
+//     (percall.NoRetry), one gives each attempt 50 ms
+//     (percall.AttemptTimeout), one POST goes without a generated key
+//     (percall.NoKey).
 //
 //     go run ./examples/custom-rules
 package main
@@ -34,6 +34,7 @@ import (
 
 	"github.com/rebound-http/rebound"
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/percall"
 	"github.com/rebound-http/rebound/transport"
 )
 
@@ -166,14 +167,14 @@ func calls() []call {
 		{Name: "pending job polled", Method: "GET", Path: "/v1/jobs/7", Ctx: same},
 		{Name: "403 X-Retryable", Method: "POST", Path: "/v1/exports", Ctx: same},
 		{Name: "reports not retried", Method: "GET", Path: "/v1/reports/daily", Ctx: same},
-		{Name: "WithAttempts 2", Method: "GET", Path: "/v1/flaky", Ctx: func(ctx context.Context) context.Context {
-			return rebound.WithAttempts(ctx, 2)
+		{Name: "Attempts 2", Method: "GET", Path: "/v1/flaky", Ctx: func(ctx context.Context) context.Context {
+			return percall.Attempts(ctx, 2)
 		}},
-		{Name: "NoRetry", Method: "GET", Path: "/v1/flaky-once", Ctx: rebound.NoRetry},
-		{Name: "WithAttemptTimeout", Method: "GET", Path: "/v1/slow", Ctx: func(ctx context.Context) context.Context {
-			return rebound.WithAttemptTimeout(ctx, 50*time.Millisecond)
+		{Name: "NoRetry", Method: "GET", Path: "/v1/flaky-once", Ctx: percall.NoRetry},
+		{Name: "AttemptTimeout", Method: "GET", Path: "/v1/slow", Ctx: func(ctx context.Context) context.Context {
+			return percall.AttemptTimeout(ctx, 50*time.Millisecond)
 		}},
-		{Name: "WithoutKey", Method: "POST", Path: "/v1/legacy", Ctx: rebound.WithoutKey},
+		{Name: "NoKey", Method: "POST", Path: "/v1/legacy", Ctx: percall.NoKey},
 	}
 }
 

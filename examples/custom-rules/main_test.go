@@ -28,10 +28,10 @@ func TestRun(t *testing.T) {
 		"pending job polled":  {200, 3, 3, `{"status":"done","rows":1200}`},
 		"403 X-Retryable":     {201, 2, 2, `{"export":"e-1"}`},
 		"reports not retried": {503, 1, 1, "unavailable"},
-		"WithAttempts 2":      {503, 2, 2, "unavailable"},
+		"Attempts 2":          {503, 2, 2, "unavailable"},
 		"NoRetry":             {503, 1, 1, "unavailable"},
-		"WithAttemptTimeout":  {200, 2, 2, "fast this time"},
-		"WithoutKey":          {201, 1, 1, ""},
+		"AttemptTimeout":      {200, 2, 2, "fast this time"},
+		"NoKey":               {201, 1, 1, ""},
 	}
 	require.Len(t, got, len(wants))
 	for _, c := range got {
@@ -43,6 +43,6 @@ func TestRun(t *testing.T) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	assert.Empty(t, s.keys["/v1/legacy"], "WithoutKey: no generated key")
+	assert.Empty(t, s.keys["/v1/legacy"], "NoKey: no generated key")
 	assert.Len(t, s.keys["/v1/exports"], 36, "other POSTs keep theirs")
 }
