@@ -14,18 +14,26 @@
 //     a bare "0:0::1" is "[::1]");
 //   - without an empty port ("example.com:" is "example.com") and, when the
 //     scheme is known, without its default port (:80 for http, :443 for
-//     https).
+//     https);
+//   - valid UTF-8 without control characters, and at most MaxLen bytes (see
+//     Safe): url.Parse accepts raw bytes in an IPv6 zone
+//     ("http://[::1%25\xff]:1/"), and a canonical host reaches logs,
+//     Prometheus labels and OpenTelemetry attributes, which must be valid
+//     UTF-8, and a bounded number of bytes.
 //
 // An already canonical host is returned as is (or sliced, to drop a
 // default port), so the common case allocates nothing.
 package hostname
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -43,9 +51,107 @@ func Canonical(host string) string { return ForScheme("", host) }
 // regard to case). Any other scheme keeps every port.
 func ForScheme(scheme, host string) string {
 	if c, ok := fast(scheme, host); ok {
+		if len(c) > MaxLen {
+			return shorten(c)
+		}
 		return c
 	}
-	return full(scheme, host)
+	return Safe(full(scheme, host))
+}
+
+// MaxLen is the longest canonical host, in bytes. Every host a URL can
+// reach is shorter: a DNS name has at most 253 bytes, plus a port
+// (":65535"); an IPv6 literal at most 47 with its brackets, plus a zone
+// (an interface name) and a port.
+const MaxLen = 300
+
+// hashLen is the length of the suffix that shorten gives a host over
+// MaxLen: "~" and 16 hexadecimal digits.
+const hashLen = 17
+
+// Safe returns s as text that any log, label or attribute can carry:
+// unchanged when it is valid UTF-8 without control characters and at most
+// MaxLen bytes, as every host from a usable URL is. Otherwise each byte of
+// an invalid UTF-8 sequence and each control character is written as
+// \xhh (lower-case hexadecimal), and a result over MaxLen bytes keeps its
+// first MaxLen-17 bytes (in lower-case ASCII) followed by "~" and the
+// first 16 hexadecimal digits of its SHA-256, so two long hosts that
+// differ only past the cut stay apart. Safe(Safe(s)) == Safe(s), and the
+// result is never longer than MaxLen.
+func Safe(s string) string {
+	clean := true
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				clean = false
+				break
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || isControl(r) {
+			clean = false
+			break
+		}
+		i += n
+	}
+	if !clean {
+		s = escape(s)
+	}
+	if len(s) > MaxLen {
+		return shorten(s)
+	}
+	return s
+}
+
+// isControl reports whether r is a C1 control character (U+0080 to
+// U+009F), which terminals interpret.
+func isControl(r rune) bool { return r >= 0x80 && r < 0xa0 }
+
+// escape writes each byte of an invalid UTF-8 sequence and each control
+// character of s as \xhh.
+func escape(s string) string {
+	const digits = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError && n == 1 || isControl(r) {
+			for _, c := range []byte(s[i : i+n]) {
+				b.WriteString(`\x`)
+				b.WriteByte(digits[c>>4])
+				b.WriteByte(digits[c&0xf])
+			}
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// shorten returns s, over MaxLen bytes, as its first MaxLen-hashLen bytes
+// followed by "~" and 16 hexadecimal digits of its SHA-256. The kept
+// bytes are made lower-case ASCII (any other byte becomes '?'), so the
+// result is its own canonical form: no rule of the package changes a
+// lower-case ASCII text with a '~' in it.
+func shorten(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	b := make([]byte, 0, MaxLen)
+	for i := range MaxLen - hashLen {
+		c := s[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c >= utf8.RuneSelf:
+			c = '?'
+		}
+		b = append(b, c)
+	}
+	b = append(b, '~')
+	return string(hex.AppendEncode(b, sum[:8]))
 }
 
 // full is ForScheme for any host, rule by rule.
@@ -216,7 +322,10 @@ func trimDots(name string) string {
 func Name(host string) string {
 	if c, ok := fast("", host); ok {
 		if i := strings.IndexByte(c, ':'); i >= 0 {
-			return c[:i]
+			c = c[:i]
+		}
+		if len(c) > MaxLen {
+			return shorten(c)
 		}
 		return c
 	}
@@ -226,9 +335,9 @@ func Name(host string) string {
 	name, _, bracketed := split(host)
 	c, v6 := canonicalName(name, bracketed)
 	if v6 || bracketed {
-		return "[" + c + "]"
+		return Safe("[" + c + "]")
 	}
-	return c
+	return Safe(c)
 }
 
 // Check reports why name, a host name without a port, is not one a URL

@@ -43,6 +43,11 @@ func TestForScheme(t *testing.T) {
 		{"IPv4", "http", "127.0.0.1", "127.0.0.1"},
 		{"brackets around a name", "http", "[Host]:80", "[host]"},
 		{"unclosed bracket", "http", "[::1:80", "[::1:80"},
+		{"invalid byte in an IPv6 zone", "http", "[::1%\xff]:1", `[::1%\xff]:1`},
+		{"control character in a zone", "http", "[fe80::1%a\nb]", `[fe80::1%a\x0ab]`},
+		{"C1 control character", "http", "a\u0085b.example", `a\xc2\x85b.example`},
+		{"longest kept", "http", strings.Repeat("a", MaxLen), strings.Repeat("a", MaxLen)},
+		{"too long", "http", strings.Repeat("a", MaxLen+1), strings.Repeat("a", MaxLen-17) + "~eb22b48c636cd5d3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,6 +68,36 @@ func TestCanonicalKeepsPorts(t *testing.T) {
 		if got := Canonical(host); got != want {
 			t.Errorf("Canonical(%q) = %q, want %q", host, got, want)
 		}
+	}
+}
+
+// url.Parse accepts raw bytes in an IPv6 zone; the canonical host of such
+// a URL is valid UTF-8, and so are the hosts of every URL it parses.
+func TestFromURLInvalidZone(t *testing.T) {
+	for _, raw := range []string{"http://[::1%25\xff]:1/", "http://[fe80::1%25\xc3\x28]/", "https://[::1%25\xed\xa0\x80]:443/"} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatalf("url.Parse(%q): %v (the case this guards against is gone)", raw, err)
+		}
+		if !utf8.ValidString(u.Host) {
+			got := FromURL(u)
+			if !utf8.ValidString(got) || !strings.Contains(got, `\x`) {
+				t.Errorf("FromURL(%q) = %q, want valid UTF-8 with the bad bytes escaped", raw, got)
+			}
+		}
+	}
+}
+
+func TestSafe(t *testing.T) {
+	long := strings.Repeat("é", MaxLen)
+	for _, s := range []string{"", "a", "\xff", "é", long, long + "x", strings.Repeat("\xff", MaxLen)} {
+		got := Safe(s)
+		if !utf8.ValidString(got) || len(got) > MaxLen || Safe(got) != got {
+			t.Errorf("Safe(%q) = %q: invalid, too long or not a fixed point", s, got)
+		}
+	}
+	if Safe(long) == Safe(long+"x") {
+		t.Error("two long texts that differ past the cut share a Safe form")
 	}
 }
 
@@ -99,12 +134,19 @@ func TestForSchemeDoesNotAllocateForCanonicalHosts(t *testing.T) {
 }
 
 func FuzzCanonical(f *testing.F) {
-	for _, s := range []string{"Example.COM.", "bücher.example:443", "[::1]:80", "::FFFF:1.2.3.4", "a:b:c", "[x]y", "。", ":80"} {
+	for _, s := range []string{"Example.COM.", "bücher.example:443", "[::1]:80", "::FFFF:1.2.3.4", "a:b:c", "[x]y", "。", ":80",
+		"[::1%\xff]:1", "[FE80::1%\xc3]", "a\x00b", strings.Repeat("Ab.", 120) + ":80", "[fe80::1%" + strings.Repeat("É", 200) + "]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, host string) {
 		for _, scheme := range []string{"", "http", "https"} {
 			c := ForScheme(scheme, host)
+			if !utf8.ValidString(c) || len(c) > MaxLen {
+				t.Fatalf("ForScheme(%q, %q) = %q: invalid UTF-8 or over %d bytes", scheme, host, c, MaxLen)
+			}
+			if n := Name(host); !utf8.ValidString(n) || len(n) > MaxLen || Safe(n) != n {
+				t.Fatalf("Name(%q) = %q: not safe", host, n)
+			}
 			if f, ok := fast(scheme, host); ok && f != full(scheme, host) {
 				t.Fatalf("fast path gives %q for (%q, %q), the rules %q", f, scheme, host, full(scheme, host))
 			}
