@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/classify"
 	reboundprom "github.com/rebound-http/rebound/prometheus"
 	"github.com/rebound-http/rebound/transport"
 	"github.com/stretchr/testify/assert"
@@ -66,36 +67,27 @@ func TestCollector(t *testing.T) {
 	call(t, rt, http.MethodPost, srv.URL+"/ok")
 
 	c := reboundprom.NewCollector(rt)
-	want := fmt.Sprintf(`
-# HELP rebound_calls_total Requests given to the rebound transport.
-# TYPE rebound_calls_total counter
-rebound_calls_total{host=%[1]q} 5
-# HELP rebound_attempts_total Attempts sent, past every gate: one for a call that succeeds at once, none for one a gate refused.
-# TYPE rebound_attempts_total counter
-rebound_attempts_total{host=%[1]q} 8
-# HELP rebound_retries_total Retries scheduled, by the reason the previous attempt failed.
-# TYPE rebound_retries_total counter
-rebound_retries_total{host=%[1]q,reason="status 503"} 3
-# HELP rebound_giveups_total Calls that ended on a failure, by why the retry loop stopped (a final 4xx response is not counted).
-# TYPE rebound_giveups_total counter
-rebound_giveups_total{host=%[1]q,stop="attempts_exhausted"} 1
-# HELP rebound_idempotency_keys_generated_total Idempotency-Keys the chain generated.
-# TYPE rebound_idempotency_keys_generated_total counter
-rebound_idempotency_keys_generated_total{host=%[1]q} 1
-# HELP rebound_breaker_trips_total Times the host's circuit breaker opened.
-# TYPE rebound_breaker_trips_total counter
-rebound_breaker_trips_total{host=%[1]q} 0
-# HELP rebound_breaker_state State of the host's circuit breaker: 0 closed, 1 open, 2 half-open.
-# TYPE rebound_breaker_state gauge
-rebound_breaker_state{host=%[1]q} 0
-# HELP rebound_breakers_open Hosts whose circuit breaker is open or half-open.
-# TYPE rebound_breakers_open gauge
-rebound_breakers_open 0
-`, host)
-	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want),
-		"rebound_calls_total", "rebound_attempts_total", "rebound_retries_total", "rebound_giveups_total",
-		"rebound_idempotency_keys_generated_total", "rebound_breaker_trips_total", "rebound_breaker_state",
-		"rebound_breakers_open"))
+	got := values(t, c)
+	for series, want := range map[string]float64{
+		`rebound_calls_total{host=%q}`:                             5,
+		`rebound_attempts_total{host=%q}`:                          8,
+		`rebound_retries_total{host=%q,reason="status 503"}`:       3,
+		`rebound_giveups_total{host=%q,stop="attempts_exhausted"}`: 1,
+		`rebound_idempotency_keys_generated_total{host=%q}`:        1,
+		`rebound_breaker_trips_total{host=%q}`:                     0,
+		`rebound_breaker_state{host=%q}`:                           0,
+		`rebound_hedges_total{host=%q}`:                            0,
+		`rebound_breakers_open{}`:                                  0,
+		`rebound_collector_skipped_total{}`:                        0,
+	} {
+		if strings.Contains(series, "%q") {
+			series = fmt.Sprintf(series, host)
+		}
+		v, ok := got[series]
+		if assert.True(t, ok, "no series %s", series) {
+			assert.Equal(t, want, v, series)
+		}
+	}
 
 	problems, err := testutil.CollectAndLint(c)
 	require.NoError(t, err)
@@ -156,4 +148,132 @@ func (o onlyHost) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// values collects c and returns every sample, by its name and labels in
+// Prometheus's text form (name{a="x",b="y"}).
+func values(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(c))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			name := f.GetName() + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.Counter != nil:
+				out[name] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[name] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[name] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// TestCollectorHostileURL: url.Parse accepts raw bytes in an IPv6 zone.
+// A call to such a URL, and a retry reason that is not valid UTF-8 (a
+// decision hook's), never make a scrape fail: the registry, with another
+// collector beside rebound's, is gathered twice, and both succeed with
+// every metric.
+func TestCollectorHostileURL(t *testing.T) {
+	srv := server(t)
+	rt, c, err := reboundprom.New(nil, rebound.WithRetry(transport.Config{MaxAttempts: 2, NoWait: true,
+		Decide: func(req *http.Request, resp *http.Response, err error, def classify.Verdict) classify.Verdict {
+			if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
+				def.Reason = "bad \xff reason"
+			}
+			return def
+		}}))
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+
+	reg := prometheus.NewRegistry()
+	other := prometheus.NewCounter(prometheus.CounterOpts{Name: "app_requests_total", Help: "The application's own."})
+	other.Inc()
+	reg.MustRegister(other, c)
+
+	req, err := http.NewRequest(http.MethodGet, "http://[::1%25\xff]:1/", nil)
+	require.NoError(t, err, "url.Parse accepts the zone")
+	if resp, err := rt.RoundTrip(req); err == nil {
+		resp.Body.Close()
+	}
+	call(t, rt, http.MethodGet, srv.URL+"/down")
+
+	for scrape := 1; scrape <= 2; scrape++ {
+		families, err := reg.Gather()
+		require.NoError(t, err, "scrape %d", scrape)
+		names := map[string]bool{}
+		for _, f := range families {
+			names[f.GetName()] = true
+		}
+		for _, n := range []string{"app_requests_total", "rebound_calls_total", "rebound_attempt_duration_seconds", "rebound_collector_skipped_total"} {
+			assert.True(t, names[n], "scrape %d lacks %s", scrape, n)
+		}
+	}
+	got := values(t, onlyName{c, "rebound_calls_total"})
+	assert.Equal(t, 1.0, got[`rebound_calls_total{host="[::1%\\xff]:1"}`], "the host's bad byte escaped: %v", got)
+	skipped := func() float64 { return testutil.ToFloat64(onlyName{c, "rebound_collector_skipped_total"}) }
+	before := skipped() // counts its own collect
+	_, err = reg.Gather()
+	require.NoError(t, err)
+	assert.Equal(t, 2.0, skipped()-before, "the retry reason's series skipped, once per collect")
+
+	problems, err := testutil.CollectAndLint(c)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
+
+// onlyName is a collector of one metric of c.
+type onlyName struct {
+	c    prometheus.Collector
+	name string
+}
+
+func (o onlyName) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(o, ch) }
+
+func (o onlyName) Collect(ch chan<- prometheus.Metric) {
+	all := make(chan prometheus.Metric)
+	go func() { o.c.Collect(all); close(all) }()
+	for m := range all {
+		if strings.Contains(m.Desc().String(), `"`+o.name+`"`) {
+			ch <- m
+		}
+	}
+}
+
+// TestDurations: each attempt is timed under its host, hosts past
+// rebound.MaxStatsHosts share host="(other)", and the histogram passes the
+// linter.
+func TestDurations(t *testing.T) {
+	srv := server(t)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	rt, c, err := reboundprom.New(nil, rebound.WithRetry(transport.Config{MaxAttempts: 3, NoWait: true}))
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+	call(t, rt, http.MethodGet, srv.URL+"/ok")
+	call(t, rt, http.MethodGet, srv.URL+"/flaky") // two attempts
+
+	got := values(t, onlyName{c, "rebound_attempt_duration_seconds"})
+	assert.Equal(t, 3.0, got[fmt.Sprintf("rebound_attempt_duration_seconds{host=%q}", host)], "%v", got)
+
+	problems, err := testutil.CollectAndLint(c)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+
+	d := reboundprom.NewDurations()
+	drt := rebound.NewTransport(d.Base(stub{}), rebound.WithPolicy(rebound.Policy{DisableBreaker: true}))
+	for i := range rebound.MaxStatsHosts + 10 {
+		call(t, drt, http.MethodGet, fmt.Sprintf("http://h%d.test/", i))
+	}
+	assert.Equal(t, rebound.MaxStatsHosts+1, testutil.CollectAndCount(d), "one series per host, and one for the rest")
+	assert.Equal(t, 10.0, values(t, d)[`rebound_attempt_duration_seconds{host="(other)"}`])
 }

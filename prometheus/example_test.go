@@ -44,10 +44,10 @@ func ExampleNewCollector() {
 	// The host label is the server's address; its port changes every run.
 	fmt.Print(strings.ReplaceAll(string(out), strings.TrimPrefix(srv.URL, "http://"), "127.0.0.1:PORT"))
 	// Output:
-	// # HELP rebound_attempts_total Attempts sent, past every gate: one for a call that succeeds at once, none for one a gate refused.
+	// # HELP rebound_attempts_total Attempts sent to the host, past every gate: one for a call answered at once, none for a call a gate refused, one more per retry or hedge. Healthy: close to rebound_calls_total.
 	// # TYPE rebound_attempts_total counter
 	// rebound_attempts_total{host="127.0.0.1:PORT"} 2
-	// # HELP rebound_retries_total Retries scheduled, by the reason the previous attempt failed.
+	// # HELP rebound_retries_total Retries scheduled, by the reason the previous attempt failed (status 503, connection reset, ...). Healthy: a small share of rebound_calls_total; the retry budget caps it near 20 % plus 10 per second, and the reason that grows names the fault.
 	// # TYPE rebound_retries_total counter
 	// rebound_retries_total{host="127.0.0.1:PORT",reason="status 503"} 1
 }
