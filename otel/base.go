@@ -1,13 +1,17 @@
 package reboundotel
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/hostname"
 	"github.com/rebound-http/rebound/transport"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -28,7 +32,14 @@ import (
 // error.type for a transport error (the classify reason: "connection
 // refused", "timeout") or a status of 400 and above; attempts after the
 // first carry http.request.resend_count (1 for the second attempt). The
-// span ends when the response's headers, or the error, come back.
+// span ends when the response's body is read to its end or closed, or
+// fails (its error then recorded), and carries rebound.body.duration, the
+// seconds from the headers to then; it ends at once after an error, or
+// for a response without a body. server.address is the canonical host
+// (as rebound.Stats keys it: valid UTF-8, at most 300 bytes); on the
+// metric, hosts past the first rebound.MaxStatsHosts are reported as
+// rebound.OtherHost. The histogram times the attempt to its headers, as
+// the semantic conventions define it.
 func (in *Instrumentation) Base(next http.RoundTripper) http.RoundTripper {
 	if next == nil {
 		next = cleanhttp.DefaultPooledTransport()
@@ -53,14 +64,15 @@ func (b *base) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil || req.URL == nil {
 		return b.next.RoundTrip(req)
 	}
+	host := hostname.FromURL(req.URL)
 	attrs := make([]attribute.KeyValue, 0, 10)
 	attrs = append(attrs, methodAttrs(req.Method)...)
-	attrs = append(attrs, hostAttrs(req.URL.Host, req.URL.Scheme)...)
 	attrs = append(attrs, semconv.URLScheme(req.URL.Scheme))
-	metricAttrs := len(attrs)
+	metricAttrs := append(attrs[:len(attrs):len(attrs)], b.in.hosts.metricAttrs(host, req.URL.Scheme)...)
+	attrs = append(attrs, hostAttrs(host, req.URL.Scheme)...)
 	u := *req.URL
 	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
-	attrs = append(attrs, semconv.URLFull(u.String()))
+	attrs = append(attrs, semconv.URLFull(strings.ToValidUTF8(u.String(), "\uFFFD")))
 	if a := transport.AttemptFrom(req.Context()); a.N > 1 {
 		attrs = append(attrs, semconv.HTTPRequestResendCount(a.N-1))
 	}
@@ -95,9 +107,53 @@ func (b *base) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	span.SetAttributes(end...)
-	span.End()
-	b.in.duration.Record(ctx, elapsed.Seconds(), metric.WithAttributes(append(attrs[:metricAttrs:metricAttrs], end...)...))
+	b.in.duration.Record(ctx, elapsed.Seconds(), metric.WithAttributes(append(metricAttrs, end...)...))
+	if err != nil || resp == nil || resp.Body == nil || resp.Body == http.NoBody || resp.StatusCode == http.StatusSwitchingProtocols {
+		span.End()
+		return resp, err
+	}
+	resp.Body = &spanBody{ReadCloser: resp.Body, span: span, start: time.Now()}
 	return resp, err
+}
+
+// BodyDurationKey is the seconds from an attempt's response headers to
+// the end of its body (read to its end, closed, or failed), on the
+// attempt's span.
+const BodyDurationKey = attribute.Key("rebound.body.duration")
+
+// spanBody ends an attempt's span when its body ends: read to its end,
+// closed, or failed.
+type spanBody struct {
+	io.ReadCloser
+	span  trace.Span
+	start time.Time // when the headers came
+	once  sync.Once
+}
+
+func (b *spanBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.end(err)
+	}
+	return n, err
+}
+
+func (b *spanBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.end(nil)
+	return err
+}
+
+// end ends the span, once, recording a read error other than io.EOF.
+func (b *spanBody) end(err error) {
+	b.once.Do(func() {
+		if err != nil && err != io.EOF {
+			b.span.RecordError(err)
+			b.span.SetStatus(codes.Error, "reading the body: "+err.Error())
+		}
+		b.span.SetAttributes(BodyDurationKey.Float64(time.Since(b.start).Seconds()))
+		b.span.End()
+	})
 }
 
 var knownMethods = map[string]attribute.KeyValue{

@@ -57,7 +57,7 @@ func (in *Instrumentation) observe(e transport.Event) {
 	}
 	ctx := e.Request.Context()
 	span := trace.SpanFromContext(ctx)
-	host := requestHost(e.Request)
+	host := in.requestHost(e.Request)
 	switch e.Kind {
 	case transport.EventRetry, transport.EventHold:
 		kind := "retry"
@@ -109,15 +109,15 @@ func (in *Instrumentation) observe(e transport.Event) {
 
 func (in *Instrumentation) breakerChanged(ch breaker.StateChange) {
 	if ch.To == breaker.Open {
-		in.trips.Add(context.Background(), 1, metric.WithAttributes(hostAttrs(ch.Host)...))
+		in.trips.Add(context.Background(), 1, metric.WithAttributes(in.hosts.metricAttrs(hostname.Safe(ch.Host))...))
 	}
 }
 
-// requestHost is server.address and server.port of req, in the canonical
-// form rebound keys hosts by.
-func requestHost(req *http.Request) []attribute.KeyValue {
+// requestHost is server.address and server.port of req for a metric, in
+// the canonical form rebound keys hosts by, bounded (see hostSet).
+func (in *Instrumentation) requestHost(req *http.Request) []attribute.KeyValue {
 	if req.URL == nil {
 		return nil
 	}
-	return hostAttrs(hostname.FromURL(req.URL), req.URL.Scheme)
+	return in.hosts.metricAttrs(hostname.FromURL(req.URL), req.URL.Scheme)
 }

@@ -24,6 +24,12 @@
 //     rebound.client.refusals and rebound.client.breaker.trips.
 //   - Watch, the gauge rebound.client.breaker.state of a Transport.
 //
+// Metrics name at most rebound.MaxStatsHosts hosts (the first seen), as
+// rebound.Stats and the Prometheus collector do; the calls of any further
+// host are reported under server.address "(other)" (rebound.OtherHost),
+// so a client that calls user-supplied URLs keeps a bounded number of
+// series.
+//
 // otelhttp.NewTransport placed outside the chain (wrapping the
 // *rebound.Transport) makes a span per call, which becomes the caller's
 // span: the attempts' spans are its children and rebound's events are
@@ -36,6 +42,7 @@ import (
 	"net/http"
 
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/internal/hostname"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -75,6 +82,8 @@ type Instrumentation struct {
 	refusals  metric.Int64Counter
 	trips     metric.Int64Counter
 	breakerSt metric.Int64ObservableGauge
+
+	hosts hostSet // the hosts metrics name
 }
 
 // NewInstrumentation makes the tracer and the instruments from cfg's
@@ -159,7 +168,7 @@ func New(base http.RoundTripper, cfg Config, opts ...rebound.Option) (*rebound.T
 func (in *Instrumentation) Watch(rt *rebound.Transport) (metric.Registration, error) {
 	return in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for _, h := range rt.Breakers() {
-			o.ObserveInt64(in.breakerSt, int64(h.State), metric.WithAttributes(hostAttrs(h.Host)...))
+			o.ObserveInt64(in.breakerSt, int64(h.State), metric.WithAttributes(in.hosts.metricAttrs(hostname.Safe(h.Host))...))
 		}
 		return nil
 	}, in.breakerSt)

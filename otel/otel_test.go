@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/rebound-http/rebound"
 	"github.com/rebound-http/rebound/budget"
@@ -282,4 +284,122 @@ func TestBreakerStateAndTrips(t *testing.T) {
 	refusals := sums(t, h.metric(t, "rebound.client.refusals"), reboundotel.GateKey)
 	assert.Positive(t, refusals[rebound.GateBreaker])
 	assert.Equal(t, strconv.Itoa(21-int(refusals[rebound.GateBreaker])), strconv.Itoa(len(h.spans.Ended())), "a refused attempt has no span")
+}
+
+// TestAttemptSpanEndsWithBody: a response whose body comes slowly keeps
+// its attempt's span open until the body is read to its end, and the span
+// says how long the body took.
+func TestAttemptSpanEndsWithBody(t *testing.T) {
+	h := newHarness()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first part, ")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "second part")
+	}))
+	defer srv.Close()
+	rt, err := reboundotel.New(nil, h.cfg)
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err := rt.RoundTrip(req)
+	require.NoError(t, err)
+	headers := time.Now()
+	assert.Empty(t, h.spans.Ended(), "the span waits for the body")
+	close(release)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	read := time.Now()
+	assert.Equal(t, "first part, second part", string(body))
+	spans := h.spans.Ended()
+	require.Len(t, spans, 1, "the span ended with the body's end")
+	s := spans[0]
+	assert.False(t, s.EndTime().Before(headers), "ended after the headers came")
+	assert.False(t, s.EndTime().After(read), "ended when the body was read")
+	d, ok := attrs(s.Attributes())[string(reboundotel.BodyDurationKey)]
+	require.True(t, ok, "rebound.body.duration is set")
+	secs, err := strconv.ParseFloat(d, 64)
+	require.NoError(t, err)
+	assert.Greater(t, secs, 0.0)
+	assert.LessOrEqual(t, secs, read.Sub(headers).Seconds()+s.EndTime().Sub(s.StartTime()).Seconds())
+	resp.Body.Close()
+	assert.Len(t, h.spans.Ended(), 1, "a close after the end ends nothing more")
+}
+
+// TestAttemptSpanEndsOnClose: a body closed unread ends the span too, and
+// a response without a body ends it at once.
+func TestAttemptSpanEndsOnClose(t *testing.T) {
+	h := newHarness()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("x", 1<<16))
+	}))
+	defer srv.Close()
+	in, err := reboundotel.NewInstrumentation(h.cfg)
+	require.NoError(t, err)
+	base := in.Base(nil)
+	defer base.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err := base.RoundTrip(req)
+	require.NoError(t, err)
+	assert.Empty(t, h.spans.Ended())
+	resp.Body.Close()
+	assert.Len(t, h.spans.Ended(), 1)
+
+	req, err = http.NewRequest(http.MethodHead, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err = base.RoundTrip(req)
+	require.NoError(t, err)
+	assert.Len(t, h.spans.Ended(), 2, "a HEAD's span ends with its headers")
+	resp.Body.Close()
+}
+
+// TestMetricHostsBounded: metrics name the first rebound.MaxStatsHosts
+// hosts and report the rest as "(other)"; a host with invalid bytes
+// reaches attributes as valid UTF-8.
+func TestMetricHostsBounded(t *testing.T) {
+	h := newHarness()
+	in, err := reboundotel.NewInstrumentation(h.cfg)
+	require.NoError(t, err)
+	base := in.Base(okStub{})
+	for i := range rebound.MaxStatsHosts + 10 {
+		req, err := http.NewRequest(http.MethodGet, "http://h"+strconv.Itoa(i)+".test/", nil)
+		require.NoError(t, err)
+		resp, err := base.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	var resp *http.Response
+	hist, ok := h.metric(t, "http.client.request.duration").(metricdata.Histogram[float64])
+	require.True(t, ok)
+	hosts := map[string]uint64{}
+	for _, p := range hist.DataPoints {
+		v, _ := p.Attributes.Value("server.address")
+		hosts[v.AsString()] += p.Count
+	}
+	assert.Len(t, hosts, rebound.MaxStatsHosts+1)
+	assert.EqualValues(t, 10, hosts[rebound.OtherHost])
+
+	req, err := http.NewRequest(http.MethodGet, "http://[::1%25\xff]:1/", nil)
+	require.NoError(t, err, "url.Parse accepts raw bytes in a zone")
+	resp, err = base.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	spans := h.spans.Ended()
+	last := spans[len(spans)-1]
+	for _, kv := range last.Attributes() {
+		assert.True(t, utf8.ValidString(kv.Value.Emit()), "%s = %q", kv.Key, kv.Value.Emit())
+	}
+	assert.Equal(t, `::1%\xff`, attrs(last.Attributes())["server.address"])
+}
+
+// okStub answers every request with 200 and a short body.
+type okStub struct{}
+
+func (okStub) RoundTrip(*http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("ok")), Header: http.Header{}}, nil
 }
