@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
 	"github.com/rebound-http/rebound/classify"
@@ -200,9 +201,9 @@ func TestErrorMatrix(t *testing.T) {
 				return client.Do(req)
 			},
 			is:       []error{transport.ErrRefused, transport.ErrHeld, classify.ErrNotSent},
-			as:       []any{new(*transport.HoldError)},
+			as:       []any{new(*admission.RefusedError)},
 			attempts: 0,
-			msg:      `Get "URL": rebound: 0 attempts, host held by the server's wait hint (not sent): transport: host 127.0.0.1:`,
+			msg:      `Get "URL": rebound: 0 attempts, no turn before the deadline (not sent): admission: 127.0.0.1:`,
 		},
 		{
 			name: "unknown host",

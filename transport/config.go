@@ -1,8 +1,10 @@
 package transport
 
 import (
+	"net/http"
 	"time"
 
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/classify"
 )
 
@@ -54,16 +56,28 @@ type Config struct {
 	// ignored or silently shortened. Zero means 60 s; negative means no
 	// wait at all: any hint longer than zero ends the loop.
 	MaxRetryAfter time.Duration
-	// DisablePacing stops the loop from spreading a host's remaining
-	// quota (RateLimit, X-RateLimit-Remaining headers) over its window;
-	// see pace.go. The zero value paces hosts that send those headers.
+	// DisablePacing stops admission from pacing a host by the quota it
+	// announces (RateLimit, X-RateLimit-Remaining headers); see package
+	// admission. The zero value paces hosts that send those headers.
 	DisablePacing bool
-	// AdaptiveRate turns on a client-side rate limiter per host, driven by
-	// the host's throttling (429, or 503 with a wait hint): it cuts the
-	// allowed rate by 30 % on each throttle and regains it along a CUBIC
-	// curve; see adaptive.go. The zero value sends as fast as the caller
-	// asks (pacing by quota headers and wait-hint holds still apply).
+	// DisableAdaptivePace stops admission from learning a pace from a
+	// host's throttling (429, or a retryable status with a wait hint,
+	// while it admits other requests); see package admission. A throttle
+	// with a hint still pauses its host when nothing was admitted. The
+	// zero value learns the pace.
+	DisableAdaptivePace bool
+	// AdaptiveRate is ignored: admission learns every throttled host's
+	// pace by default (see DisableAdaptivePace).
+	//
+	// Deprecated: the adaptive pace is on by default; this field will be
+	// removed.
 	AdaptiveRate bool
+	// AdmissionKey, when non-nil, names the caller partition of a request
+	// within its host for admission: requests with the same key share one
+	// pace (their 429s, their quota). Nil means a digest of the request's
+	// credentials (Authorization, Proxy-Authorization, Cookie, X-Api-Key,
+	// Api-Key, X-Auth-Token). See admission.Config.Key.
+	AdmissionKey func(*http.Request) string
 	// DisableWaitHints makes the loop ignore the server's wait headers and
 	// always use backoff. The zero value honours them.
 	DisableWaitHints bool
@@ -141,6 +155,27 @@ type Config struct {
 	// costs a copy of the request and its header map per attempt. The zero
 	// value sets nothing.
 	AttemptHeader string
+}
+
+// admission returns the admission configuration of c (normalised).
+func (c *Config) admission() admission.Config {
+	spread := c.BaseDelay
+	if spread == 0 {
+		spread = -1
+	}
+	maxWait := c.MaxRetryAfter
+	if maxWait == 0 {
+		maxWait = -1
+	}
+	retryable := c.Classifier.Retryable
+	return admission.Config{
+		MaxWait:      maxWait,
+		Spread:       spread,
+		Retryable:    retryable,
+		Key:          c.AdmissionKey,
+		DisableQuota: c.DisablePacing,
+		DisablePace:  c.DisableAdaptivePace,
+	}
 }
 
 // normalize returns c with defaults in place of zero values.

@@ -6,8 +6,16 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/classify"
 )
+
+// ErrHeld is matched, with errors.Is, by every call refused because its
+// host's admission gave it no turn before its deadline (an
+// *admission.RefusedError, whose Limit says what limited the host: the
+// server's wait hint, its quota, or rebound's adaptive pace). It also
+// matches classify.ErrNotSent.
+var ErrHeld = admission.ErrNotAdmitted
 
 // ErrNilRequest is returned for a nil request; nothing is sent.
 var ErrNilRequest = errors.New("transport: nil request")
@@ -44,7 +52,7 @@ var (
 	// classify.ErrNotSent) or because its host is held (StopHeld, see
 	// ErrHeld). The refusal itself stays reachable, so errors.Is and
 	// errors.As tell which: budget.ErrExhausted, budget.ErrThrottled,
-	// breaker.ErrOpen and *breaker.OpenError, ErrHeld and *HoldError.
+	// breaker.ErrOpen and *breaker.OpenError, ErrHeld and *admission.RefusedError.
 	// Stop StopRefused or StopHeld.
 	ErrRefused error = &stopError{StopRefused}
 	// ErrDeadline: the wait before the next attempt (backoff or the

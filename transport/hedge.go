@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/hostname"
 )
 
 // Defaults of a HedgeConfig's zero fields.
@@ -117,7 +118,7 @@ func (t *Transport) hedgeable(req *http.Request, rec *recorder, h *hostLatency, 
 	if l.hedge == nil || n >= maxAttempts || !classify.Idempotent(req) || req.Header.Get("Upgrade") != "" {
 		return 0
 	}
-	if hasBody(req) && rec == nil && req.GetBody == nil || t.paced(req) {
+	if hasBody(req) && rec == nil && req.GetBody == nil || t.busy(req) {
 		return 0
 	}
 	return l.learnedHedge(h)
@@ -143,7 +144,7 @@ type racer struct {
 // sent. verdict is set when the attempt was raced: the race has already
 // classified (and asked Config.Decide about) the outcome it returns.
 func (t *Transport) sendAttempt(req, out *http.Request, rec *recorder, n int, start time.Time, maxAttempts int, configured time.Duration) (resp *http.Response, err error, verdict *classify.Verdict, last int) {
-	h := t.lat.host(holdKey(req))
+	h := t.lat.host(hostname.FromURL(req.URL))
 	delay := t.hedgeable(req, rec, h, n, maxAttempts)
 	if delay <= 0 {
 		resp, err = t.sendTracked(req, out, h, n, maxAttempts, configured)
@@ -187,7 +188,7 @@ func (t *Transport) race(req, out *http.Request, rec *recorder, h *hostLatency, 
 			if !hedging || last >= most {
 				continue
 			}
-			if t.held(req) || t.paced(req) {
+			if t.busy(req) {
 				hedging = false
 				continue
 			}
@@ -291,38 +292,10 @@ func (t *Transport) endRace(racers []racer, results chan raceResult, r raceResul
 	return r.resp, r.err, v, last
 }
 
-// held reports whether req's host is held by a server's wait hint.
-func (t *Transport) held(req *http.Request) bool {
-	if t.holds.n.Load() == 0 {
-		return false
-	}
-	return t.holds.held(holdKey(req), time.Now())
-}
-
-// paced reports whether req's host is paced by its quota headers (see
-// pace.go), or limited by its adaptive rate after throttling (see
-// adaptive.go): a hedge would spend the quota or the turns they spread.
-func (t *Transport) paced(req *http.Request) bool {
-	if t.cfg.NoWait {
-		return false
-	}
-	if t.cfg.AdaptiveRate {
-		t.adapt.mu.Lock()
-		a := t.adapt.m[holdKey(req)]
-		limited := a != nil && a.enabled
-		t.adapt.mu.Unlock()
-		if limited {
-			return true
-		}
-	}
-	if t.pace.n.Load() == 0 || t.cfg.DisablePacing {
-		return false
-	}
-	now := time.Now()
-	t.pace.mu.Lock()
-	defer t.pace.mu.Unlock()
-	p := t.pace.m[holdKey(req)]
-	return p != nil && now.Before(p.windowEnd)
+// busy reports whether req's host is paused or paced by its admission
+// (see package admission): a hedge would spend turns others wait for.
+func (t *Transport) busy(req *http.Request) bool {
+	return t.adm.Busy(req)
 }
 
 // hedgeRequest returns the request for hedge n: a shallow copy of req

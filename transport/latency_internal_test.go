@@ -8,6 +8,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/rebound-http/rebound/internal/hostname"
 )
 
 func TestLatBucketBounds(t *testing.T) {
@@ -112,9 +114,9 @@ func TestLatencyHostsBounded(t *testing.T) {
 func TestLatencyRecordDoesNotAllocate(t *testing.T) {
 	l := &latencies{hedge: HedgeConfig{}.normalize(), timeout: LearnedTimeoutConfig{}.normalize()}
 	req, _ := http.NewRequest(http.MethodGet, "http://api.example.com/x", nil)
-	l.host(holdKey(req))
+	l.host(hostname.FromURL(req.URL))
 	allocs := testing.AllocsPerRun(1000, func() {
-		h := l.host(holdKey(req))
+		h := l.host(hostname.FromURL(req.URL))
 		l.record(h, 1234567, mono())
 		_ = l.learnedHedge(h)
 	})
@@ -129,7 +131,7 @@ func BenchmarkLatencyRecord(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			h := l.host(holdKey(req))
+			h := l.host(hostname.FromURL(req.URL))
 			began := mono()
 			now := mono()
 			l.record(h, now-began+1e6, now)
@@ -143,7 +145,7 @@ func BenchmarkLatencyRecordSerial(b *testing.B) {
 	req, _ := http.NewRequest(http.MethodGet, "http://api.example.com/x", nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		h := l.host(holdKey(req))
+		h := l.host(hostname.FromURL(req.URL))
 		began := mono()
 		now := mono()
 		l.record(h, now-began+1e6, now)

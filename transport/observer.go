@@ -18,8 +18,10 @@ const (
 	// EventGiveUp: the call ends on a failure; Stop says why the loop did
 	// not (or could not) try again.
 	EventGiveUp
-	// EventHold: the attempt waits Delay before it is sent, because its
-	// host is held by a server's wait hint (see ErrHeld).
+	// EventHold: the attempt waits Delay (about) for its turn before it is
+	// sent: its host's admission is paused by a wait hint, paced by a
+	// quota or by the pace learned from throttling, or other calls wait
+	// ahead of it (see package admission).
 	EventHold
 	// EventHedge: attempt Attempt is about to be sent as a hedge (see
 	// Config.Hedge), in parallel with the call's attempts still waiting
@@ -57,7 +59,7 @@ const (
 	StopBodyNotReplay  = "body not replayable"
 	StopResponseTooBig = "response too large to buffer"
 	StopCanceled       = "canceled while waiting"
-	StopHeld           = "host held by the server's wait hint"
+	StopHeld           = "no turn before the deadline"
 )
 
 // Event is one decision of the retry loop, reported to an Observer. The

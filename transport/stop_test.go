@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/classify"
 	"github.com/rebound-http/rebound/transport"
 	"github.com/stretchr/testify/assert"
@@ -201,12 +202,14 @@ func TestStopHeldRetryAfterAnErrorKeepsBoth(t *testing.T) {
 		_, err := rt.RoundTrip(req)
 		te := assertStop(t, err, transport.StopHeld, 1)
 		assert.ErrorIs(t, err, transport.ErrHeld)
-		var herr *transport.HoldError
+		var herr *admission.RefusedError
 		require.ErrorAs(t, err, &herr)
 		assert.Equal(t, "api.test", herr.Host)
+		assert.Equal(t, admission.LimitHint, herr.Limit)
+		assert.ErrorIs(t, err, admission.ErrHint)
 		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 		assert.NotErrorIs(t, err, classify.ErrNotSent, "B's first attempt went out")
-		assert.Contains(t, te.Error(), "rebound: 1 attempt, host held by the server's wait hint: transport: host api.test held")
+		assert.Contains(t, te.Error(), "rebound: 1 attempt, no turn before the deadline: admission: api.test paused by the server's wait hint")
 	})
 }
 

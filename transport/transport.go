@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/classify"
 )
 
@@ -21,9 +22,12 @@ import (
 //     X-RateLimit-Reset) plus a small upward spread, or else a jittered
 //     exponential backoff; a hint over MaxRetryAfter, or any wait that would
 //     end after the context's deadline, ends the loop at once;
-//   - a hint also holds its host for every call of this Transport: until
-//     it ends no attempt goes to that host, and a call whose deadline ends
-//     first returns at once, unsent (see ErrHeld and HoldError);
+//   - every attempt takes a turn from its host's admission (package
+//     admission) before it is sent and reports what came back: a server's
+//     wait hint, quota or throttling sets the pace of that host (and
+//     credential) for every call of this Transport, and a call whose turn
+//     comes after its deadline returns at once, unsent (see ErrHeld and
+//     admission.RefusedError);
 //   - bodies are replayed through GetBody, or recorded while the first
 //     attempt streams them (see Config.MaxBodyBytes);
 //   - a discarded response is read (bounded) and closed, so its keep-alive
@@ -54,12 +58,10 @@ import (
 // A Transport is safe for concurrent use. Create one with New; the zero
 // value is not usable.
 type Transport struct {
-	next  http.RoundTripper
-	cfg   Config
-	holds holds      // hosts held by a server's wait hint; see ErrHeld
-	pace  pacers     // hosts paced by their quota headers; see pace.go
-	adapt adaptives  // hosts limited by their throttling; see adaptive.go
-	lat   *latencies // per-host latency, for Config.Hedge and LearnedTimeout; nil when both are off
+	next http.RoundTripper
+	cfg  Config
+	adm  *admission.Admission // turns per host and credential; nil with NoWait
+	lat  *latencies           // per-host latency, for Config.Hedge and LearnedTimeout; nil when both are off
 }
 
 // New returns a retry loop that sends attempts through next, configured by
@@ -72,6 +74,9 @@ func New(next http.RoundTripper, cfg Config) *Transport {
 		next = cleanhttp.DefaultPooledTransport()
 	}
 	t := &Transport{next: next, cfg: cfg.normalize()}
+	if !t.cfg.NoWait {
+		t.adm = admission.New(t.cfg.admission())
+	}
 	if t.cfg.Hedge != nil || t.cfg.LearnedTimeout != nil {
 		t.lat = &latencies{hedge: t.cfg.Hedge, timeout: t.cfg.LearnedTimeout}
 	}
@@ -119,6 +124,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.GetBody = rec.getBody
 	}
 
+	var turn admission.Turn // the current attempt's turn at its host's admission
+	defer turn.Cancel()     // given back if never reported (a panic below)
 	var (
 		prev  outcome       // the previous attempt's outcome, kept in case the loop must return it
 		start time.Time     // when the first attempt returned; read lazily: a clock read costs tens of ns
@@ -134,25 +141,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		} else if cfg.AttemptHeader != "" {
 			out = withAttemptHeader(out, cfg.AttemptHeader, 1)
 		}
-		if t.holds.n.Load() != 0 {
-			if resp, err, done := t.awaitHold(req, prev, n); done {
-				return resp, err
-			}
+		var wait time.Duration
+		var refusal error
+		turn, wait, refusal = t.adm.Take(req)
+		if refusal != nil {
+			return t.refuseHeld(req, prev, n, refusal)
 		}
-		var sentAt time.Time // when the attempt took its adaptive token
-		if cfg.AdaptiveRate && !cfg.NoWait {
-			sentAt = time.Now()
-			if resp, err, done := t.awaitAdaptive(req, prev, n); done {
-				return resp, err
+		if wait > 0 {
+			if cfg.Observer != nil {
+				cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
 			}
-		}
-		paced := false // this attempt holds a reservation of its host's pacer
-		if t.pace.n.Load() != 0 && !cfg.DisablePacing && !cfg.NoWait {
-			var resp *http.Response
-			var err error
-			var done bool
-			if paced, resp, err, done = t.awaitPace(req, prev, n); done {
-				return resp, err
+			if err := turn.Wait(ctx); err != nil {
+				release(prev, cfg.MaxResponseBytes)
+				return t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
 			}
 		}
 		if cfg.Observer != nil {
@@ -171,6 +172,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 
 		if err != nil && prev.verdict.Outcome == classify.Retryable && errors.Is(err, classify.ErrNotSent) {
+			turn.Cancel()
 			// An inner gate refused this retry: the caller gets the
 			// previous attempt's real outcome.
 			if cfg.Observer != nil {
@@ -178,12 +180,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return t.finish(prev, n-1, StopRefused, err)
 		}
-		if paced || (resp != nil && !cfg.DisablePacing && !cfg.NoWait && hasQuota(resp.Header)) {
-			t.noteQuota(req, resp, paced)
-		}
-		if cfg.AdaptiveRate && !cfg.NoWait && resp != nil {
-			t.noteThrottle(req, resp, sentAt)
-		}
+		turn.Done(resp, err)
 		cur := outcome{resp: resp, err: err}
 		if judged != nil {
 			cur.verdict = *judged
@@ -191,13 +188,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			cur.verdict = cfg.Classifier.Classify(req, resp, err)
 			if cfg.Decide != nil {
 				cur.verdict = t.decide(out, resp, err, cur.verdict, attemptTimeout)
-			}
-		}
-		var held time.Time // the end of the host's hold this response asked for
-		if resp != nil && resp.StatusCode >= 400 && !cfg.DisableWaitHints && !cfg.NoWait && cfg.holdable(resp.StatusCode) {
-			now := time.Now()
-			if hint, ok := classify.WaitHint(resp.Header, now); ok && hint <= cfg.MaxRetryAfter {
-				held = t.holds.hold(holdKey(req), now.Add(hint), now)
 			}
 		}
 		if cur.verdict.Outcome != classify.Retryable {
@@ -238,9 +228,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 					release(prev, cfg.MaxResponseBytes)
 					return t.giveUp(req, cur, n, StopHintOverCap, nil)
 				}
-				// Wait for the host's hold, which another response may
-				// have extended past this one's hint.
-				hint = max(hint, held.Sub(now))
 				wait, fromServer = hint+HintSpread(hint, cfg.BaseDelay, rand.Float64()), true
 			}
 		}
@@ -276,96 +263,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// awaitHold makes attempt n of req wait while its host is held (see
-// ErrHeld). done reports that the call ends instead, without sending: the
-// hold outlasts the deadline (the caller gets the previous attempt's
-// outcome, or a *HoldError) or the context ended while waiting.
-func (t *Transport) awaitHold(req *http.Request, prev outcome, n int) (*http.Response, error, bool) {
-	host := holdKey(req)
-	// A response that came while this attempt waited may have extended
-	// the hold: look again after every wait.
-	for {
-		now := time.Now()
-		end, ticket, ok := t.holds.until(host, now)
-		if !ok {
-			return nil, nil, false
-		}
-		wait := end.Sub(now)
-		wait += releaseDelay(wait, t.cfg.BaseDelay, ticket, rand.Float64())
-		if resp, err, done := t.awaitTurn(req, prev, n, now, wait, &HoldError{Host: host, Until: end}); done {
-			return resp, err, true
-		}
-	}
-}
-
-// awaitPace makes attempt n of req wait for its turn in its host's pacer
-// (see pace.go). reserved reports that the attempt holds a reservation, to
-// be settled by noteQuota; done that the call ends instead, unsent.
-func (t *Transport) awaitPace(req *http.Request, prev outcome, n int) (reserved bool, resp *http.Response, err error, done bool) {
-	host := holdKey(req)
-	now := time.Now()
-	wait, ok := t.pace.reserve(host, now, t.cfg.MaxRetryAfter)
-	if !ok || wait <= 0 {
-		return ok, nil, nil, false
-	}
-	if resp, err, done := t.awaitTurn(req, prev, n, now, wait, &HoldError{Host: host, Until: now.Add(wait), Paced: true}); done {
-		t.pace.cancel(host)
-		return false, resp, err, true
-	}
-	t.pace.sent(host)
-	return true, nil, nil, false
-}
-
-// awaitAdaptive makes attempt n of req wait for its turn at its host's
-// adaptive limiter (see adaptive.go); done reports that the call ends
-// instead, unsent.
-func (t *Transport) awaitAdaptive(req *http.Request, prev outcome, n int) (*http.Response, error, bool) {
-	host := holdKey(req)
-	now := time.Now()
-	wait, ok := t.adapt.reserve(host, now, t.cfg.MaxRetryAfter)
-	if !ok || wait <= 0 {
-		return nil, nil, false
-	}
-	return t.awaitTurn(req, prev, n, now, wait, &HoldError{Host: host, Until: now.Add(wait), Paced: true})
-}
-
-// awaitTurn makes attempt n of req wait, from now, for its turn at a host
-// gate of the loop (a hold, the pacer, the adaptive limiter). done reports
-// that the call ends instead, unsent: the turn comes after the context's
-// deadline (the caller gets the previous attempt's outcome, or herr), or
-// the context ended while waiting.
-func (t *Transport) awaitTurn(req *http.Request, prev outcome, n int, now time.Time, wait time.Duration, herr *HoldError) (*http.Response, error, bool) {
-	if deadline, ok := req.Context().Deadline(); ok && now.Add(wait).After(deadline) {
-		resp, err := t.refuseHeld(req, prev, n, herr)
-		return resp, err, true
-	}
-	if t.cfg.Observer != nil {
-		t.cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
-	}
-	if err := sleep(req.Context(), wait); err != nil {
-		release(prev, t.cfg.MaxResponseBytes)
-		resp, err := t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
-		return resp, err, true
-	}
-	return nil, nil, false
-}
-
-// noteThrottle feeds a response to its host's adaptive limiter: a 429, or
-// a 503 with a wait hint, is throttling; any other response a success.
-func (t *Transport) noteThrottle(req *http.Request, resp *http.Response, sent time.Time) {
-	host := holdKey(req)
-	now := time.Now()
-	throttled := resp.StatusCode == http.StatusTooManyRequests
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		_, throttled = classify.WaitHint(resp.Header, now)
-	}
-	t.adapt.answered(host, throttled, sent, now)
-}
-
 // refuseHeld ends the call at attempt n, unsent, because its host is held
 // or paced past the call's deadline: the caller gets the previous attempt's
 // outcome, or herr.
-func (t *Transport) refuseHeld(req *http.Request, prev outcome, n int, herr *HoldError) (*http.Response, error) {
+func (t *Transport) refuseHeld(req *http.Request, prev outcome, n int, herr error) (*http.Response, error) {
 	if n > 1 {
 		return t.giveUp(req, prev, n-1, StopHeld, herr)
 	}
@@ -373,29 +274,6 @@ func (t *Transport) refuseHeld(req *http.Request, prev outcome, n int, herr *Hol
 		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld})
 	}
 	return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr, Refusal: herr}
-}
-
-// noteQuota settles an attempt's pacer reservation and feeds the quota its
-// response carries, if any, to the host's pacer.
-func (t *Transport) noteQuota(req *http.Request, resp *http.Response, reserved bool) {
-	now := time.Now()
-	var (
-		remaining int64
-		reset     time.Duration
-		ok        bool
-	)
-	if resp != nil {
-		remaining, reset, ok = classify.Quota(resp.Header, now)
-	}
-	t.pace.answered(holdKey(req), reserved, remaining, reset, ok, now)
-}
-
-// hasQuota reports, in a few map lookups, whether h may carry a quota.
-func hasQuota(h http.Header) bool {
-	if len(h) == 0 {
-		return false
-	}
-	return h["Ratelimit"] != nil || h["Ratelimit-Remaining"] != nil || h["X-Ratelimit-Remaining"] != nil
 }
 
 // send makes one attempt through next, enforcing the RoundTripper contract

@@ -1,0 +1,298 @@
+package admission
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// The pace learned from throttling (see the package doc).
+const (
+	// MinRate is the lowest pace, in turns per second, admission sets.
+	MinRate = 0.5
+
+	cubicBeta = 0.8
+	cubicC    = 0.4
+	// bucketLen is the span of one measuring bucket; rates are measured
+	// over the current bucket and the one before it.
+	bucketLen = 500 * time.Millisecond
+	// minSpan is the shortest span a rate is measured over.
+	minSpan = 50 * time.Millisecond
+	// paceIdle: a key not throttled for this long while its pace is twice
+	// what its callers ask goes back to no limit.
+	paceIdle = 10 * time.Second
+	// releaseFloor is the release pace after a pause of a key that never
+	// had a response admitted, when its callers ask for less.
+	releaseFloor = 10.0
+)
+
+// state is one key's admission. Guarded by Admission.mu.
+type state struct {
+	host *hostEntry
+	cred uint64
+
+	created, used time.Time
+
+	pauseUntil time.Time // no turn before (a wait hint, a spent quota)
+	pauseLimit Limit
+
+	rate  float64   // learned pace, turns per second; 0: none
+	rmax  float64   // CUBIC: the rate at the last cut
+	k     float64   // CUBIC: seconds from the cut back to rmax
+	t0    time.Time // the last cut
+	lastT time.Time // the last throttle
+
+	quotaEnd   time.Time // the announced quota's reset
+	quotaRate  float64   // turns per second the quota allows until quotaEnd
+	quotaBurst float64   // turns the quota allows at once
+
+	next     time.Time // the earliest instant of the next turn
+	queue    []*waiter
+	inflight int
+
+	cur, prev bucket
+	good      float64 // the admitted rate before the last pause, for the release
+
+	timer    *time.Timer // dispatches the queue's head when its turn comes
+	timerSet bool
+}
+
+// bucket counts one measuring span.
+type bucket struct {
+	start                            time.Time
+	asked, sent, admitted, throttled float64
+}
+
+// waiter is a queued turn.
+type waiter struct {
+	ch      chan struct{}
+	granted bool
+	at      time.Time
+	iv      time.Duration
+}
+
+// roll starts a new bucket when the current one is full.
+func (st *state) roll(now time.Time) {
+	d := now.Sub(st.cur.start)
+	if d < bucketLen {
+		return
+	}
+	if d < 2*bucketLen {
+		st.prev = st.cur
+		if r := st.prev.admitted / d.Seconds(); r > 0 {
+			st.good = max(r, 0.5*st.good+0.5*r)
+		}
+	} else {
+		st.prev = bucket{}
+	}
+	st.cur = bucket{start: now}
+}
+
+// rates returns what the key asked, sent and had admitted per second over
+// the last one to two buckets.
+func (st *state) rates(now time.Time) (asked, admitted float64, throttled float64) {
+	st.roll(now)
+	start := st.cur.start
+	a, ad, th := st.cur.asked, st.cur.admitted, st.cur.throttled
+	if !st.prev.start.IsZero() {
+		start = st.prev.start
+		a += st.prev.asked
+		ad += st.prev.admitted
+		th += st.prev.throttled
+	}
+	span := max(now.Sub(start), minSpan).Seconds()
+	return a / span, ad / span, th
+}
+
+// pause returns the instant before which no turn goes, and why.
+func (st *state) pause() (time.Time, Limit) {
+	if st.host.pauseUntil.After(st.pauseUntil) {
+		return st.host.pauseUntil, LimitHint
+	}
+	return st.pauseUntil, st.pauseLimit
+}
+
+// interval returns the spacing of turns now, and what sets it.
+func (st *state) interval(now time.Time) (time.Duration, Limit) {
+	r, lim := st.rate, LimitPace
+	if st.quotaRate > 0 && now.Before(st.quotaEnd) && (r == 0 || st.quotaRate < r) {
+		r, lim = st.quotaRate, LimitQuota
+	}
+	if r <= 0 {
+		return 0, LimitNone
+	}
+	return time.Duration(float64(time.Second) / r), lim
+}
+
+// tolerance is how far ahead of its spacing a turn may go: a tenth of a
+// quota's turns at once, none for a learned pace.
+func (st *state) tolerance(now time.Time, iv time.Duration, lim Limit) time.Duration {
+	if lim == LimitQuota && st.quotaBurst > 1 {
+		return time.Duration(float64(iv) * (st.quotaBurst - 1))
+	}
+	return 0
+}
+
+// earliest returns the earliest instant the next turn may go, ignoring the
+// queue, and what sets it (LimitNone: now).
+func (st *state) earliest(now time.Time) (time.Time, Limit) {
+	at, lim := now, LimitNone
+	if p, plim := st.pause(); p.After(at) {
+		at, lim = p, plim
+	}
+	if iv, ilim := st.interval(now); iv > 0 {
+		if t := st.next.Add(-st.tolerance(now, iv, ilim)); t.After(at) {
+			at, lim = t, ilim
+		}
+	}
+	return at, lim
+}
+
+// why names what limits the key now, for a refusal with no single cause.
+func (st *state) why(now time.Time) Limit {
+	if p, lim := st.pause(); p.After(now) {
+		return lim
+	}
+	if _, lim := st.interval(now); lim != LimitNone {
+		return lim
+	}
+	return LimitPace
+}
+
+// grant gives a turn now and returns the spacing it is charged.
+func (st *state) grant(now time.Time) time.Duration {
+	iv, _ := st.interval(now)
+	if iv > 0 {
+		base := st.next
+		if base.Before(now) {
+			base = now
+		}
+		st.next = base.Add(iv)
+	}
+	st.inflight++
+	return iv
+}
+
+// giveBack returns a given turn that was not used.
+func (st *state) giveBack(iv time.Duration, now time.Time) {
+	st.inflight--
+	if iv > 0 {
+		st.next = st.next.Add(-iv)
+		if st.next.Before(now) {
+			st.next = now
+		}
+	}
+}
+
+// remove takes a waiter out of the queue.
+func (st *state) remove(w *waiter) {
+	for i, q := range st.queue {
+		if q == w {
+			copy(st.queue[i:], st.queue[i+1:])
+			st.queue[len(st.queue)-1] = nil
+			st.queue = st.queue[:len(st.queue)-1]
+			return
+		}
+	}
+}
+
+// idle reports whether st holds nothing a caller depends on.
+func (st *state) idle(now time.Time) bool {
+	return len(st.queue) == 0 && st.inflight == 0 && !now.Before(st.pauseUntil) && !now.Before(st.host.pauseUntil)
+}
+
+// cut lowers the pace after a throttle of a turn given at granted (one
+// cut per round: a turn given before the last cut does not cut again).
+func (st *state) cut(granted, now time.Time) {
+	if st.rate > 0 && granted.Before(st.t0) {
+		return
+	}
+	_, admitted, _ := st.rates(now)
+	var base float64
+	switch {
+	case st.rate > 0 && (len(st.queue) > 0 || st.next.After(now)):
+		base = st.rate // callers queue for turns: they send at the pace
+	case admitted > 0:
+		base = admitted // the rate the server took
+		if st.rate > 0 {
+			base = min(base, st.rate)
+		}
+	default:
+		base = st.sentRate(now)
+	}
+	base = max(base, MinRate)
+	st.rmax = base
+	st.k = math.Cbrt(base * (1 - cubicBeta) / cubicC)
+	st.rate = max(cubicBeta*base, MinRate)
+	st.t0 = now
+}
+
+// sentRate is the rate of turns reported over the last buckets.
+func (st *state) sentRate(now time.Time) float64 {
+	start, n := st.cur.start, st.cur.sent
+	if !st.prev.start.IsZero() {
+		start, n = st.prev.start, n+st.prev.sent
+	}
+	return n / max(now.Sub(start), minSpan).Seconds()
+}
+
+// grow raises the pace after an admitted response, along the CUBIC curve,
+// capped at twice what callers ask; after paceIdle without a throttle at
+// a pace twice that, the key goes back to no limit.
+func (st *state) grow(now time.Time) {
+	if st.rate == 0 {
+		return
+	}
+	asked, _, _ := st.rates(now)
+	t := now.Sub(st.t0).Seconds() - st.k
+	r := cubicC*t*t*t + st.rmax
+	if asked > 0 {
+		r = min(r, 2*asked)
+	}
+	st.rate = max(r, MinRate)
+	if now.Sub(st.lastT) > paceIdle && now.Sub(st.t0) > paceIdle && st.rate >= 2*asked && len(st.queue) == 0 {
+		st.rate = 0
+	}
+}
+
+// release sets the pace at which calls queued behind a pause go when it
+// ends: what the key admitted before it, or twice what its callers ask
+// (at least releaseFloor) when it never admitted anything; never all at
+// once.
+func (st *state) release(end, now time.Time) {
+	asked, _, _ := st.rates(now)
+	r := st.good
+	if r <= 0 {
+		r = max(2*asked, releaseFloor)
+	}
+	r = max(r, MinRate)
+	if st.rate > 0 && st.rate <= r {
+		return
+	}
+	st.rate, st.rmax, st.k, st.t0 = r, r, 0, end
+}
+
+// setQuota takes an announced quota: remaining turns until reset from now.
+// A quota with nothing left pauses the key until its reset (when that is
+// within maxWait); otherwise the quota's pace is what is left, less what
+// is in flight, over the time left.
+func (st *state) setQuota(remaining int64, reset, maxWait time.Duration, now time.Time) {
+	avail := float64(remaining) - float64(st.inflight)
+	end := now.Add(reset)
+	if avail <= 0 {
+		st.quotaRate, st.quotaEnd = 0, end
+		if reset <= maxWait && end.After(st.pauseUntil) {
+			st.pauseUntil, st.pauseLimit = end, LimitQuota
+		}
+		return
+	}
+	st.quotaRate = avail / reset.Seconds()
+	st.quotaBurst = max(1, math.Floor(avail/10))
+	st.quotaEnd = end
+}
+
+// spread returns a random spread for a pause of d: up to the larger of d/10
+// and base.
+func spread(d, base time.Duration) time.Duration {
+	return time.Duration(rand.Float64() * float64(max(d/10, base)))
+}
