@@ -7,7 +7,7 @@ MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \;
 FUZZTIME ?= 30s
 COUNT    ?= 6
 
-.PHONY: test demo bench bench-all fuzz lint tools
+.PHONY: test demo bench bench-all fuzz lint tools storm
 
 test:
 	@set -e; for m in $(MODULES); do \
@@ -39,6 +39,17 @@ bench: tools
 		./peers.test -test.run '^$$' -test.bench 'LeakProbe' -test.benchtime 3x -test.count 1 >> ../bench.txt; \
 	done; rm -f peers.test
 	benchstat bench.txt
+
+# The fleet-scale retry-storm simulator (bench/storm): every library on
+# the same storms, ρ × N × trigger, in virtual time (testing/synctest, so
+# a test, not a command), and the M/M/c check of its server model. Writes
+# docs/storm/ (results.md, heat maps, goodput charts). A few minutes on
+# 2 cores. STORM_GRID="libs=plain,rebound rho=0.9 n=10,1000" for a part.
+STORM_GRID ?= full
+STORM_OUT  ?= $(CURDIR)/docs/storm
+storm:
+	cd bench && STORM_GRID="$(STORM_GRID)" STORM_OUT="$(STORM_OUT)" \
+		$(GO) test -count=1 -timeout 20m -run 'TestStormGrid|TestServerMatchesMMc' ./storm
 
 # Every benchmark of every module, -count $(COUNT), summarised by benchstat.
 bench-all: tools

@@ -1,0 +1,175 @@
+package storm
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of Cell's zero fields.
+const (
+	DefaultDeadline   = 2 * time.Second
+	DefaultWarmup     = 10 * time.Second
+	DefaultTriggerFor = 10 * time.Second
+	// DefaultPatience is how long after the trigger's removal a cell
+	// may take to recover before it is called metastable.
+	DefaultPatience = 60 * time.Second
+	// DefaultStable is how long goodput must stay recovered for the
+	// recovery to count.
+	DefaultStable = 5 * time.Second
+	// RecoveredShare is the share of the goodput before the trigger that
+	// counts as recovered.
+	RecoveredShare = 0.95
+)
+
+// Cell is one run of the storm: a fleet of Clients processes, each with
+// its own chain of Library, sends open-loop Poisson arrivals at Rho times
+// the server's capacity (each call to a process picked at random, so
+// each process sees Poisson arrivals at Rho·C/Clients), each call bounded
+// by Deadline. After Warmup the server suffers Trigger for TriggerFor,
+// then is healthy again; the cell runs until the calls have been good
+// for Stable (or Patience has passed since the removal) and their
+// Deadline has passed. The zero value of each duration is its default.
+type Cell struct {
+	Library    Library
+	Rho        float64
+	Clients    int
+	Trigger    Mode
+	Server     ServerConfig
+	Deadline   time.Duration
+	Warmup     time.Duration
+	TriggerFor time.Duration
+	Patience   time.Duration
+	Stable     time.Duration
+	// Seed seeds the arrivals and the choice of process (the server's
+	// service times use Server.Seed). Zero means 1. The libraries draw
+	// their jitter from math/rand's global source and goroutines run in
+	// the bubble's order, so two runs of a seed agree in distribution,
+	// not to the call.
+	Seed uint64
+}
+
+func (c Cell) normalized() Cell {
+	c.Server = c.Server.normalized()
+	if c.Clients <= 0 {
+		c.Clients = 1
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Deadline, DefaultDeadline)
+	def(&c.Warmup, DefaultWarmup)
+	def(&c.TriggerFor, DefaultTriggerFor)
+	def(&c.Patience, DefaultPatience)
+	def(&c.Stable, DefaultStable)
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	return c
+}
+
+// String names the cell.
+func (c Cell) String() string {
+	return fmt.Sprintf("%s/rho=%.2f/N=%d/%s", c.Library.Name, c.Rho, c.Clients, c.Trigger)
+}
+
+// horizon is the longest a cell runs in virtual time.
+func (c Cell) horizon() time.Duration {
+	return c.Warmup + c.TriggerFor + c.Patience + c.Stable + c.Deadline + time.Second
+}
+
+// callKey is the context key of a call's attempt counter.
+type callKey struct{}
+
+// tap sits between a process's library and the server: it counts the
+// attempts of each call and tells the recorder which attempts a locally
+// refusing process sends (its probes).
+type tap struct {
+	srv *Server
+	rec *Recorder
+	id  int
+}
+
+func (t *tap) RoundTrip(req *http.Request) (*http.Response, error) {
+	if n, ok := req.Context().Value(callKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+	t.rec.sent(time.Now(), t.id)
+	resp, err := t.srv.RoundTrip(req)
+	t.rec.answered(time.Now(), t.id, err == nil && resp.StatusCode/100 == 2)
+	return resp, err
+}
+
+// Run runs the cell and measures it. It must be called inside a
+// testing/synctest bubble (synctest.Test): it sleeps for minutes of
+// virtual time and starts a goroutine per call, all ended when it
+// returns.
+func Run(c Cell) *Result {
+	c = c.normalized()
+	start := time.Now()
+	rec := newRecorder(start, c.horizon(), c.Clients)
+	srv := NewServer(c.Server, rec)
+	clients := make([]*http.Client, c.Clients)
+	for i := range clients {
+		clients[i] = &http.Client{Transport: c.Library.New(&tap{srv: srv, rec: rec, id: i})}
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, c.Seed*0x2545f4914f6cdd1d+1))
+	rate := c.Rho * c.Server.Capacity()
+	triggerAt := start.Add(c.Warmup)
+	removeAt := triggerAt.Add(c.TriggerFor)
+	stopAt := start.Add(c.horizon() - c.Deadline - time.Second)
+	nextCheck := removeAt.Add(c.Stable + c.Deadline + time.Second)
+
+	var wg sync.WaitGroup
+	call := func(cl *http.Client, id int) {
+		defer wg.Done()
+		var attempts atomic.Int64
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callKey{}, &attempts), c.Deadline)
+		defer cancel()
+		begin := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://service.storm/", nil)
+		ok := closeOutcome(cl.Do(req))
+		rec.call(begin, time.Now(), id, ok, attempts.Load())
+	}
+	triggered, removed := false, false
+	next := start
+	for {
+		next = next.Add(time.Duration(rng.ExpFloat64() / rate * float64(time.Second)))
+		if !triggered && !next.Before(triggerAt) {
+			time.Sleep(time.Until(triggerAt))
+			srv.SetMode(c.Trigger)
+			triggered = true
+		}
+		if !removed && !next.Before(removeAt) {
+			time.Sleep(time.Until(removeAt))
+			srv.SetMode(Healthy)
+			removed = true
+		}
+		if !next.Before(nextCheck) {
+			time.Sleep(time.Until(nextCheck))
+			// Calls that started before now−Deadline have all ended.
+			if _, ok := recovery(rec.snapshot(), c, ticks(nextCheck.Sub(start)-c.Deadline-Tick)); ok {
+				stopAt = nextCheck
+			}
+			nextCheck = nextCheck.Add(time.Second)
+		}
+		if !next.Before(stopAt) {
+			break
+		}
+		time.Sleep(time.Until(next))
+		wg.Add(1)
+		id := rng.IntN(c.Clients)
+		go call(clients[id], id)
+	}
+	wg.Wait()
+	for _, cl := range clients {
+		cl.CloseIdleConnections()
+	}
+	return analyse(c, rec.snapshot(), time.Since(start))
+}
