@@ -22,23 +22,31 @@ DEMOFLAGS ?=
 demo:
 	cd bench && $(GO) run ./cmd/demo -out $(CURDIR)/demo-out $(DEMOFLAGS)
 
-# rebound against its peers (bench/): success-path overhead (stub and
-# loopback, GET and POST 1 KiB), the closed breaker against sony/gobreaker,
-# and the leak probe (connections and goroutines left after 20 calls to a
-# 503 server). $(BENCHCOUNT) interleaved rounds of one run each, so that a
-# noisy moment hits every library alike, written to bench.txt and
-# summarised by benchstat (installed on first use). A few minutes.
+# rebound against its peers (bench/): success-path overhead of calls made
+# as programs make them (a fresh request per call, through http.Client.Do
+# and RoundTrip; stub and loopback, sequential and parallel; GET and POST
+# 1 KiB), the closed breaker against sony/gobreaker, and the leak probe
+# (connections and goroutines left after 20 calls to a 503 server).
+# $(BENCHCOUNT) interleaved rounds of one run each (every round a new
+# process, its libraries in a new random order), so that a noisy moment
+# hits every library alike, written to bench.txt and summarised by
+# benchstat (installed on first use) and by bench/cmd/overhead: each
+# library's overhead over bare, paired by round, with bootstrap intervals
+# and its ratio to go-retryablehttp's and the gobreaker wrapper's (the
+# table of docs/benchmarks.md). About 4 minutes.
 BENCHCOUNT ?= 8
 BENCHTIME  ?= 300ms
 bench: tools
 	@set -e; cd bench; $(GO) test -c -o peers.test .; rm -f ../bench.txt; \
 	for i in $$(seq $(BENCHCOUNT)); do \
 		echo "== round $$i of $(BENCHCOUNT)"; \
-		./peers.test -test.run '^$$' -test.bench 'Overhead|Loopback|BreakerGate' \
+		./peers.test -test.run '^$$' -test.bench '^(BenchmarkOverhead|BenchmarkLoopback|BenchmarkBreakerGate)$$' \
 			-test.benchmem -test.benchtime $(BENCHTIME) -test.count 1 >> ../bench.txt; \
 		./peers.test -test.run '^$$' -test.bench 'LeakProbe' -test.benchtime 3x -test.count 1 >> ../bench.txt; \
 	done; rm -f peers.test
-	benchstat bench.txt
+	benchstat -col '/lib@(bare rebound rebound-nokeys floor gobreaker retryablehttp failsafe)' bench.txt
+	benchstat -filter '.name:BreakerGate OR .name:LeakProbe' bench.txt
+	cd bench && $(GO) run ./cmd/overhead ../bench.txt
 
 # The fleet-scale retry-storm simulator (bench/storm): every library on
 # the same storms, ρ × N × trigger, in virtual time (testing/synctest, so

@@ -2,46 +2,152 @@ package bench
 
 import (
 	"bytes"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"testing"
 
 	"github.com/rebound-http/rebound"
+	"github.com/sony/gobreaker/v2"
 )
 
+// peer is one library under comparison, built in front of a base
+// RoundTripper.
+type peer struct {
+	name string
+	wrap func(http.RoundTripper) http.RoundTripper
+}
+
+// overheadPeers are the libraries every overhead benchmark compares:
+//
+//   - bare: the base alone;
+//   - rebound: its default chain (rebound.NewTransport), so the figure
+//     follows the chain as links are added;
+//   - rebound-nokeys: the same without generated idempotency keys;
+//   - retryablehttp: go-retryablehttp's default client as a RoundTripper;
+//   - failsafe: failsafehttp's retry policy with 3 retries;
+//   - gobreaker: sony/gobreaker's default breaker in a 20-line RoundTripper
+//     (gobreakerTransport);
+//   - floor: the same four links as rebound's chain doing only what none
+//     of them can avoid (see floor.go).
+var overheadPeers = []peer{
+	{"bare", func(rt http.RoundTripper) http.RoundTripper { return rt }},
+	{"rebound", func(rt http.RoundTripper) http.RoundTripper { return rebound.NewTransport(rt) }},
+	{"rebound-nokeys", func(rt http.RoundTripper) http.RoundTripper {
+		return rebound.NewTransport(rt, rebound.WithPolicy(rebound.Policy{DisableIdempotencyKeys: true}))
+	}},
+	{"retryablehttp", func(rt http.RoundTripper) http.RoundTripper { return newRetryable(rt, 0) }},
+	{"failsafe", func(rt http.RoundTripper) http.RoundTripper { return newFailsafe(rt, nil) }},
+	{"gobreaker", func(rt http.RoundTripper) http.RoundTripper { return newGobreaker(rt, gobreaker.Settings{Name: "x"}) }},
+	{"floor", func(rt http.RoundTripper) http.RoundTripper { return newFloor(rt) }},
+}
+
+// shuffled returns the peers in a random order, a new one for every
+// process: `make bench` runs one process per round, so that over the
+// rounds no library always runs first, or always right after another's
+// garbage.
+func shuffled(peers []peer) []peer {
+	out := append([]peer(nil), peers...)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// benchBody is the 1 KiB body of every POST.
+var benchBody = make([]byte, 1024)
+
 // BenchmarkOverhead measures what each library adds to one successful
-// call: every sub-benchmark sends through a stub base that answers 200 at
-// once, so "library − bare" is the library's own cost on the success path.
+// call made the way a program makes it: every iteration builds a fresh
+// request with http.NewRequest (a POST carries a fresh 1 KiB
+// bytes.Reader body, so it has GetBody, and gets a generated key from
+// rebound's chain), sends it, reads the response body to its end and
+// closes it. The base is a stub that answers a preallocated 200 at once,
+// so "library − bare" is the library's own cost on the success path.
 //
-// rebound is its current default chain (rebound.NewTransport), so the
-// figure follows the chain as links are added; rebound-nokeys is the same
-// chain without generated idempotency keys, whose making (a UUIDv4 and a
-// copy of the request to carry it) dominates the POST. go-retryablehttp
-// is its default client used as a RoundTripper; failsafe-go is
-// failsafehttp's retry policy with 3 retries.
-//
-// Every operation is a whole call as a program makes it: the POST gets a
-// fresh 1 KiB body from GetBody (both peers read the body they are given,
-// so a body drained by the previous operation would flatter them), and the
-// response body is closed. Both steps happen for "bare" too, so they cancel
-// out of the difference.
+// call=Do goes through http.Client.Do, as callers do; call=RoundTrip
+// calls the library's RoundTripper directly. The names are
+// call/method/lib so that benchstat can put libraries side by side
+// (benchstat -col /lib); cmd/overhead turns a run into the table of
+// docs/benchmarks.md, overhead over bare and its ratio to the peers'.
 func BenchmarkOverhead(b *testing.B) {
-	libs := []struct {
-		name string
-		wrap func(http.RoundTripper) http.RoundTripper
-	}{
-		{"bare", func(rt http.RoundTripper) http.RoundTripper { return rt }},
-		{"rebound", func(rt http.RoundTripper) http.RoundTripper { return rebound.NewTransport(rt) }},
-		{"rebound-nokeys", func(rt http.RoundTripper) http.RoundTripper {
-			return rebound.NewTransport(rt, rebound.WithPolicy(rebound.Policy{DisableIdempotencyKeys: true}))
-		}},
-		{"retryablehttp", func(rt http.RoundTripper) http.RoundTripper { return newRetryable(rt, 0) }},
-		{"failsafe", func(rt http.RoundTripper) http.RoundTripper { return newFailsafe(rt, nil) }},
+	for _, call := range []string{"Do", "RoundTrip"} {
+		for _, method := range []string{"GET", "POST"} {
+			for _, p := range shuffled(overheadPeers) {
+				b.Run("call="+call+"/method="+method+"/lib="+p.name, func(b *testing.B) {
+					benchFresh(b, p.wrap(newOKStub()), call, method, "http://api.test/v1/things")
+				})
+			}
+		}
 	}
-	for _, lib := range libs {
-		for _, method := range []string{"GET", "POST1KiB"} {
-			b.Run(lib.name+"/"+method, func(b *testing.B) {
-				req := newBenchRequest(b, method)
-				rt := lib.wrap(newOKStub())
+}
+
+// benchFresh runs b's loop: a fresh request per iteration to url through
+// rt, by http.Client.Do or RoundTrip, with its response body read and
+// closed.
+func benchFresh(b *testing.B, rt http.RoundTripper, call, method, url string) {
+	client := &http.Client{Transport: rt}
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		req := freshRequest(b, method, url)
+		var (
+			resp *http.Response
+			err  error
+		)
+		if call == "Do" {
+			resp, err = client.Do(req)
+		} else {
+			resp, err = rt.RoundTrip(req)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d, want 200", resp.StatusCode)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+// reportCPU starts counting the process's CPU time; the function it
+// returns, deferred, reports it per operation as cpu-ns/op.
+func reportCPU(b *testing.B) func() {
+	cpu0, ok := cpuTime()
+	return func() {
+		if cpu1, _ := cpuTime(); ok && b.N > 0 {
+			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+// freshRequest returns a new GET without a body, or a new POST whose
+// 1 KiB body is a bytes.Reader (so http.NewRequest gives it GetBody).
+func freshRequest(tb testing.TB, method, url string) *http.Request {
+	var body io.Reader
+	if method == http.MethodPost {
+		body = bytes.NewReader(benchBody)
+	}
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return req
+}
+
+// BenchmarkOverheadReused is the earlier way of measuring, kept for
+// comparison and labelled as such in every table: the same *http.Request
+// is sent on every iteration, straight to RoundTrip (only the POST's body
+// is renewed from GetBody). Reusing the request keeps its URL, header map
+// and context in cache and leaves the cost of building a request out, so
+// it flatters whatever reads the request, and bare most of all; callers
+// do not send requests this way. See docs/benchmarks.md for why the two
+// disagree.
+func BenchmarkOverheadReused(b *testing.B) {
+	for _, method := range []string{"GET", "POST"} {
+		for _, p := range shuffled(overheadPeers) {
+			b.Run("call=RoundTrip-reused/method="+method+"/lib="+p.name, func(b *testing.B) {
+				req := freshRequest(b, method, "http://api.test/v1/things")
+				rt := p.wrap(newOKStub())
 				b.ReportAllocs()
 				for b.Loop() {
 					if req.GetBody != nil {
@@ -65,20 +171,10 @@ func BenchmarkOverhead(b *testing.B) {
 // is a bytes.Reader, so http.NewRequest gives it GetBody.
 func newBenchRequest(tb testing.TB, method string) *http.Request {
 	tb.Helper()
-	var (
-		req *http.Request
-		err error
-	)
 	switch method {
-	case "GET":
-		req, err = http.NewRequest(http.MethodGet, "http://api.test/v1/things", nil)
-	case "POST1KiB":
-		req, err = http.NewRequest(http.MethodPost, "http://api.test/v1/things", bytes.NewReader(make([]byte, 1024)))
-	default:
-		tb.Fatalf("unknown method %q", method)
+	case "GET", "POST":
+		return freshRequest(tb, method, "http://api.test/v1/things")
 	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return req
+	tb.Fatalf("unknown method %q", method)
+	return nil
 }
