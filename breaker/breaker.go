@@ -331,13 +331,23 @@ func (g *gen) mark() uint32 { return g.lastOK.Load() }
 // allowed, was since: a failure after which g has counted a newer success
 // overlapped it (see rule.nextOverlapped).
 func (b *Breaker) recordSince(g *gen, h classify.Health, since uint32) {
+	b.recordAt(g, h, since, unread)
+}
+
+// unread is the time of an outcome whose caller read no clock: the
+// breaker reads its own.
+const unread = time.Duration(-1)
+
+// recordAt is recordSince for an outcome whose time (since the settings'
+// origin) the caller read as at, or unread.
+func (b *Breaker) recordAt(g *gen, h classify.Health, since uint32, at time.Duration) {
 	if g == nil || b.cur.Load() != g {
 		return
 	}
 	switch g.state {
 	case Closed:
 		if h != classify.Neutral {
-			b.count(g, h == classify.Unhealthy, since)
+			b.count(g, h == classify.Unhealthy, since, at)
 		}
 	case Open:
 		g.release()
@@ -354,10 +364,14 @@ func (b *Breaker) recordSince(g *gen, h classify.Health, since uint32) {
 
 // count feeds a success or a failure to the trip rule of the closed
 // generation g, and trips the breaker if the rule says so. since is the
-// attempt's mark (see recordSince).
-func (b *Breaker) count(g *gen, failed bool, since uint32) {
+// attempt's mark (see recordSince); at is the outcome's time, or unread
+// to read the clock now.
+func (b *Breaker) count(g *gen, failed bool, since uint32, at time.Duration) {
 	s := b.set
-	d := s.now()
+	d := at
+	if d < 0 {
+		d = s.now()
+	}
 	now := s.tick(d)
 	if b.lastUsed.Load() != int64(now) {
 		b.lastUsed.Store(int64(now))

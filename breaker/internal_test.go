@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -217,3 +218,50 @@ func TestKeyOfLowerCaseHostDoesNotAllocate(t *testing.T) {
 		t.Fatalf("keyOf allocates %v times", n)
 	}
 }
+
+// TestRoundTripAtCountsAtTheTimeGiven checks that an outcome sent through
+// RoundTripAt is counted at the time the caller gave (the attempt's
+// start), and one through RoundTrip at the breaker's own clock read when
+// it comes back: the time of the last success, gen.lastOK, says which.
+func TestRoundTripAtCountsAtTheTimeGiven(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const took = 5 * time.Second
+		slow := roundTripper(func(*http.Request) (*http.Response, error) {
+			time.Sleep(took)
+			return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
+		})
+		tr := NewTransport(slow, Config{})
+		req, err := http.NewRequest(http.MethodGet, "http://api.test/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		origin := tr.state().reg.set.origin
+		lastOK := func() time.Duration {
+			b := tr.state().breakerFor(req)
+			return time.Duration(b.cur.Load().lastOK.Load()) * okTick
+		}
+
+		time.Sleep(time.Minute)
+		start := time.Now()
+		if _, err := tr.RoundTripAt(req, start); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := lastOK(), start.Sub(origin); got != want {
+			t.Fatalf("RoundTripAt counted its success at %v, want its start %v", got, want)
+		}
+		start = time.Now()
+		if _, err := tr.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := lastOK(), start.Add(took).Sub(origin); got != want {
+			t.Fatalf("RoundTrip counted its success at %v, want its end %v", got, want)
+		}
+		if _, err := tr.RoundTripAt(nil, start); err == nil {
+			t.Fatal("RoundTripAt of a nil request: no error")
+		}
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 
@@ -90,6 +91,30 @@ func (t *Transport) Next() http.RoundTripper { return t.state().next }
 // never returns both a response and an error: when the next transport
 // does, the response is closed and the error returned.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, unread)
+}
+
+// RoundTripAt is RoundTrip for a caller that has just read the clock, at
+// the attempt's start: the breaker counts the attempt's outcome at now
+// instead of reading the clock again when it comes back. A gate in front
+// of the breaker that reads the clock anyway (budget.Transport) calls it,
+// so that the chain reads the clock once per attempt, not once per gate;
+// a clock read costs tens of nanoseconds on many virtual machines. The
+// outcome's time only places it in the trip rule's window (a sixteenth of
+// Config.Window wide) and orders it against other outcomes, so the start
+// of an attempt serves as well as its end; an open breaker's probe reads
+// the clock as RoundTrip does. now must come from the monotonic clock
+// (time.Now, not a time parsed or built from a date).
+func (t *Transport) RoundTripAt(req *http.Request, now time.Time) (*http.Response, error) {
+	if req == nil || req.URL == nil {
+		return nil, errNilRequest
+	}
+	return t.roundTrip(req, max(now.Sub(t.state().reg.set.origin), 0))
+}
+
+// roundTrip is RoundTrip counting the outcome at at (since the settings'
+// origin), or at a clock read of its own when at is unread.
+func (t *Transport) roundTrip(req *http.Request, at time.Duration) (*http.Response, error) {
 	if req == nil || req.URL == nil {
 		return nil, errNilRequest
 	}
@@ -126,7 +151,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeResponse(resp)
 		resp = nil
 	}
-	b.recordSince(g, classify.ServerHealth(req, resp, err), since)
+	b.recordAt(g, classify.ServerHealth(req, resp, err), since, at)
 	stage = returned
 	return resp, err
 }

@@ -357,6 +357,10 @@ func TestClosedPathDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { tr.RoundTrip(req) }); n != 0 {
 		t.Fatalf("RoundTrip allocates %v times per call", n)
 	}
+	now := time.Now()
+	if n := testing.AllocsPerRun(1000, func() { tr.RoundTripAt(req, now) }); n != 0 {
+		t.Fatalf("RoundTripAt allocates %v times per call", n)
+	}
 	b := breaker.New("api", breaker.Config{})
 	if n := testing.AllocsPerRun(1000, func() {
 		done, _ := b.Allow()

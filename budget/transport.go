@@ -65,11 +65,16 @@ type Config struct {
 // status is not 429, not recorded at all when Neutral (the caller
 // cancelled it).
 //
+// When Next has a RoundTripAt(*http.Request, time.Time) method, as
+// breaker.Transport has, the gate sends through it with the time it read
+// for the budget, so the two gates read the clock once per attempt.
+//
 // Budgets are global by default and per host with Config.PerHost;
 // throttling is always per host. A Transport is safe for concurrent use.
 // Create one with NewTransport; the zero value is not usable.
 type Transport struct {
 	next     http.RoundTripper
+	nextAt   timedRoundTripper // next, when it takes the time this gate read; else nil
 	global   Budget    // nil with PerHost
 	hosts    *registry // nil when neither PerHost nor Throttle
 	newB     func() Budget
@@ -87,6 +92,7 @@ func NewTransport(next http.RoundTripper, cfg Config) *Transport {
 		next = cleanhttp.DefaultPooledTransport()
 	}
 	t := &Transport{next: next, onRefuse: cfg.OnRefuse}
+	t.nextAt, _ = next.(timedRoundTripper)
 	ratio, user := cfg.Ratio, cfg.NewBudget
 	t.newB = func() Budget {
 		if user != nil {
@@ -172,7 +178,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		b.Deposit(now)
 	}
-	resp, err := pass(t.next, req)
+	var (
+		resp *http.Response
+		err  error
+	)
+	if t.nextAt != nil {
+		resp, err = t.nextAt.RoundTripAt(req, now)
+		if resp != nil && err != nil {
+			closeResponse(resp)
+			resp = nil
+		}
+	} else {
+		resp, err = pass(t.next, req)
+	}
 	if th != nil {
 		// The outcome is counted at the attempt's start: the window's
 		// buckets are a tenth of it wide, so a second clock read would
@@ -187,18 +205,31 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// timedRoundTripper is an inner link that can take the time the gate
+// read at the attempt's start instead of reading the clock itself
+// (breaker.Transport's RoundTripAt), so that the chain reads the clock
+// once per attempt.
+type timedRoundTripper interface {
+	RoundTripAt(req *http.Request, now time.Time) (*http.Response, error)
+}
+
 // pass sends req to next, never returning both a response and an error:
 // http.Client would drop such a response without closing it, so it is
 // closed here and the error returned.
 func pass(next http.RoundTripper, req *http.Request) (*http.Response, error) {
 	resp, err := next.RoundTrip(req)
 	if resp != nil && err != nil {
-		if resp.Body != nil {
-			resp.Body.Close()
-		}
+		closeResponse(resp)
 		resp = nil
 	}
 	return resp, err
+}
+
+// closeResponse closes resp's body, if it has one.
+func closeResponse(resp *http.Response) {
+	if resp.Body != nil {
+		resp.Body.Close()
+	}
 }
 
 // refuse closes req's body, reports the refusal and returns err.
