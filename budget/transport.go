@@ -75,8 +75,8 @@ type Config struct {
 type Transport struct {
 	next     http.RoundTripper
 	nextAt   timedRoundTripper // next, when it takes the time this gate read; else nil
-	global   Budget    // nil with PerHost
-	hosts    *registry // nil when neither PerHost nor Throttle
+	global   Budget            // nil with PerHost
+	hosts    *registry         // nil when neither PerHost nor Throttle
 	newB     func() Budget
 	onRefuse func(Refusal)
 }
