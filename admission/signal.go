@@ -93,6 +93,7 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 		}
 	case responded:
 		st.cur.admitted++
+		st.unpause(now)
 		st.grow(now)
 	}
 	if sig.quota {

@@ -24,6 +24,9 @@ const (
 	// releaseFloor is the release pace after a pause of a key that never
 	// had a response admitted, when its callers ask for less.
 	releaseFloor = 10.0
+	// probeStep is what each admitted response adds to a probing pace, in
+	// turns per second: the pace doubles every 1/probeStep seconds.
+	probeStep = 5.0
 )
 
 // state is one key's admission. Guarded by Admission.mu.
@@ -41,6 +44,7 @@ type state struct {
 	k     float64   // CUBIC: seconds from the cut back to rmax
 	t0    time.Time // the last cut
 	lastT time.Time // the last throttle
+	probe bool      // no throttle since the pace was set without evidence: grow fast
 
 	quotaEnd   time.Time // the announced quota's reset
 	quotaRate  float64   // turns per second the quota allows until quotaEnd
@@ -210,16 +214,14 @@ func (st *state) cut(granted, now time.Time) {
 	_, admitted, _ := st.rates(now)
 	var base float64
 	switch {
-	case st.rate > 0 && (len(st.queue) > 0 || st.next.After(now)):
-		base = st.rate // callers queue for turns: they send at the pace
+	case st.rate > 0:
+		base = st.rate // the pace that met the limit
 	case admitted > 0:
-		base = admitted // the rate the server took
-		if st.rate > 0 {
-			base = min(base, st.rate)
-		}
+		base = admitted // the first cut: what the server took
 	default:
 		base = st.sentRate(now)
 	}
+	st.probe = false
 	base = max(base, MinRate)
 	st.rmax = base
 	st.k = math.Cbrt(base * (1 - cubicBeta) / cubicC)
@@ -236,17 +238,24 @@ func (st *state) sentRate(now time.Time) float64 {
 	return n / max(now.Sub(start), minSpan).Seconds()
 }
 
-// grow raises the pace after an admitted response, along the CUBIC curve,
-// capped at twice what callers ask; after paceIdle without a throttle at
-// a pace twice that, the key goes back to no limit.
+// grow raises the pace after an admitted response: by probeStep while
+// probing (a pace set without evidence doubles every 200 ms until the
+// first throttle, as TCP's slow start does), else along the CUBIC curve;
+// capped at twice what callers ask when none wait. After paceIdle without
+// a throttle at a pace twice that, the key goes back to no limit.
 func (st *state) grow(now time.Time) {
 	if st.rate == 0 {
 		return
 	}
 	asked, _, _ := st.rates(now)
-	t := now.Sub(st.t0).Seconds() - st.k
-	r := cubicC*t*t*t + st.rmax
-	if asked > 0 {
+	var r float64
+	if st.probe {
+		r = st.rate + probeStep
+	} else {
+		t := now.Sub(st.t0).Seconds() - st.k
+		r = cubicC*t*t*t + st.rmax
+	}
+	if asked > 0 && len(st.queue) == 0 {
 		r = min(r, 2*asked)
 	}
 	st.rate = max(r, MinRate)
@@ -261,15 +270,26 @@ func (st *state) grow(now time.Time) {
 // once.
 func (st *state) release(end, now time.Time) {
 	asked, _, _ := st.rates(now)
-	r := st.good
+	r, probe := st.good, false
 	if r <= 0 {
-		r = max(2*asked, releaseFloor)
+		r, probe = max(2*asked, releaseFloor), true
 	}
 	r = max(r, MinRate)
 	if st.rate > 0 && st.rate <= r {
 		return
 	}
-	st.rate, st.rmax, st.k, st.t0 = r, r, 0, end
+	st.rate, st.rmax, st.k, st.t0, st.probe = r, r, 0, end, probe
+}
+
+// unpause ends a pause early: a response was admitted, so the server is
+// taking requests and a limiter's excess is for the pace to handle.
+func (st *state) unpause(now time.Time) {
+	if st.pauseLimit == LimitHint && st.pauseUntil.After(now) {
+		st.pauseUntil = now
+	}
+	if st.host.pauseUntil.After(now) {
+		st.host.pauseUntil = now
+	}
 }
 
 // setQuota takes an announced quota: remaining turns until reset from now.
