@@ -67,12 +67,20 @@ func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
+	return until(serverNow(h, now), at)
+}
+
+// serverNow returns the instant of the response's Date header when it
+// parses, else now: an instant the server names (an HTTP-date, an epoch
+// reset) is measured against the server's own clock, so the local clock's
+// skew does not distort the wait.
+func serverNow(h http.Header, now time.Time) time.Time {
 	if date := h.Get("Date"); date != "" {
 		if d, err := http.ParseTime(date); err == nil {
-			now = d
+			return d
 		}
 	}
-	return until(now, at)
+	return now
 }
 
 // RateLimitReset parses the IETF RateLimit header's t parameter
@@ -125,7 +133,8 @@ func quotaLeft(remaining string) bool {
 }
 
 // XRateLimitReset parses X-RateLimit-Reset as seconds or, from 1,000,000,000
-// on, as a Unix timestamp measured from now. A timestamp too far ahead for
+// on, as a Unix timestamp measured from the response's Date (or from now
+// when it has none). A timestamp too far ahead for
 // a Duration is the largest one, except one that reads as a Unix timestamp
 // in milliseconds (from 1,000,000,000,000, and within a Duration of now
 // once divided by 1000): that is a unit this parser does not take, not a
@@ -138,6 +147,7 @@ func XRateLimitReset(h http.Header, now time.Time) (time.Duration, bool) {
 	if secs < unixThreshold {
 		return seconds(secs), true
 	}
+	now = serverNow(h, now)
 	limit := now.Unix() + maxHintSeconds
 	switch {
 	case secs <= limit:

@@ -184,6 +184,10 @@ func TestXRateLimitReset(t *testing.T) {
 		{"too large for milliseconds too is the largest", hdr("X-RateLimit-Reset", "10000000000000000"), maxWait, true},
 		{"timestamp 200 years ahead fits", hdr("X-RateLimit-Reset", unix(200*365*24*time.Hour)), 200 * 365 * 24 * time.Hour, true},
 		{"date ignored", hdr("X-RateLimit-Reset", "Sat, 28 Nov 2026 12:02:00 GMT"), 0, false},
+		// The server's clock is 50 s ahead of ours (we are behind): its
+		// reset 1 s from its Date is 1 s away, not 51 s.
+		{"Unix timestamp measured from Date", hdr("X-RateLimit-Reset", unix(51*time.Second), "Date", now.Add(50*time.Second).Format(http.TimeFormat)), time.Second, true},
+		{"Unix timestamp with a bad Date measured from now", hdr("X-RateLimit-Reset", unix(51*time.Second), "Date", "yesterday"), 51 * time.Second, true},
 		{"empty", hdr("X-RateLimit-Reset", ""), 0, false},
 		{"absent", hdr("Retry-After", "5"), 0, false},
 		{"nil header", nil, 0, false},

@@ -26,7 +26,8 @@ const (
 //     its separate RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset
 //     headers;
 //   - X-RateLimit-Remaining with X-RateLimit-Reset (seconds, or from
-//     1,000,000,000 on a Unix timestamp) and X-RateLimit-Limit.
+//     1,000,000,000 on a Unix timestamp, measured against the response's
+//     Date when it has one) and X-RateLimit-Limit.
 //
 // A set is ignored, and the next one tried, when a value is malformed or
 // negative, when remaining exceeds the limit the same set states, when the
@@ -58,7 +59,7 @@ func Quota(h http.Header, now time.Time) (remaining int64, reset time.Duration, 
 			if secs >= unixThreshold*1000 {
 				return 0, 0, false // milliseconds: a unit not taken
 			}
-			secs -= now.Unix()
+			secs -= serverNow(h, now).Unix()
 			if secs <= 0 {
 				return 0, 0, false
 			}

@@ -34,6 +34,7 @@ func TestQuota(t *testing.T) {
 		{"old headers", []string{"RateLimit-Limit", "100", "RateLimit-Remaining", "7", "RateLimit-Reset", "3"}, 7, 3 * time.Second, true},
 		{"x seconds", []string{"X-RateLimit-Limit", "60", "X-RateLimit-Remaining", "59", "X-RateLimit-Reset", "60"}, 59, time.Minute, true},
 		{"x unix", []string{"X-RateLimit-Remaining", "4999", "X-RateLimit-Reset", strconv.FormatInt(now.Unix()+3600, 10)}, 4999, time.Hour, true},
+		{"x unix measured from Date", []string{"X-RateLimit-Remaining", "10", "X-RateLimit-Reset", strconv.FormatInt(now.Unix()+51, 10), "Date", now.Add(50 * time.Second).UTC().Format(http.TimeFormat)}, 10, time.Second, true},
 		{"x unix past", []string{"X-RateLimit-Remaining", "4999", "X-RateLimit-Reset", strconv.FormatInt(now.Unix()-1, 10)}, 0, 0, false},
 		{"x milliseconds", []string{"X-RateLimit-Remaining", "10", "X-RateLimit-Reset", strconv.FormatInt(now.UnixMilli()+1000, 10)}, 0, 0, false},
 		{"x remaining over limit", []string{"X-RateLimit-Limit", "5", "X-RateLimit-Remaining", "6", "X-RateLimit-Reset", "1"}, 0, 0, false},
