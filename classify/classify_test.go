@@ -102,7 +102,7 @@ func TestClassifyStatus(t *testing.T) {
 }
 
 func TestClassifyOtherIdempotentMethods(t *testing.T) {
-	for _, method := range []string{"", http.MethodHead, http.MethodOptions, http.MethodTrace} {
+	for _, method := range []string{"", http.MethodHead, http.MethodOptions, http.MethodTrace, classify.MethodQuery} {
 		t.Run("method="+method, func(t *testing.T) {
 			req := newRequest(t, http.MethodGet)
 			req.Method = method

@@ -9,12 +9,20 @@ const (
 	HeaderXIdempotencyKey = "X-Idempotency-Key"
 )
 
-// IdempotentMethod reports whether method is idempotent by RFC 9110 §9.2.2:
-// GET, HEAD, OPTIONS, TRACE, PUT and DELETE. The empty method means GET.
+// MethodQuery is the QUERY method (RFC 10008): a safe, idempotent request
+// whose body says what to read, for queries too large or too sensitive for
+// a URL. net/http has no constant for it.
+const MethodQuery = "QUERY"
+
+// IdempotentMethod reports whether method is idempotent by RFC 9110 §9.2.2
+// and RFC 10008: GET, HEAD, OPTIONS, TRACE, PUT, DELETE and QUERY. The
+// empty method means GET. Every decision of the chain that asks whether a
+// request may be repeated (a retry after an ambiguous failure, a hedge, a
+// learned timeout's cut) asks this function, through Idempotent.
 func IdempotentMethod(method string) bool {
 	switch method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
-		http.MethodPut, http.MethodDelete:
+		http.MethodPut, http.MethodDelete, MethodQuery:
 		return true
 	}
 	return false

@@ -21,6 +21,8 @@ func TestIdempotentMethod(t *testing.T) {
 		{http.MethodTrace, true},
 		{http.MethodPut, true},
 		{http.MethodDelete, true},
+		{classify.MethodQuery, true}, // RFC 10008
+		{"query", false},
 		{http.MethodPost, false},
 		{http.MethodPatch, false},
 		{http.MethodConnect, false},
@@ -80,6 +82,7 @@ func TestIdempotent(t *testing.T) {
 		{"HEAD", http.MethodHead, nil, true},
 		{"PUT", http.MethodPut, nil, true},
 		{"DELETE", http.MethodDelete, nil, true},
+		{"QUERY", classify.MethodQuery, nil, true},
 		{"POST", http.MethodPost, nil, false},
 		{"PATCH", http.MethodPatch, nil, false},
 		{"POST with Idempotency-Key", http.MethodPost, []string{"Idempotency-Key", "k"}, true},
