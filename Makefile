@@ -50,14 +50,15 @@ bench: tools
 
 # The fleet-scale retry-storm simulator (bench/storm): every library on
 # the same storms, ρ × N × trigger, in virtual time (testing/synctest, so
-# a test, not a command), and the M/M/c check of its server model. Writes
-# docs/storm/ (results.md, heat maps, goodput charts). A few minutes on
-# 2 cores. STORM_GRID="libs=plain,rebound rho=0.9 n=10,1000" for a part.
+# a test, not a command), the M/M/c check of its server model and the
+# retry budget's trade-off. Writes docs/storm/ (results.md, tradeoff.md,
+# heat maps, goodput charts). About two minutes on 2 cores.
+# STORM_GRID="libs=plain,rebound rho=0.9 n=10,1000 retryafter=1s" for a part.
 STORM_GRID ?= full
 STORM_OUT  ?= $(CURDIR)/docs/storm
 storm:
-	cd bench && STORM_GRID="$(STORM_GRID)" STORM_OUT="$(STORM_OUT)" \
-		$(GO) test -count=1 -timeout 20m -run 'TestStormGrid|TestServerMatchesMMc' ./storm
+	cd bench && STORM_GRID="$(STORM_GRID)" STORM_TRADEOFF=1 STORM_OUT="$(STORM_OUT)" \
+		$(GO) test -count=1 -timeout 20m -run 'TestStormGrid|TestServerMatchesMMc|TestAmplificationTradeoff' ./storm
 
 # Every benchmark of every module, -count $(COUNT), summarised by benchstat.
 bench-all: tools

@@ -171,5 +171,7 @@ func Run(c Cell) *Result {
 	for _, cl := range clients {
 		cl.CloseIdleConnections()
 	}
-	return analyse(c, rec.snapshot(), time.Since(start))
+	r := analyse(c, rec.snapshot(), time.Since(start))
+	r.AmpClientMax, r.AmpClients = rec.maxClientAmp(1000)
+	return r
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -207,8 +208,9 @@ func WriteGoodput(name string, results []*Result) ([]string, error) {
 	offered := c.Rho * c.Server.Capacity()
 	var end float64
 	for _, r := range results {
-		xy := make(plotter.XYs, len(r.Goodput))
-		for i, g := range r.Goodput {
+		whole := min(len(r.Goodput), int(r.Ran/time.Second)) // the last second may be cut short
+		xy := make(plotter.XYs, whole)
+		for i, g := range r.Goodput[:whole] {
 			xy[i] = plotter.XY{X: float64(i) + 0.5, Y: g}
 		}
 		end = max(end, float64(len(r.Goodput)))
@@ -229,7 +231,7 @@ func WriteGoodput(name string, results []*Result) ([]string, error) {
 	o.Color = color.Gray{Y: 0x80}
 	p.Add(o)
 	p.Legend.Add("offered", o)
-	p.Y.Min = 0
+	p.Y.Min, p.Y.Max = 0, 1.45*offered // room for the legend above the lines
 	return saveRow(name, []*plot.Plot{p}, 7*vg.Inch, 3.6*vg.Inch)
 }
 

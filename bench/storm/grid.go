@@ -53,9 +53,10 @@ func (g Grid) Cells() []Cell {
 
 // ParseGrid narrows FullGrid by the comma-separated lists of a
 // specification "libs=plain,rebound rho=0.5,0.9 n=10,100
-// trigger=capacity/2,outage,latency×10" (any part may be left out;
-// "latency" stands for latency×10). An unknown name or a bad number is an
-// error.
+// trigger=capacity/2,outage,latency×10 retryafter=1s" (any part may be
+// left out; "latency" stands for latency×10; retryafter sets the
+// server's Retry-After on its 503s). An unknown name or a bad number is
+// an error.
 func ParseGrid(spec string) (Grid, error) {
 	g := FullGrid()
 	for _, field := range strings.Fields(spec) {
@@ -101,8 +102,14 @@ func ParseGrid(spec string) (Grid, error) {
 				}
 				g.Triggers = append(g.Triggers, m)
 			}
+		case "retryafter":
+			d, err := time.ParseDuration(list)
+			if err != nil || d < 0 || d > time.Hour {
+				return g, fmt.Errorf("storm: Retry-After %q is not a duration in [0, 1h]", list)
+			}
+			g.Base.Server.RetryAfter = d
 		default:
-			return g, fmt.Errorf("storm: unknown grid key %q (libs, rho, n, trigger)", key)
+			return g, fmt.Errorf("storm: unknown grid key %q (libs, rho, n, trigger, retryafter)", key)
 		}
 	}
 	return g, nil

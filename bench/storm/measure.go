@@ -27,6 +27,8 @@ type Result struct {
 	// AmpDuring and AmpAfter are the server's attempts per call started
 	// while the trigger lasted and in the 10 s after its removal.
 	AmpDuring, AmpAfter float64
+	// Success is the share of all calls that succeeded.
+	Success float64
 	// Calls and Attempts count all calls started and all attempts the
 	// server received.
 	Calls, Attempts int64
@@ -40,6 +42,15 @@ type Result struct {
 	ProbeRate, ProbePeak float64
 	// OpenPeak is the most processes refusing locally at once.
 	OpenPeak int64
+	// AmpWindowMax is the highest fleet-wide attempts per call over any
+	// run of whole seconds holding at least 1,000 calls (by their start;
+	// the shortest such run from each second).
+	AmpWindowMax float64
+	// AmpClientMax is the highest attempts per call of one process over
+	// the whole cell, among the AmpClients processes with at least 1,000
+	// calls.
+	AmpClientMax float64
+	AmpClients   int
 	// Goodput is the successful calls per second, by their end, second
 	// by second from the start; Offered the calls started.
 	Goodput, Offered []float64
@@ -147,6 +158,25 @@ func analyse(c Cell, b []bucket, ran time.Duration) *Result {
 			window -= b[k-perSec].probes
 		}
 		r.ProbePeak = max(r.ProbePeak, float64(window))
+	}
+	// Fleet-wide windows of ≥ 1,000 calls, from each second.
+	for i := 0; i < last; i += perSec {
+		var calls, attempts int64
+		for k := i; k < last; k++ {
+			calls += b[k].started
+			attempts += b[k].attempts
+			if calls >= 1000 && (k+1-i)%perSec == 0 {
+				r.AmpWindowMax = max(r.AmpWindowMax, float64(attempts)/float64(calls))
+				break
+			}
+		}
+	}
+	if r.Calls > 0 {
+		var ok int64
+		for k := range last {
+			ok += b[k].okByStart
+		}
+		r.Success = float64(ok) / float64(r.Calls)
 	}
 	if openTicks > 0 {
 		r.ProbeRate = float64(probes) / (float64(openTicks) * Tick.Seconds())

@@ -31,6 +31,8 @@ type Recorder struct {
 	buckets []bucket
 	open    []bool // per client: its last call was refused locally
 	nOpen   int64
+	// Per client: calls started and attempts sent.
+	calls, sends []int64
 }
 
 func newRecorder(start time.Time, horizon time.Duration, clients int) *Recorder {
@@ -38,6 +40,8 @@ func newRecorder(start time.Time, horizon time.Duration, clients int) *Recorder 
 		start:   start,
 		buckets: make([]bucket, int(horizon/Tick)+2),
 		open:    make([]bool, clients),
+		calls:   make([]int64, clients),
+		sends:   make([]int64, clients),
 	}
 }
 
@@ -82,6 +86,7 @@ func (r *Recorder) served(t time.Time, gone bool) {
 // sent notes an attempt leaving client id and reports nothing.
 func (r *Recorder) sent(t time.Time, id int) {
 	r.mu.Lock()
+	r.sends[id]++
 	if r.open[id] {
 		b := r.at(t)
 		b.probes++
@@ -111,6 +116,7 @@ func (r *Recorder) call(start, end time.Time, id int, ok bool, attempts int64) {
 	defer r.mu.Unlock()
 	b := r.at(start)
 	b.started++
+	r.calls[id]++
 	if ok {
 		b.okByStart++
 		r.at(end).okByEnd++
@@ -136,4 +142,18 @@ func (r *Recorder) snapshot() []bucket {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]bucket(nil), r.buckets...)
+}
+
+// maxClientAmp returns the highest attempts per call of the clients that
+// made at least min calls, and how many such clients there were.
+func (r *Recorder) maxClientAmp(min int64) (amp float64, clients int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, n := range r.calls {
+		if n >= min {
+			clients++
+			amp = max(amp, float64(r.sends[i])/float64(n))
+		}
+	}
+	return amp, clients
 }

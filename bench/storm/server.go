@@ -43,7 +43,11 @@ type ServerConfig struct {
 	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
 	// at least 1) on every 503 of a full queue. Zero sends none.
 	RetryAfter time.Duration
-	// Seed seeds the service times. Zero means 1.
+	// FailShare is the share of attempts answered 503 at once, at random,
+	// whatever the load: a flaky server, for the amplification study.
+	// Zero fails none.
+	FailShare float64
+	// Seed seeds the service times and the random failures. Zero means 1.
 	Seed uint64
 }
 
@@ -265,6 +269,12 @@ func (s *Server) admit(now time.Time) (*job, int, error) {
 			s.rec.refused(now)
 		}
 		return nil, 0, ErrRefused
+	}
+	if s.cfg.FailShare > 0 && s.rng.Float64() < s.cfg.FailShare {
+		if s.rec != nil {
+			s.rec.rejected(now)
+		}
+		return nil, http.StatusServiceUnavailable, nil
 	}
 	j := &job{arrived: now, done: make(chan struct{})}
 	switch {
