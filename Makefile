@@ -50,15 +50,16 @@ bench: tools
 
 # The fleet-scale retry-storm simulator (bench/storm): every library on
 # the same storms, ρ × N × trigger, in virtual time (testing/synctest, so
-# a test, not a command), the M/M/c check of its server model and the
-# retry budget's trade-off. Writes docs/storm/ (results.md, tradeoff.md,
-# heat maps, goodput charts). About two minutes on 2 cores.
+# a test, not a command), the M/M/c check of its server model, the retry
+# budget's trade-off and stacked services (depth 1-3). Writes docs/storm/
+# (results.md, tradeoff.md, stack.md, heat maps, goodput charts). About
+# three minutes on 2 cores.
 # STORM_GRID="libs=plain,rebound rho=0.9 n=10,1000 retryafter=1s" for a part.
 STORM_GRID ?= full
 STORM_OUT  ?= $(CURDIR)/docs/storm
 storm:
-	cd bench && STORM_GRID="$(STORM_GRID)" STORM_TRADEOFF=1 STORM_OUT="$(STORM_OUT)" \
-		$(GO) test -count=1 -timeout 20m -run 'TestStormGrid|TestServerMatchesMMc|TestAmplificationTradeoff' ./storm
+	cd bench && STORM_GRID="$(STORM_GRID)" STORM_TRADEOFF=1 STORM_STACK=1 STORM_OUT="$(STORM_OUT)" \
+		$(GO) test -count=1 -timeout 20m -run 'TestStormGrid|TestServerMatchesMMc|TestAmplificationTradeoff|TestStormStack' ./storm
 
 # Every benchmark of every module, -count $(COUNT), summarised by benchstat.
 bench-all: tools

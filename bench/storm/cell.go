@@ -45,6 +45,14 @@ type Cell struct {
 	TriggerFor time.Duration
 	Patience   time.Duration
 	Stable     time.Duration
+	// Depth is the number of services in a row: 1 (or 0) is the fleet
+	// calling the server; 2 and 3 put one and two middle layers between
+	// them (StackInstances processes each, every one with its own chain
+	// of Library, thread-per-request, 200 workers and 5 ms of their own
+	// work per request), so that a call of the fleet becomes a call of
+	// each layer to the one below. The trigger hits the bottom server,
+	// and the server's measurements (attempts, waste) are the bottom's.
+	Depth int
 	// Seed seeds the arrivals and the choice of process (the server's
 	// service times use Server.Seed). Zero means 1. The libraries draw
 	// their jitter from math/rand's global source and goroutines run in
@@ -68,6 +76,7 @@ func (c Cell) normalized() Cell {
 	def(&c.TriggerFor, DefaultTriggerFor)
 	def(&c.Patience, DefaultPatience)
 	def(&c.Stable, DefaultStable)
+	c.Depth = max(c.Depth, 1)
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
@@ -76,12 +85,44 @@ func (c Cell) normalized() Cell {
 
 // String names the cell.
 func (c Cell) String() string {
-	return fmt.Sprintf("%s/rho=%.2f/N=%d/%s", c.Library.Name, c.Rho, c.Clients, c.Trigger)
+	name := fmt.Sprintf("%s/rho=%.2f/N=%d/%s", c.Library.Name, c.Rho, c.Clients, c.Trigger)
+	if c.Depth > 1 {
+		name += fmt.Sprintf("/depth=%d", c.Depth)
+	}
+	return name
 }
 
 // horizon is the longest a cell runs in virtual time.
 func (c Cell) horizon() time.Duration {
 	return c.Warmup + c.TriggerFor + c.Patience + c.Stable + c.Deadline + time.Second
+}
+
+// StackInstances is how many processes each middle layer of a stack runs.
+const StackInstances = 10
+
+// stack builds the layers above bottom for a cell of Depth > 1 and
+// returns them, the top one last.
+func stack(c Cell, bottom *Server) []*Server {
+	layers := []*Server{bottom}
+	top := bottom
+	for d := 2; d <= c.Depth; d++ {
+		below := top
+		chains := make([]*http.Client, StackInstances)
+		for i := range chains {
+			chains[i] = &http.Client{Transport: c.Library.New(below)}
+		}
+		top = NewServer(ServerConfig{
+			Workers: 200, Service: 5 * time.Millisecond, Seed: c.Server.Seed + uint64(d),
+			Next: func() bool {
+				ctx, cancel := context.WithTimeout(context.Background(), c.Deadline)
+				defer cancel()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://layer.storm/", nil)
+				return closeOutcome(chains[rand.N(len(chains))].Do(req))
+			},
+		}, nil)
+		layers = append(layers, top)
+	}
+	return layers
 }
 
 // callKey is the context key of a call's attempt counter.
@@ -114,7 +155,9 @@ func Run(c Cell) *Result {
 	c = c.normalized()
 	start := time.Now()
 	rec := newRecorder(start, c.horizon(), c.Clients)
-	srv := NewServer(c.Server, rec)
+	bottom := NewServer(c.Server, rec)
+	layers := stack(c, bottom)
+	srv := layers[len(layers)-1]
 	clients := make([]*http.Client, c.Clients)
 	for i := range clients {
 		clients[i] = &http.Client{Transport: c.Library.New(&tap{srv: srv, rec: rec, id: i})}
@@ -143,12 +186,12 @@ func Run(c Cell) *Result {
 		next = next.Add(time.Duration(rng.ExpFloat64() / rate * float64(time.Second)))
 		if !triggered && !next.Before(triggerAt) {
 			time.Sleep(time.Until(triggerAt))
-			srv.SetMode(c.Trigger)
+			bottom.SetMode(c.Trigger)
 			triggered = true
 		}
 		if !removed && !next.Before(removeAt) {
 			time.Sleep(time.Until(removeAt))
-			srv.SetMode(Healthy)
+			bottom.SetMode(Healthy)
 			removed = true
 		}
 		if !next.Before(nextCheck) {
@@ -168,6 +211,13 @@ func Run(c Cell) *Result {
 		go call(clients[id], id)
 	}
 	wg.Wait()
+	// The middle layers' calls below outlive the fleet's: let them end
+	// (each within a Deadline), or their goroutines would be left behind.
+	for _, l := range layers[1:] {
+		for !l.idle() {
+			time.Sleep(Tick)
+		}
+	}
 	for _, cl := range clients {
 		cl.CloseIdleConnections()
 	}

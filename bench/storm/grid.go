@@ -128,13 +128,23 @@ func (r *Result) Verdict() string {
 // the order given.
 func WriteTable(w io.Writer, results []*Result) error {
 	var b strings.Builder
+	deep := slices.ContainsFunc(results, func(r *Result) bool { return r.Cell.Depth > 1 })
+	if deep {
+		b.WriteString("| depth ")
+	}
 	b.WriteString("| library | ρ | N | trigger | recovery | amp. during | amp. after | wasted | probes/s while open (peak) | clients refusing (peak) |\n")
+	if deep {
+		b.WriteString("| ---: ")
+	}
 	b.WriteString("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
 		c := r.Cell
 		wasted := 0.0
 		if r.Served > 0 {
 			wasted = 100 * float64(r.Wasted) / float64(r.Served)
+		}
+		if deep {
+			fmt.Fprintf(&b, "| %d ", c.Depth)
 		}
 		fmt.Fprintf(&b, "| %s | %.2f | %d | %s | %s | %.2f | %.2f | %.0f %% | %.1f (%.0f) | %d |\n",
 			c.Library.Name, c.Rho, c.Clients, c.Trigger, r.Verdict(), r.AmpDuring, r.AmpAfter, wasted, r.ProbeRate, r.ProbePeak, r.OpenPeak)

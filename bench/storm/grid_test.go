@@ -109,13 +109,15 @@ func runCells(t *testing.T, cells []Cell) []*Result {
 	return results
 }
 
-// compareCells orders cells by library (in Libraries' order), trigger,
+// compareCells orders cells by depth, library (in Libraries' order), trigger,
 // load, then fleet size.
 func compareCells(a, b Cell) int {
 	index := func(name string) int {
 		return slices.IndexFunc(Libraries, func(l Library) bool { return l.Name == name })
 	}
 	switch {
+	case a.Depth != b.Depth:
+		return a.Depth - b.Depth
 	case a.Library.Name != b.Library.Name:
 		return index(a.Library.Name) - index(b.Library.Name)
 	case a.Trigger != b.Trigger:

@@ -49,6 +49,11 @@ type ServerConfig struct {
 	FailShare float64
 	// Seed seeds the service times and the random failures. Zero means 1.
 	Seed uint64
+	// Next, when non-nil, makes the server a middle layer: after its own
+	// service time, a worker calls Next (the layer below, through the
+	// layer's own client chain) and stays busy until it returns; a false
+	// result turns the answer into a 502. Nil serves alone.
+	Next func() bool
 }
 
 func (c ServerConfig) normalized() ServerConfig {
@@ -304,11 +309,17 @@ func (s *Server) startLocked(j *job, now time.Time) {
 	if s.mode == SlowService {
 		d *= 10
 	}
-	s.serving[j] = time.AfterFunc(d, func() { s.finish(j) })
+	s.serving[j] = time.AfterFunc(d, func() {
+		status := http.StatusOK
+		if s.cfg.Next != nil && !s.cfg.Next() {
+			status = http.StatusBadGateway
+		}
+		s.finish(j, status)
+	})
 }
 
 // finish ends j's service and starts the next waiting requests.
-func (s *Server) finish(j *job) {
+func (s *Server) finish(j *job, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.serving[j]; !ok {
@@ -321,7 +332,7 @@ func (s *Server) finish(j *job) {
 	if s.rec != nil {
 		s.rec.served(now, j.gone)
 	}
-	s.endLocked(j, http.StatusOK, nil)
+	s.endLocked(j, status, nil)
 	s.startWaiting()
 }
 
@@ -357,6 +368,13 @@ func (s *Server) account(now time.Time) {
 		s.busyArea += float64(s.busy) * now.Sub(s.busySince).Seconds()
 	}
 	s.busySince = now
+}
+
+// idle reports whether no request waits or is served.
+func (s *Server) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busy == 0 && s.head == len(s.queue)
 }
 
 // QueueStats is what a Server measured for the queueing checks.
