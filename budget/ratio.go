@@ -2,6 +2,7 @@ package budget
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,10 @@ type RatioConfig struct {
 // allowed is counted in the same step, under one lock, so concurrent
 // retries cannot overdraw the budget. Over any span of k windows the
 // retries sent are then at most Ratio·firsts + k·MinPerSecond·Window/s.
+// A deposit in the newest bucket, every first attempt of a busy client
+// but the first of each bucket, takes no lock: one compare-and-swap of a
+// word that holds the bucket's number and its deposits not yet added,
+// which the next call that takes the lock adds to that bucket.
 //
 // The zero value is a budget with the default settings, ready to use. A
 // Ratio is safe for concurrent use.
@@ -61,11 +66,24 @@ type RatioConfig struct {
 //		// send the retry
 //	}
 type Ratio struct {
+	// fast is the lock-free deposit word: fastOpen, the low 31 bits of
+	// the newest bucket's number (w.head) and the count of deposits made
+	// in it without the lock. Zero, without fastOpen, while mu is held or
+	// before the window starts: deposits then take the lock.
+	fast    atomic.Uint64
 	mu      sync.Mutex
 	ratio   float64 // share of first attempts that may be retried, ≥ 0
 	reserve float64 // MinPerSecond × Window, in retries, ≥ 0
 	w       window  // a: first attempts, b: retries; zero width until set up
 }
+
+// The fields of Ratio.fast.
+const (
+	fastOpen     = 1 << 63
+	fastTagShift = 32
+	fastTagMask  = 1<<31 - 1
+	fastCountMax = 1<<32 - 1
+)
 
 // NewRatio returns a Ratio budget configured by cfg, whose zero fields take
 // the defaults.
@@ -83,32 +101,58 @@ func (r *Ratio) setup(cfg RatioConfig) {
 	r.reserve = floatOr(cfg.MinPerSecond, DefaultMinPerSecond, maxMinPerSecond) * r.w.length().Seconds()
 }
 
-// Deposit records a first attempt at now.
-func (r *Ratio) Deposit(now time.Time) {
-	n := now.UnixNano()
+// lock takes r.mu, closes the lock-free path and adds the deposits it
+// counted to the newest bucket, whose number its word holds.
+func (r *Ratio) lock() {
 	r.mu.Lock()
+	if f := r.fast.Swap(0); f&fastOpen != 0 {
+		n := int64(f & fastCountMax)
+		r.w.a[r.w.cur] += n
+		r.w.sumA += n
+	}
 	if r.w.width == 0 {
 		r.setup(RatioConfig{})
 	}
-	r.w.add(n, 1, 0)
+}
+
+// unlock opens the lock-free path for deposits in the newest bucket and
+// releases r.mu.
+func (r *Ratio) unlock() {
+	if r.w.started {
+		r.fast.Store(fastOpen | uint64(r.w.head)&fastTagMask<<fastTagShift)
+	}
 	r.mu.Unlock()
+}
+
+// Deposit records a first attempt at now.
+func (r *Ratio) Deposit(now time.Time) {
+	n := now.UnixNano()
+	if f := r.fast.Load(); f&fastOpen != 0 && f&fastCountMax != fastCountMax {
+		// The width is fixed once the path is open. A bucket 2³¹
+		// buckets away from the newest can pass for it: the deposit
+		// is then counted in the newest bucket, as any other at an
+		// instant before it is.
+		if e := floorDiv(n, r.w.width); uint64(e)&fastTagMask == f>>fastTagShift&fastTagMask && r.fast.CompareAndSwap(f, f+1) {
+			return
+		}
+	}
+	r.lock()
+	r.w.add(n, 1, 0)
+	r.unlock()
 }
 
 // Withdraw reports whether a retry may be sent at now and, if so, records
 // it, in one step.
 func (r *Ratio) Withdraw(now time.Time) bool {
 	n := now.UnixNano()
-	r.mu.Lock()
-	if r.w.width == 0 {
-		r.setup(RatioConfig{})
-	}
+	r.lock()
 	s := r.w.advance(n)
 	ok := float64(r.w.sumB+1) <= r.ratio*float64(r.w.sumA)+r.reserve
 	if ok {
 		r.w.b[s]++
 		r.w.sumB++
 	}
-	r.mu.Unlock()
+	r.unlock()
 	return ok
 }
 
@@ -117,12 +161,9 @@ func (r *Ratio) Withdraw(now time.Time) bool {
 // is never negative.
 func (r *Ratio) Balance(now time.Time) float64 {
 	n := now.UnixNano()
-	r.mu.Lock()
-	if r.w.width == 0 {
-		r.setup(RatioConfig{})
-	}
+	r.lock()
 	firsts, retries := r.w.sums(n)
 	bal := r.ratio*float64(firsts) + r.reserve - float64(retries)
-	r.mu.Unlock()
+	r.unlock()
 	return max(bal, 0)
 }
