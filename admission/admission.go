@@ -276,6 +276,7 @@ func (t *Turn) Done(resp *http.Response, err error) {
 	if st == nil {
 		st = a.lookup(t.host, resp, sig, now)
 		if st == nil {
+			a.sweep(now)
 			return
 		}
 	} else {
@@ -386,6 +387,7 @@ func (a *Admission) newState(h *hostEntry, cred uint64, now time.Time) *state {
 	st := &state{host: h, cred: cred, created: now, used: now}
 	st.cur.start = now
 	h.creds[cred] = st
+	a.hosts[h.name] = h // eviction may have dropped h with its last state
 	a.n++
 	a.states.Store(int32(a.n))
 	return st
