@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
 	canon "github.com/rebound-http/rebound/internal/hostname"
@@ -46,11 +47,13 @@ func LogObserver(l *slog.Logger) Observer {
 			}
 			switch e.Kind {
 			case transport.EventRetry, transport.EventHold:
-				msg := "rebound: retry"
 				if e.Kind == transport.EventHold {
-					msg = "rebound: held by the server's wait"
+					l.LogAttrs(ctx, slog.LevelInfo, "rebound: waiting for a turn", append(requestAttrs(e.Request),
+						slog.Int("attempt", e.Attempt), slog.String("limit", e.Limit.String()),
+						slog.String("delay", e.Delay.String()))...)
+					return
 				}
-				l.LogAttrs(ctx, slog.LevelInfo, msg, append(requestAttrs(e.Request),
+				l.LogAttrs(ctx, slog.LevelInfo, "rebound: retry", append(requestAttrs(e.Request),
 					slog.Int("attempt", e.Attempt), slog.String("reason", e.Reason),
 					slog.String("delay", e.Delay.String()), slog.Bool("server_hint", e.FromServer))...)
 			case transport.EventGiveUp:
@@ -117,8 +120,14 @@ func refusedBy(e transport.Event) string {
 		return "breaker"
 	case errors.Is(e.Err, budget.ErrExhausted), errors.Is(e.Err, budget.ErrThrottled):
 		return "budget"
-	case errors.Is(e.Err, transport.ErrHeld), e.Stop == transport.StopHeld:
-		return "hold"
+	case e.Stop == transport.StopHeld, errors.Is(e.Err, transport.ErrHeld):
+		switch e.Limit {
+		case admission.LimitHint:
+			return GateHint
+		case admission.LimitQuota:
+			return GateQuota
+		}
+		return GatePace
 	}
 	return "gate"
 }

@@ -42,7 +42,8 @@ import (
 //	retryable_statuses          Retry.Classifier's Retryable      statuses 400 to 599; [] retries none
 //	disable_wait_hints          Retry.DisableWaitHints            true or false
 //	disable_pacing              Retry.DisablePacing               true or false
-//	adaptive_rate               Retry.AdaptiveRate                true or false
+//	disable_adaptive_pace       Retry.DisableAdaptivePace         true or false
+//	adaptive_rate               Retry.AdaptiveRate (ignored)      true or false
 //	hedge                       Retry.Hedge (on)                  true or false
 //	hedge_max                   Retry.Hedge.MaxHedges             1 to 10
 //	hedge_delay                 Retry.Hedge.Delay                 0 to 1m (0: learned from the host)

@@ -30,7 +30,8 @@ var policyFields = []policyField{
 	{name: "retryable_statuses", parse: parseStatuses},
 	boolField("disable_wait_hints", func(p *Policy, b bool) { p.Retry.DisableWaitHints = b }),
 	boolField("disable_pacing", func(p *Policy, b bool) { p.Retry.DisablePacing = b }),
-	boolField("adaptive_rate", func(p *Policy, b bool) { p.Retry.AdaptiveRate = b }),
+	boolField("disable_adaptive_pace", func(p *Policy, b bool) { p.Retry.DisableAdaptivePace = b }),
+	boolField("adaptive_rate", func(p *Policy, b bool) { p.Retry.AdaptiveRate = b }), // deprecated, ignored
 
 	boolField("hedge", func(p *Policy, b bool) {}), // applied once the whole policy is read
 	intField("hedge_max", 1, 10, func(p *Policy, n int) { hedgeOf(p).MaxHedges = n }),

@@ -36,8 +36,19 @@ const (
 	// GateBudget: the retry budget or the client-side throttle
 	// (budget.ErrExhausted, budget.ErrThrottled).
 	GateBudget = "budget"
-	// GateHold: the host is held by a server's wait hint for longer than
-	// the call's deadline allows (transport.ErrHeld).
+	// GateHint: the host's admission is paused by the server's wait hint
+	// past the call's deadline (admission.ErrHint).
+	GateHint = "server_hint"
+	// GateQuota: the server's announced quota gives the call no turn
+	// before its deadline (admission.ErrQuota).
+	GateQuota = "server_quota"
+	// GatePace: rebound's own pace, learned from the server's throttling,
+	// gives the call no turn before its deadline (admission.ErrPace).
+	GatePace = "adaptive_pace"
+	// GateHold is the name refusals by the host's admission had before it
+	// told its three causes apart; nothing is counted under it.
+	//
+	// Deprecated: use GateHint, GateQuota and GatePace.
 	GateHold = "hold"
 	// GateOther: any other inner link whose error matches
 	// classify.ErrNotSent.
@@ -97,7 +108,8 @@ type HostStats struct {
 	// caller has its response. Nil when there are none.
 	GiveUps map[string]uint64
 	// Refusals counts the calls ended by a gate's refusal, by gate
-	// (GateBreaker, GateBudget, GateHold, GateOther); each is also a
+	// (GateBreaker, GateBudget, GateHint, GateQuota, GatePace, GateOther);
+	// each is also a
 	// give-up, under transport.StopRefused or transport.StopHeld. Nil when
 	// there are none.
 	Refusals map[string]uint64
@@ -273,7 +285,7 @@ var stops = [...]string{
 // stopOther is the GiveUps key of a stop this version does not know.
 const stopOther = "other"
 
-var gates = [...]string{GateBreaker, GateBudget, GateHold, GateOther}
+var gates = [...]string{GateBreaker, GateBudget, GateHint, GateQuota, GatePace, GateOther}
 
 func (t *statsTable) newHost(name string) *hostCount {
 	c := &hostCount{name: name, shards: make([]countShard, t.shards)}
@@ -531,7 +543,8 @@ func (c *hostCount) snapshot() HostStats {
 }
 
 // RefusalGate names the gate whose refusal ended the call an EventGiveUp
-// reports: GateBreaker, GateBudget, GateHold or GateOther; "" when e is not
+// reports: GateBreaker, GateBudget, GateHint, GateQuota, GatePace or
+// GateOther; "" when e is not
 // a refusal. Adapters use it to label refusals as Stats does.
 func RefusalGate(e transport.Event) string {
 	if e.Kind != transport.EventGiveUp {

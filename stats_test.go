@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
 	"github.com/rebound-http/rebound/idempotency"
@@ -43,6 +44,8 @@ func statsServer(t *testing.T) *httptest.Server {
 		case "/busy":
 			w.Header().Set("Retry-After", "30")
 			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/spent":
+			w.Header().Set("RateLimit", `"default";r=0;t=30`)
 		}
 	}))
 	t.Cleanup(srv.Close)
@@ -192,8 +195,27 @@ func TestStatsHold(t *testing.T) {
 	assert.Equal(t, uint64(2), h.Calls)
 	assert.Equal(t, uint64(1), h.Attempts)
 	assert.Nil(t, h.Retries, "no retry was scheduled")
-	assert.Equal(t, map[string]uint64{rebound.GateHold: 1}, h.Refusals)
+	assert.Equal(t, map[string]uint64{rebound.GateHint: 1}, h.Refusals)
 	assert.Equal(t, map[string]uint64{transport.StopDeadline: 1, transport.StopHeld: 1}, h.GiveUps)
+}
+
+// TestStatsQuota: a quota spent for 30 s refuses the next call under
+// its own gate, not the wait hint's.
+func TestStatsQuota(t *testing.T) {
+	srv := statsServer(t)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	rt := rebound.NewTransport(nil)
+	defer rt.CloseIdleConnections()
+	c := &http.Client{Transport: rt}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := do(t, c, ctx, http.MethodGet, srv.URL+"/spent")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	_, err = do(t, c, ctx, http.MethodGet, srv.URL+"/ok")
+	require.ErrorIs(t, err, admission.ErrQuota)
+	h := hostOf(t, rt.Stats(), host)
+	assert.Equal(t, map[string]uint64{rebound.GateQuota: 1}, h.Refusals)
 }
 
 // TestStatsHostBound checks the bound and the canonical host: spellings

@@ -123,8 +123,14 @@ type Turn struct {
 	host    string  // canonical host, "" until needed
 	granted time.Time
 	iv      time.Duration // the spacing charged for this turn
+	limit   Limit         // what the queued turn waits for
 	ended   bool
 }
+
+// Limit names what a queued turn waits for (Take's wait > 0): the
+// server's wait hint, its quota, or the pace learned from its throttling.
+// It is LimitNone for a turn given at once.
+func (t *Turn) Limit() Limit { return t.limit }
 
 // Take asks for a turn for an attempt of req. It returns at once:
 //
@@ -190,7 +196,7 @@ func (a *Admission) take(st *state, now, deadline time.Time) (Turn, time.Duratio
 	if w.granted {
 		return Turn{a: a, st: st, host: st.host.name, granted: w.at, iv: w.iv}, 0, nil
 	}
-	return Turn{a: a, st: st, w: w, host: st.host.name}, max(wait, 1), nil
+	return Turn{a: a, st: st, w: w, host: st.host.name, limit: lim}, max(wait, 1), nil
 }
 
 // Wait waits for a queued turn (Take's wait > 0). It returns nil when the

@@ -27,12 +27,13 @@ const (
 	// (Retry-After, a rate-limit header) rather than backoff.
 	ServerHintKey = attribute.Key("rebound.wait.server_hint")
 	// WaitKindKey says what the wait is before: "retry", or "hold" (an
-	// attempt waiting for its host's hold to end).
+	// attempt waiting for its turn at its host's admission; see
+	// transport.Event.Limit for why).
 	WaitKindKey = attribute.Key("rebound.wait.kind")
 	// StopKey is why the retry loop stopped (transport.Stop*).
 	StopKey = attribute.Key("rebound.stop")
 	// GateKey is the gate that refused (rebound.GateBreaker, GateBudget,
-	// GateHold, GateOther).
+	// GateHint, GateQuota, GatePace, GateOther).
 	GateKey = attribute.Key("rebound.gate")
 )
 

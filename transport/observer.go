@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/rebound-http/rebound/admission"
 )
 
 // EventKind says what an Event reports. The zero value is EventAttempt.
@@ -86,6 +88,12 @@ type Event struct {
 	FromServer bool
 	// Stop says why the loop ended (EventGiveUp); one of the Stop constants.
 	Stop string
+	// Limit names what limited the host's admission: for EventHold what
+	// the attempt waits for, for an EventGiveUp with StopHeld what gave
+	// the call no turn before its deadline (the server's wait hint, its
+	// quota, or the pace learned from its throttling). The zero value,
+	// admission.LimitNone, for every other event.
+	Limit admission.Limit
 }
 
 // Observer receives the loop's events, synchronously, on the goroutine of

@@ -149,7 +149,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if wait > 0 {
 			if cfg.Observer != nil {
-				cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: true})
+				cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: turn.Limit() != admission.LimitPace, Limit: turn.Limit()})
 			}
 			if err := turn.Wait(ctx); err != nil {
 				release(prev, cfg.MaxResponseBytes)
@@ -271,7 +271,7 @@ func (t *Transport) refuseHeld(req *http.Request, prev outcome, n int, herr erro
 		return t.giveUp(req, prev, n-1, StopHeld, herr)
 	}
 	if t.cfg.Observer != nil {
-		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld})
+		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld, Limit: admission.LimitOf(herr)})
 	}
 	return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr, Refusal: herr}
 }
@@ -408,7 +408,7 @@ func setAttemptHeader(req *http.Request, name string, n int) {
 func (t *Transport) giveUp(req *http.Request, cur outcome, attempts int, stop string, refusal error) (*http.Response, error) {
 	if t.cfg.Observer != nil && (cur.err != nil || cur.verdict.Outcome != classify.Success) {
 		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: attempts, Reason: cur.verdict.Reason,
-			StatusCode: statusOf(cur.resp), Err: cur.err, Stop: stop})
+			StatusCode: statusOf(cur.resp), Err: cur.err, Stop: stop, Limit: admission.LimitOf(refusal)})
 	}
 	return t.finish(cur, attempts, stop, refusal)
 }
