@@ -304,12 +304,9 @@ func (p *fileParser) hosts() ([]patternAt, error) {
 		}
 		pattern := tok.(string)
 		where := "hosts[" + strconv.Quote(pattern) + "]"
-		name, wildcard, perr := canonicalPattern(pattern)
+		name, port, wildcard, perr := canonicalPattern(pattern)
 		if perr == nil {
-			key := name
-			if wildcard {
-				key = "*." + name
-			}
+			key := patternKey(name, port, wildcard)
 			if f, dup := first[key]; dup {
 				perr = duplicatePattern(pattern, f, key)
 			} else {

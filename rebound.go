@@ -107,13 +107,18 @@ func WithRetry(cfg transport.Config) Option {
 // policy p. A pattern is a host name or IP address ("api.example.com",
 // "10.0.0.7", "[::1]"), which matches that host on every port, or "*." and
 // a host name ("*.example.com"), which matches every subdomain but not
-// example.com itself. Patterns and request hosts are compared in canonical
-// form (lower case, no trailing dot, IDNA A-label), so "API.example.com."
-// and "api.example.com" are one pattern, and "bücher.example" matches a
-// request to "xn--bcher-kva.example". An exact pattern wins over a suffix;
-// a longer suffix over a shorter one.
+// example.com itself. Either may name a port ("localhost:8080",
+// "[::1]:9000", "*.svc.internal:8443"), and then matches that port only,
+// the port of a URL without one being its scheme's (443 for https, 80 for
+// http): two local services get two policies. Patterns and request hosts
+// are compared in canonical form (lower case, no trailing dot, IDNA
+// A-label), so "API.example.com." and "api.example.com" are one pattern,
+// and "bücher.example" matches a request to "xn--bcher-kva.example".
+// An exact pattern with the request's port wins over one without a port,
+// an exact pattern over a suffix, a longer suffix over a shorter one, and
+// of one suffix the pattern with the request's port.
 //
-// A pattern that is not a host (a scheme, port, path or other wildcard)
+// A pattern that is not a host (a scheme, path, bad port or other wildcard)
 // or names the same hosts as another pattern is an error that New returns
 // (NewTransport's chain then fails every request with it).
 func WithHostPolicy(pattern string, p Policy) Option {
@@ -185,16 +190,18 @@ func New(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	}
 	r := &router{exact: make(map[string]*chain), fallback: t.def}
 	for _, rt := range routes {
-		c := build(base, rt.pattern, rt.policy, o.observer, t.stats)
-		if rt.wildcard {
-			r.suffixes = append(r.suffixes, suffixRoute{dotSuffix: "." + rt.name, chain: c})
-		} else {
-			r.exact[rt.name] = c
-		}
+		r.add(rt, build(base, rt.pattern, rt.policy, o.observer, t.stats))
 	}
-	// Longest first; patterns are distinct, so no two suffixes of one
-	// length can match one host.
-	sort.Slice(r.suffixes, func(i, j int) bool { return len(r.suffixes[i].dotSuffix) > len(r.suffixes[j].dotSuffix) })
+	// Longest first, and of one suffix the pattern with a port first;
+	// patterns are distinct, so no two suffixes of one length and port
+	// can match one host.
+	sort.SliceStable(r.suffixes, func(i, j int) bool {
+		a, b := r.suffixes[i], r.suffixes[j]
+		if len(a.dotSuffix) != len(b.dotSuffix) {
+			return len(a.dotSuffix) > len(b.dotSuffix)
+		}
+		return a.port != "" && b.port == ""
+	})
 	t.router, t.rt = r, r
 	return t, nil
 }
@@ -223,14 +230,19 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 // PolicyFor returns the policy that applies to host (a host name, with or
 // without a port, in any of the spellings a URL allows) and the pattern
 // that chose it, "" for the default policy: the answer RoundTrip acts on,
-// for debugging configuration. p is the Policy as given, before each link
-// fills in its defaults.
+// for debugging configuration. A host without a port matches only the
+// patterns without one (a request's URL has a scheme, and so a port).
+//
+// p holds the values in effect: each link's default in place of a zero
+// or out-of-range field (MaxAttempts 4, BaseDelay 100ms, the breaker's
+// and the budget's figures, a Hedge's delays ...), as the chain uses
+// them. Hooks and observers are as given.
 func (t *Transport) PolicyFor(host string) (pattern string, p Policy) {
 	c := t.def
 	if t.router != nil {
-		c = t.router.routeHost(hostname.Name(host))
+		c = t.router.routeHost(hostname.Name(host), splitPort(host))
 	}
-	return c.pattern, c.policy
+	return c.pattern, effective(c.policy)
 }
 
 // RoundTrip sends req through the chain of its host's policy.
@@ -268,7 +280,7 @@ func (t *Transport) Breakers() []breaker.HostState {
 func (t *Transport) RetryBalance(host string) (balance float64, ok bool) {
 	c := t.def
 	if t.router != nil {
-		c = t.router.routeHost(hostname.Name(host))
+		c = t.router.routeHost(hostname.Name(host), splitPort(host))
 	}
 	if c.budget == nil {
 		return 0, false

@@ -23,10 +23,12 @@ func TestPolicyFileTailFields(t *testing.T) {
 	rt, err := rebound.New(nil, opts...)
 	require.NoError(t, err)
 	_, p := rt.PolicyFor("other.example")
-	assert.Equal(t, &transport.HedgeConfig{MaxHedges: 2, Quantile: 0.9, MinDelay: 2 * time.Millisecond, MaxDelay: 500 * time.Millisecond}, p.Retry.Hedge)
-	assert.Equal(t, &transport.LearnedTimeoutConfig{Quantile: 0.999, Multiplier: 4, MinTimeout: 300 * time.Millisecond, MaxTimeout: 20 * time.Second}, p.Retry.LearnedTimeout)
+	// PolicyFor gives the values in effect: the defaults fill the rest.
+	assert.Equal(t, &transport.HedgeConfig{MaxHedges: 2, Quantile: 0.9, MinDelay: 2 * time.Millisecond, MaxDelay: 500 * time.Millisecond, MinSamples: transport.DefaultHedgeSamples}, p.Retry.Hedge)
+	assert.Equal(t, &transport.LearnedTimeoutConfig{Quantile: 0.999, Multiplier: 4, MinTimeout: 300 * time.Millisecond, MaxTimeout: 20 * time.Second, MinSamples: transport.DefaultLearnedSamples}, p.Retry.LearnedTimeout)
 	_, p = rt.PolicyFor("svc.legacy.internal")
-	assert.Equal(t, &transport.HedgeConfig{Delay: 25 * time.Millisecond}, p.Retry.Hedge)
+	assert.Equal(t, &transport.HedgeConfig{MaxHedges: 1, Delay: 25 * time.Millisecond, Quantile: transport.DefaultHedgeQuantile,
+		MinDelay: transport.DefaultHedgeMin, MaxDelay: transport.DefaultHedgeMax, MinSamples: transport.DefaultHedgeSamples}, p.Retry.Hedge)
 	assert.Nil(t, p.Retry.LearnedTimeout)
 	_, p = rt.PolicyFor("payments.example.com")
 	assert.Nil(t, p.Retry.Hedge, "a host policy does not inherit the default's fields")
