@@ -51,15 +51,16 @@ bench: tools
 # The fleet-scale retry-storm simulator (bench/storm): every library on
 # the same storms, ρ × N × trigger, in virtual time (testing/synctest, so
 # a test, not a command), the M/M/c check of its server model, the retry
-# budget's trade-off and stacked services (depth 1-3). Writes docs/storm/
-# (results.md, tradeoff.md, stack.md, heat maps, goodput charts). About
-# three minutes on 2 cores.
+# budget's trade-off, stacked services (depth 1-3) and the reality check
+# (three cells replayed on loopback sockets in real time). Writes
+# docs/storm/ (results.md, tradeoff.md, stack.md, reality.md, heat maps,
+# goodput charts). About four minutes on 2 cores.
 # STORM_GRID="libs=plain,rebound rho=0.9 n=10,1000 retryafter=1s" for a part.
 STORM_GRID ?= full
 STORM_OUT  ?= $(CURDIR)/docs/storm
 storm:
-	cd bench && STORM_GRID="$(STORM_GRID)" STORM_TRADEOFF=1 STORM_STACK=1 STORM_OUT="$(STORM_OUT)" \
-		$(GO) test -count=1 -timeout 20m -run 'TestStormGrid|TestServerMatchesMMc|TestAmplificationTradeoff|TestStormStack' ./storm
+	cd bench && STORM_GRID="$(STORM_GRID)" STORM_TRADEOFF=1 STORM_STACK=1 STORM_REALITY=1 STORM_OUT="$(STORM_OUT)" \
+		$(GO) test -count=1 -timeout 20m -run 'TestStormGrid|TestServerMatchesMMc|TestAmplificationTradeoff|TestStormStack|TestRealityCheck' ./storm
 
 # Every benchmark of every module, -count $(COUNT), summarised by benchstat.
 bench-all: tools

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,13 @@ type Cell struct {
 	// each layer to the one below. The trigger hits the bottom server,
 	// and the server's measurements (attempts, waste) are the bottom's.
 	Depth int
+	// Loopback puts real sockets between the fleet and the top server:
+	// the model runs behind an httptest.Server on 127.0.0.1 and every
+	// process has its own http.Transport. For the reality check, in real
+	// time, outside a bubble (a bubble cannot hold network I/O). The
+	// Outage trigger cannot refuse connections there: its requests end
+	// with a dropped connection instead.
+	Loopback bool
 	// Seed seeds the arrivals and the choice of process (the server's
 	// service times use Server.Seed). Zero means 1. The libraries draw
 	// their jitter from math/rand's global source and goroutines run in
@@ -132,9 +140,9 @@ type callKey struct{}
 // attempts of each call and tells the recorder which attempts a locally
 // refusing process sends (its probes).
 type tap struct {
-	srv *Server
-	rec *Recorder
-	id  int
+	next http.RoundTripper
+	rec  *Recorder
+	id   int
 }
 
 func (t *tap) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -142,15 +150,15 @@ func (t *tap) RoundTrip(req *http.Request) (*http.Response, error) {
 		n.Add(1)
 	}
 	t.rec.sent(time.Now(), t.id)
-	resp, err := t.srv.RoundTrip(req)
+	resp, err := t.next.RoundTrip(req)
 	t.rec.answered(time.Now(), t.id, err == nil && resp.StatusCode/100 == 2)
 	return resp, err
 }
 
-// Run runs the cell and measures it. It must be called inside a
-// testing/synctest bubble (synctest.Test): it sleeps for minutes of
-// virtual time and starts a goroutine per call, all ended when it
-// returns.
+// Run runs the cell and measures it. Unless the cell is Loopback it
+// should be called inside a testing/synctest bubble (synctest.Test): it
+// sleeps for minutes of time and starts a goroutine per call, all ended
+// when it returns.
 func Run(c Cell) *Result {
 	c = c.normalized()
 	start := time.Now()
@@ -158,9 +166,21 @@ func Run(c Cell) *Result {
 	bottom := NewServer(c.Server, rec)
 	layers := stack(c, bottom)
 	srv := layers[len(layers)-1]
+	url := "http://service.storm/"
+	base := func() http.RoundTripper { return srv }
+	if c.Loopback {
+		ts := httptest.NewServer(Handler(srv))
+		defer ts.Close()
+		url = ts.URL + "/"
+		base = func() http.RoundTripper {
+			return &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 10 * time.Second}
+		}
+	}
 	clients := make([]*http.Client, c.Clients)
+	taps := make([]*tap, c.Clients)
 	for i := range clients {
-		clients[i] = &http.Client{Transport: c.Library.New(&tap{srv: srv, rec: rec, id: i})}
+		taps[i] = &tap{next: base(), rec: rec, id: i}
+		clients[i] = &http.Client{Transport: c.Library.New(taps[i])}
 	}
 	rng := rand.New(rand.NewPCG(c.Seed, c.Seed*0x2545f4914f6cdd1d+1))
 	rate := c.Rho * c.Server.Capacity()
@@ -176,7 +196,7 @@ func Run(c Cell) *Result {
 		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callKey{}, &attempts), c.Deadline)
 		defer cancel()
 		begin := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://service.storm/", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		ok := closeOutcome(cl.Do(req))
 		rec.call(begin, time.Now(), id, ok, attempts.Load())
 	}
@@ -220,6 +240,11 @@ func Run(c Cell) *Result {
 	}
 	for _, cl := range clients {
 		cl.CloseIdleConnections()
+	}
+	for _, t := range taps {
+		if ht, ok := t.next.(*http.Transport); ok {
+			ht.CloseIdleConnections()
+		}
 	}
 	r := analyse(c, rec.snapshot(), time.Since(start))
 	r.AmpClientMax, r.AmpClients = rec.maxClientAmp(1000)

@@ -174,7 +174,8 @@ type job struct {
 	done    chan struct{}
 	err     error // ErrReset when the server went down under it
 	status  int
-	gone    bool // the client gave up; under Server.mu
+	gone    bool      // the client gave up; under Server.mu
+	due     time.Time // the end of its service as scheduled; under Server.mu
 }
 
 // NewServer returns a healthy server configured by cfg, recording into
@@ -216,7 +217,7 @@ func (s *Server) SetMode(m Mode) {
 		}
 		s.queue, s.head = s.queue[:0], 0
 	}
-	s.startWaiting()
+	s.startWaiting(time.Now())
 }
 
 // RoundTrip serves req as the model says, blocking (in virtual time)
@@ -296,12 +297,24 @@ func (s *Server) admit(now time.Time) (*job, int, error) {
 	return j, 0, nil
 }
 
-// startLocked gives j a worker. s.mu is held.
-func (s *Server) startLocked(j *job, now time.Time) {
+// startLocked gives j a worker from instant at (the end of the worker's
+// previous service as scheduled, or now), not before j arrived. s.mu is
+// held.
+//
+// Counting service from the scheduled end of the previous one, rather
+// than from the moment its timer fired, keeps the capacity exact in real
+// time too (the reality check, where timers fire late by a fraction of a
+// millisecond and the drain of a backlog at ρ = 0.9 is ten times as
+// sensitive as the capacity); in a bubble the two instants are the same.
+func (s *Server) startLocked(j *job, at time.Time) {
+	now := time.Now()
+	if at.Before(j.arrived) {
+		at = j.arrived
+	}
 	s.account(now)
 	s.busy++
 	s.started++
-	s.waitSum += now.Sub(j.arrived)
+	s.waitSum += at.Sub(j.arrived)
 	d := s.cfg.Service
 	if !s.cfg.FixedService {
 		d = time.Duration(s.rng.ExpFloat64() * float64(d))
@@ -309,10 +322,16 @@ func (s *Server) startLocked(j *job, now time.Time) {
 	if s.mode == SlowService {
 		d *= 10
 	}
-	s.serving[j] = time.AfterFunc(d, func() {
+	j.due = at.Add(d)
+	s.serving[j] = time.AfterFunc(max(j.due.Sub(now), 0), func() {
 		status := http.StatusOK
-		if s.cfg.Next != nil && !s.cfg.Next() {
-			status = http.StatusBadGateway
+		if s.cfg.Next != nil {
+			if !s.cfg.Next() {
+				status = http.StatusBadGateway
+			}
+			s.mu.Lock()
+			j.due = time.Now()
+			s.mu.Unlock()
 		}
 		s.finish(j, status)
 	})
@@ -333,18 +352,21 @@ func (s *Server) finish(j *job, status int) {
 		s.rec.served(now, j.gone)
 	}
 	s.endLocked(j, status, nil)
-	s.startWaiting()
+	at := j.due
+	if at.After(now) {
+		at = now
+	}
+	s.startWaiting(at)
 }
 
-// startWaiting starts waiting requests while workers are free. s.mu is
-// held.
-func (s *Server) startWaiting() {
-	now := time.Now()
+// startWaiting starts waiting requests while workers are free, their
+// service counted from at. s.mu is held.
+func (s *Server) startWaiting(at time.Time) {
 	for s.busy < s.workers && s.head < len(s.queue) {
 		j := s.queue[s.head]
 		s.queue[s.head] = nil
 		s.head++
-		s.startLocked(j, now)
+		s.startLocked(j, at)
 	}
 	if s.head == len(s.queue) {
 		s.queue, s.head = s.queue[:0], 0
@@ -407,4 +429,24 @@ func (s *Server) ResetStats() {
 	defer s.mu.Unlock()
 	s.account(time.Now())
 	s.busyArea, s.waitSum, s.started = 0, 0, 0
+}
+
+// Handler serves the model over HTTP, for the reality check: each request
+// is one attempt, its context ends when the client goes away (as
+// net/http's server sees a closed connection), and an attempt the model
+// ends with an error (an outage) drops the connection.
+func Handler(s *Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := s.RoundTrip(r)
+		if err != nil {
+			if r.Context().Err() != nil {
+				return // the client is gone; nobody reads the answer
+			}
+			panic(http.ErrAbortHandler)
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+	})
 }
