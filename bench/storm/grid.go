@@ -55,8 +55,9 @@ func (g Grid) Cells() []Cell {
 // specification "libs=plain,rebound rho=0.5,0.9 n=10,100
 // trigger=capacity/2,outage,latency×10 retryafter=1s" (any part may be
 // left out; "latency" stands for latency×10; retryafter sets the
-// server's Retry-After on its 503s). An unknown name or a bad number is
-// an error.
+// server's Retry-After on its 503s; skipgone=true makes it drop waiting
+// requests whose client has gone). An unknown name or a bad number is an
+// error.
 func ParseGrid(spec string) (Grid, error) {
 	g := FullGrid()
 	for _, field := range strings.Fields(spec) {
@@ -102,6 +103,12 @@ func ParseGrid(spec string) (Grid, error) {
 				}
 				g.Triggers = append(g.Triggers, m)
 			}
+		case "skipgone":
+			v, err := strconv.ParseBool(list)
+			if err != nil {
+				return g, fmt.Errorf("storm: skipgone %q is not a boolean", list)
+			}
+			g.Base.Server.SkipGone = v
 		case "retryafter":
 			d, err := time.ParseDuration(list)
 			if err != nil || d < 0 || d > time.Hour {
@@ -109,7 +116,7 @@ func ParseGrid(spec string) (Grid, error) {
 			}
 			g.Base.Server.RetryAfter = d
 		default:
-			return g, fmt.Errorf("storm: unknown grid key %q (libs, rho, n, trigger, retryafter)", key)
+			return g, fmt.Errorf("storm: unknown grid key %q (libs, rho, n, trigger, retryafter, skipgone)", key)
 		}
 	}
 	return g, nil
@@ -132,11 +139,11 @@ func WriteTable(w io.Writer, results []*Result) error {
 	if deep {
 		b.WriteString("| depth ")
 	}
-	b.WriteString("| library | ρ | N | trigger | recovery | amp. during | amp. after | wasted | probes/s while open (peak) | clients refusing (peak) |\n")
+	b.WriteString("| library | ρ | N | trigger | recovery | amp. during | amp. after | wasted | probes/s while open (peak) | clients refusing (peak) | calls refused unsent (after removal) |\n")
 	if deep {
 		b.WriteString("| ---: ")
 	}
-	b.WriteString("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
 		c := r.Cell
 		wasted := 0.0
@@ -146,8 +153,8 @@ func WriteTable(w io.Writer, results []*Result) error {
 		if deep {
 			fmt.Fprintf(&b, "| %d ", c.Depth)
 		}
-		fmt.Fprintf(&b, "| %s | %.2f | %d | %s | %s | %.2f | %.2f | %.0f %% | %.1f (%.0f) | %d |\n",
-			c.Library.Name, c.Rho, c.Clients, c.Trigger, r.Verdict(), r.AmpDuring, r.AmpAfter, wasted, r.ProbeRate, r.ProbePeak, r.OpenPeak)
+		fmt.Fprintf(&b, "| %s | %.2f | %d | %s | %s | %.2f | %.2f | %.0f %% | %.1f (%.0f) | %d | %d (%d) |\n",
+			c.Library.Name, c.Rho, c.Clients, c.Trigger, r.Verdict(), r.AmpDuring, r.AmpAfter, wasted, r.ProbeRate, r.ProbePeak, r.OpenPeak, r.Local, r.LocalAfter)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -32,6 +32,10 @@ type Result struct {
 	// Calls and Attempts count all calls started and all attempts the
 	// server received.
 	Calls, Attempts int64
+	// Local counts the calls that failed without sending an attempt
+	// (refused by the process's own breaker, budget or admission), and
+	// LocalAfter those of them that started after the trigger's removal.
+	Local, LocalAfter int64
 	// Served counts the requests the server served, Wasted those of
 	// them whose client had given up.
 	Served, Wasted int64
@@ -146,6 +150,10 @@ func analyse(c Cell, b []bucket, ran time.Duration) *Result {
 		r.Attempts += x.attempts
 		r.Served += x.served
 		r.Wasted += x.wasted
+		r.Local += x.local
+		if k >= removal {
+			r.LocalAfter += x.local
+		}
 		r.Goodput[k/perSec] += float64(x.okByEnd)
 		r.Offered[k/perSec] += float64(x.started)
 		if x.openMax > 0 {

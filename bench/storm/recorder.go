@@ -15,6 +15,9 @@ type bucket struct {
 	// At the clients: calls by their start, and successful calls by
 	// their end.
 	started, okByStart, okByEnd int64
+	// Calls that failed without sending an attempt (refused by the
+	// client's own breaker, budget or admission), by their start.
+	local int64
 	// Attempts sent by a client whose last call was refused locally
 	// (its breaker or budget answered without sending), and the most
 	// such clients seen at once.
@@ -120,6 +123,9 @@ func (r *Recorder) call(start, end time.Time, id int, ok bool, attempts int64) {
 	if ok {
 		b.okByStart++
 		r.at(end).okByEnd++
+	}
+	if !ok && attempts == 0 {
+		b.local++
 	}
 	switch {
 	case !ok && attempts == 0 && !r.open[id]:

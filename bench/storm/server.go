@@ -49,6 +49,12 @@ type ServerConfig struct {
 	FailShare float64
 	// Seed seeds the service times and the random failures. Zero means 1.
 	Seed uint64
+	// SkipGone makes the server drop, unserved, a waiting request whose
+	// client has gone when its turn comes, as a server can that knows
+	// the caller's deadline (gRPC's grpc-timeout header) or checks the
+	// connection before work starts. The zero value serves it anyway,
+	// as wasted work: the sustaining effect of the model.
+	SkipGone bool
 	// Next, when non-nil, makes the server a middle layer: after its own
 	// service time, a worker calls Next (the layer below, through the
 	// layer's own client chain) and stays busy until it returns; a false
@@ -366,6 +372,10 @@ func (s *Server) startWaiting(at time.Time) {
 		j := s.queue[s.head]
 		s.queue[s.head] = nil
 		s.head++
+		if s.cfg.SkipGone && j.gone {
+			s.endLocked(j, http.StatusServiceUnavailable, nil)
+			continue
+		}
 		s.startLocked(j, at)
 	}
 	if s.head == len(s.queue) {
