@@ -1,7 +1,8 @@
 // Package reboundtest helps test code that uses rebound: Script, a
 // scripted in-memory RoundTripper that works inside testing/synctest
-// bubbles, and NoWait, an option that makes every wait of a chain zero
-// for tests against real servers.
+// bubbles; NoWait, an option that makes every wait of a chain zero for
+// tests against real servers; and Route, a base transport that sends a
+// production host name to a test server, so host policies apply.
 //
 // # Recipe: virtual time with a Script
 //
@@ -50,4 +51,21 @@
 // budget and the circuit breaker act as in production, so a test that
 // sends many failing calls may see them refuse (set DisableBudget or
 // DisableBreaker in its policy when that is not what it tests).
+//
+// # Recipe: production host names, test servers
+//
+// Host policies match host names: a test that calls an httptest.Server
+// at 127.0.0.1 gets the default policy, not the one of "payments.test"
+// that the code under test relies on. Route keeps the production URL and
+// sends its connections to the test server:
+//
+//	srv := httptest.NewTLSServer(handler)
+//	defer srv.Close()
+//	base, err := reboundtest.Route(map[string]*httptest.Server{"payments.test": srv})
+//	require.NoError(t, err)
+//	rt := rebound.NewTransport(base, append(policyFileOpts, reboundtest.NoWait())...)
+//	defer rt.CloseIdleConnections()
+//
+// Every link then sees "payments.test": its policy, its breaker, its
+// budget and its admission state, as in production.
 package reboundtest

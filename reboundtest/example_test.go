@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 
 	"github.com/rebound-http/rebound"
 	"github.com/rebound-http/rebound/reboundtest"
+	"github.com/rebound-http/rebound/transport"
 )
 
 // A Script answers each host with its steps in turn and records what it
@@ -41,4 +44,35 @@ func ExampleScript() {
 	// attempt 2 GET http://api.test/v1/things/1
 	// attempt 3 GET http://api.test/v1/things/1
 	// bodies left open: 0
+}
+
+// Route sends a production host name to a test server, so the chain
+// applies that host's policy (here 2 attempts instead of the default 4)
+// and keys its breaker by the name, as it would in production.
+func ExampleRoute() {
+	var hits atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	base, err := reboundtest.Route(map[string]*httptest.Server{"payments.test": srv})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	rt := rebound.NewTransport(base, reboundtest.NoWait(),
+		rebound.WithHostPolicy("payments.test", rebound.Policy{Retry: transport.Config{MaxAttempts: 2}}))
+	defer rt.CloseIdleConnections()
+	client := &http.Client{Transport: rt}
+
+	resp, err := client.Get("https://payments.test/v1/balance")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, "after", hits.Load(), "attempts; breaker for", rt.Breakers()[0].Host)
+	// Output:
+	// 503 after 2 attempts; breaker for payments.test
 }
