@@ -173,7 +173,7 @@ func TestNginxRateLimit(t *testing.T) {
 			checkCommon(t, cs, lag)
 			checkSuccessRate(t, cs, okFix)
 			checkNoTrip(t, cs, okFix)
-			checkHold(t, cs, lag)
+			checkHold(t, cs)
 			// At least 80 % of the chain without breaker's count, less
 			// three standard deviations of the difference of two Poisson
 			// counts: tens of requests in 5 s, so without that margin

@@ -37,7 +37,7 @@ func newOrigin(bodyBytes int, closeConn bool) *origin {
 		released:  make(chan struct{}),
 		effects:   make(map[string]int),
 	}
-	for _, id := range []string{plainID, reboundID, noBreakerID} {
+	for _, id := range []string{plainID, reboundID, noBreakerID, retryableID, failsafeID} {
 		o.hits[id] = new(atomic.Int64)
 	}
 	return o
