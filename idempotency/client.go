@@ -332,7 +332,9 @@ func WithKey(ctx context.Context, key string) context.Context {
 }
 
 // KeyFromContext returns the key that WithKey put in ctx, and whether there
-// is a non-empty one.
+// is a non-empty one. It is the client side's accessor, for a key on its
+// way out; a handler reads the key its request came with by
+// RequestKey(r).
 func KeyFromContext(ctx context.Context) (string, bool) {
 	if ctx == nil {
 		return "", false

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,8 +112,13 @@ type MiddlewareConfig struct {
 	// nothing.
 	OnDecision func(r *http.Request, d Decision)
 
-	// Logger receives store failures and lost leases. Nil means
-	// slog.Default().
+	// Logger receives store failures and lost leases, at most one line
+	// per request: ERROR when the store failed a request whose client
+	// still waits (it was answered 503), WARN when a response could not be
+	// stored or a lease renewal failed (one line when the handler ends,
+	// with the renewals' first error), DEBUG when the failure concerned a
+	// client that had gone (its request's context was cancelled while it
+	// waited, on its key's lock, say). Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -256,9 +262,10 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	start := time.Now()
 	rec, reserved, err := m.store.Reserve(r.Context(), skey, fp, m.cfg.Lease)
 	if err == nil && reserved {
-		m.execute(w, r, body, skey, rec.Token)
+		m.execute(w, r, body, skey, rec.Token, start)
 		return
 	}
 	m.answerTaken(w, r, key, fp, rec, err)
@@ -272,8 +279,7 @@ func (m *middleware) answerTaken(w http.ResponseWriter, r *http.Request, key str
 		m.refuse(w, r, DecisionStoreFull, http.StatusServiceUnavailable, ProblemUnavailable,
 			"the idempotency store is full; the request was not processed", m.cfg.RetryAfter)
 	case err != nil:
-		m.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "idempotency: reserve failed",
-			slog.String("key", key), slog.Any("error", err))
+		m.logFailure(r, "idempotency: reserve failed", key, err)
 		m.refuse(w, r, DecisionStoreError, http.StatusServiceUnavailable, ProblemUnavailable,
 			"the idempotency store is unavailable; the request was not processed", m.cfg.RetryAfter)
 	case rec.Fingerprint != fp:
@@ -302,6 +308,42 @@ func (m *middleware) answerTaken(w http.ResponseWriter, r *http.Request, key str
 	}
 }
 
+// logFailure logs a store failure that ends request r with a 503: at
+// ERROR, or at DEBUG when r's client has gone (a cancelled wait is not a
+// failing store, and nobody reads the answer).
+func (m *middleware) logFailure(r *http.Request, msg, key string, err error) {
+	level := slog.LevelError
+	if r.Context().Err() != nil {
+		level = slog.LevelDebug
+		msg += " after the client left"
+	}
+	m.cfg.Logger.LogAttrs(r.Context(), level, msg, slog.String("key", key), slog.Any("error", err))
+}
+
+// RequestKey returns the idempotency key of the request a handler serves
+// under Middleware, as the middleware parsed it (unquoted), its scope
+// (MiddlewareConfig.Scope's value: by default a digest of the caller's
+// credentials), and true; for any other request (no key, a method whose
+// keys are not honoured, not under Middleware) it returns "", "", false.
+// It reads r's context, so it also works on a request derived from r.
+//
+// It is the server side's accessor: the key a client sent. The client
+// side's WithKey and KeyFromContext carry a key toward an outgoing
+// request, so inside a handler KeyFromContext(r.Context()) reports only a
+// key the handler itself set for a call it makes (use DerivedKey for
+// those).
+func RequestKey(r *http.Request) (key, scope string, ok bool) {
+	if r == nil {
+		return "", "", false
+	}
+	skey, ok := StoreKeyOf(r.Context())
+	if !ok {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(skey, '\n')
+	return skey[i+1:], skey[:i], true
+}
+
 // execution holds what one run of the handler needs, allocated together:
 // its request, context and body, the response recorder and the lease
 // renewal.
@@ -317,12 +359,15 @@ type execution struct {
 	storeCtx   context.Context // not cancelled when the client goes
 	skey       string
 	token      uint64
-	prev, next *execution  // neighbours in renewer.running; guarded by renewer.mu
-	listed     bool        // in renewer.running, not on a timer of its own
-	mu         sync.Mutex  // held while renewing; guards the fields below
-	timer      *time.Timer // x's own renewal timer, when not listed
+	prev, next *execution    // neighbours in renewer.running; guarded by renewer.mu
+	listed     bool          // in renewer.running, not on a timer of its own
+	mu         sync.Mutex    // guards the fields below
+	timer      *time.Timer   // x's own renewal timer, when not listed
+	inflight   chan struct{} // closed when the renewal in progress ends; nil when none
 	stopped    bool
-	lost       bool // Renew found the lease gone
+	lost       bool  // Renew found the lease gone
+	renewErr   error // the first failed renewal's error
+	renewFails int   // failed renewals
 }
 
 // execContext is the handler's request context: the request's own, plus
@@ -390,14 +435,14 @@ func (m *middleware) newExecution(w http.ResponseWriter, r *http.Request, ctx co
 
 // execute runs the handler for a freshly reserved key, renewing its lease,
 // and then completes or releases the reservation.
-func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte, skey string, token uint64) {
+func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte, skey string, token uint64, reserved time.Time) {
 	x, in := m.newExecution(w, r, r.Context(), body, false)
 	rec := &x.rec
 	// Store operations after the handler must happen even when the client
 	// has gone: that is when a retry is most likely.
 	x.storeCtx = context.WithoutCancel(r.Context())
 	x.skey, x.token = skey, token
-	m.renewer.add(x)
+	m.renewer.add(x, reserved)
 
 	returned := false
 	defer func() {
@@ -407,10 +452,10 @@ func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte
 		// The handler panicked; the panic continues once this returns.
 		m.renewer.remove(x)
 		if x.released.Load() || m.cfg.ReleaseAborted {
-			m.release(x.storeCtx, r, skey, token)
+			m.release(x.storeCtx, r, x)
 			return
 		}
-		m.complete(x.storeCtx, r, skey, token, rec.unknown(http.StatusInternalServerError))
+		m.complete(x.storeCtx, r, x, rec.unknown(http.StatusInternalServerError))
 	}()
 	m.next.ServeHTTP(rec, in)
 	returned = true
@@ -419,29 +464,29 @@ func (m *middleware) execute(w http.ResponseWriter, r *http.Request, body []byte
 	aborted := rec.status == 0 && !rec.hijacked && !rec.upgraded && r.Context().Err() != nil
 	switch {
 	case x.released.Load():
-		m.release(x.storeCtx, r, skey, token)
+		m.release(x.storeCtx, r, x)
 	case rec.hijacked || rec.upgraded || aborted:
 		if m.cfg.ReleaseAborted {
-			m.release(x.storeCtx, r, skey, token)
+			m.release(x.storeCtx, r, x)
 			return
 		}
-		m.complete(x.storeCtx, r, skey, token, rec.unknown(http.StatusOK))
+		m.complete(x.storeCtx, r, x, rec.unknown(http.StatusOK))
 	case m.cfg.Release != nil && m.cfg.Release(rec.finalStatus()):
-		m.release(x.storeCtx, r, skey, token)
+		m.release(x.storeCtx, r, x)
 	default:
-		m.complete(x.storeCtx, r, skey, token, rec.response())
+		m.complete(x.storeCtx, r, x, rec.response())
 	}
 }
 
 // complete stores resp for skey and reports the decision.
-func (m *middleware) complete(ctx context.Context, r *http.Request, skey string, token uint64, resp *Response) {
-	err := m.store.Complete(ctx, skey, token, resp, m.cfg.TTL)
+func (m *middleware) complete(ctx context.Context, r *http.Request, x *execution, resp *Response) {
+	err := m.store.Complete(ctx, x.skey, x.token, resp, m.cfg.TTL)
 	if err != nil {
-		m.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: response not stored",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+		m.logEnd(ctx, r, x, "idempotency: response not stored", err)
 		m.decide(r, DecisionLeaseLost)
 		return
 	}
+	m.logEnd(ctx, r, x, "", nil)
 	if resp.OutcomeUnknown {
 		m.decide(r, DecisionAborted)
 		return
@@ -450,12 +495,33 @@ func (m *middleware) complete(ctx context.Context, r *http.Request, skey string,
 }
 
 // release frees skey and reports the decision.
-func (m *middleware) release(ctx context.Context, r *http.Request, skey string, token uint64) {
-	if err := m.store.Release(ctx, skey, token); err != nil && !errors.Is(err, ErrLeaseLost) {
-		m.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: release failed",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+func (m *middleware) release(ctx context.Context, r *http.Request, x *execution) {
+	if err := m.store.Release(ctx, x.skey, x.token); err != nil && !errors.Is(err, ErrLeaseLost) {
+		m.logEnd(ctx, r, x, "idempotency: release failed", err)
+	} else {
+		m.logEnd(ctx, r, x, "", nil)
 	}
 	m.decide(r, DecisionReleased)
+}
+
+// logEnd writes the one line a run of the handler may log, when it ends:
+// msg and err when the final store call failed, else a summary of failed
+// lease renewals, if any; nothing otherwise. x's renewals have stopped.
+func (m *middleware) logEnd(ctx context.Context, r *http.Request, x *execution, msg string, err error) {
+	if err == nil && x.renewFails == 0 {
+		return
+	}
+	attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path)}
+	if err != nil {
+		attrs = append(attrs, slog.Any("error", err))
+	} else {
+		msg = "idempotency: lease renewal failed while the handler ran"
+	}
+	if x.renewFails > 0 {
+		attrs = append(attrs, slog.Int("renewals_failed", x.renewFails), slog.Any("renewal_error", x.renewErr),
+			slog.Bool("lease_lost", x.lost))
+	}
+	m.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
 }
 
 // refuse answers with a problem and reports the decision.

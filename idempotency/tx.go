@@ -3,7 +3,6 @@ package idempotency
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"maps"
 	"net/http"
 )
@@ -79,8 +78,7 @@ func (m *middleware) serveTx(w http.ResponseWriter, r *http.Request, body []byte
 		m.refuse(w, r, DecisionNotCommitted, http.StatusInternalServerError, ProblemNotCommitted,
 			"the response could not be stored, so nothing was done; the request may be sent again", 0)
 	case err != nil:
-		m.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "idempotency: transaction failed",
-			slog.String("key", key), slog.Any("error", err))
+		m.logFailure(r, "idempotency: transaction failed", key, err)
 		restore()
 		m.refuse(w, r, DecisionStoreError, http.StatusServiceUnavailable, ProblemUnavailable,
 			"the idempotency store is unavailable; the request was not processed", m.cfg.RetryAfter)
