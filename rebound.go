@@ -23,6 +23,7 @@ import (
 	"errors"
 	"net/http"
 	"sort"
+	"sync"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/breaker"
@@ -133,8 +134,11 @@ func WithObserver(obs Observer) Option {
 
 // Transport is the rebound chain returned by NewTransport: an
 // http.RoundTripper that also exposes the state of its links for metrics.
-// It is safe for concurrent use; the zero value is not usable.
+// It is safe for concurrent use. The zero value (&rebound.Transport{}) is
+// the default chain over go-cleanhttp's pooled transport, as
+// NewTransport(nil) returns it, built on its first use.
 type Transport struct {
+	once   sync.Once         // builds the zero value's chain; done in New
 	rt     http.RoundTripper // the default chain, the router, or failing
 	base   http.RoundTripper
 	def    *chain
@@ -180,6 +184,7 @@ func New(base http.RoundTripper, opts ...Option) (*Transport, error) {
 		return nil, errors.Join(errs...)
 	}
 	t := &Transport{base: base}
+	t.once.Do(func() {})
 	if !o.noStats {
 		t.stats = newStatsTable()
 	}
@@ -222,9 +227,24 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 		if base == nil {
 			base = cleanhttp.DefaultPooledTransport()
 		}
-		return &Transport{rt: failing{err}, base: base, def: &chain{}}
+		f := &Transport{rt: failing{err}, base: base, def: &chain{}}
+		f.once.Do(func() {})
+		return f
 	}
 	return t
+}
+
+// init makes the zero value the default chain, once; a Transport from New
+// has it done already, so this is one atomic load.
+func (t *Transport) init() {
+	t.once.Do(func() {
+		d, err := New(nil)
+		if err != nil { // no options: cannot happen, but never a nil chain
+			t.rt, t.base, t.def = failing{err}, cleanhttp.DefaultPooledTransport(), &chain{}
+			return
+		}
+		t.rt, t.base, t.def, t.router, t.stats = d.rt, d.base, d.def, d.router, d.stats
+	})
 }
 
 // PolicyFor returns the policy that applies to host (a host name, with or
@@ -238,6 +258,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 // and the budget's figures, a Hedge's delays ...), as the chain uses
 // them. Hooks and observers are as given.
 func (t *Transport) PolicyFor(host string) (pattern string, p Policy) {
+	t.init()
 	c := t.def
 	if t.router != nil {
 		c = t.router.routeHost(hostname.Name(host), splitPort(host))
@@ -246,11 +267,15 @@ func (t *Transport) PolicyFor(host string) (pattern string, p Policy) {
 }
 
 // RoundTrip sends req through the chain of its host's policy.
-func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) { return t.rt.RoundTrip(req) }
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.init()
+	return t.rt.RoundTrip(req)
+}
 
 // CloseIdleConnections closes the base transport's idle connections, when
 // it has that method.
 func (t *Transport) CloseIdleConnections() {
+	t.init()
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
@@ -278,6 +303,7 @@ func (t *Transport) Breakers() []breaker.HostState {
 // dot and Unicode are folded. ok is false when that host's policy has no
 // budget.
 func (t *Transport) RetryBalance(host string) (balance float64, ok bool) {
+	t.init()
 	c := t.def
 	if t.router != nil {
 		c = t.router.routeHost(hostname.Name(host), splitPort(host))
@@ -290,10 +316,16 @@ func (t *Transport) RetryBalance(host string) (balance float64, ok bool) {
 
 // chains returns the default chain and every host policy's chain.
 func (t *Transport) chains() []*chain {
+	t.init()
 	cs := []*chain{t.def}
 	if t.router != nil {
 		for _, c := range t.router.exact {
 			cs = append(cs, c)
+		}
+		for _, ports := range t.router.exactPort {
+			for _, c := range ports {
+				cs = append(cs, c)
+			}
 		}
 		for _, s := range t.router.suffixes {
 			cs = append(cs, s.chain)

@@ -76,6 +76,10 @@ var ErrThrottled error = &classify.NotSentError{Msg: "budget: request throttled 
 // must not read it as a gate's refusal.
 var errNilRequest = errors.New("budget: nil request or URL")
 
+// errZeroTransport is returned by the RoundTrip of a Transport that
+// NewTransport did not make.
+var errZeroTransport = errors.New("budget: Transport has no budget: create it with budget.NewTransport")
+
 // Refusal describes an attempt the gate refused, for Config.OnRefuse.
 // The zero value describes a refused retry on the empty host.
 type Refusal struct {

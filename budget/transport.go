@@ -71,7 +71,8 @@ type Config struct {
 //
 // Budgets are global by default and per host with Config.PerHost;
 // throttling is always per host. A Transport is safe for concurrent use.
-// Create one with NewTransport; the zero value is not usable.
+// Create one with NewTransport; the zero value has no budget and fails
+// every request, unsent, with an error saying so (never a panic).
 type Transport struct {
 	next     http.RoundTripper
 	nextAt   timedRoundTripper // next, when it takes the time this gate read; else nil
@@ -148,6 +149,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil || req.URL == nil {
 		closeBody(req)
 		return nil, errNilRequest
+	}
+	if t.newB == nil {
+		closeBody(req)
+		return nil, errZeroTransport
 	}
 	if req.Context().Err() != nil {
 		// Over before it was sent (the caller's deadline passed during
