@@ -1,0 +1,344 @@
+package admission_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+	"unsafe"
+
+	"github.com/rebound-http/rebound/admission"
+	"github.com/rebound-http/rebound/transport"
+)
+
+// The simulation of issue 19's property 9: admission's learned pace never
+// collapses. The real retry loop (transport.New with the zero Config, so
+// admission with its defaults) sends to in-memory limiter models
+// (sim_limiter_test.go) in virtual time (testing/synctest), driven by
+// closed-loop workers or by open-loop arrivals above the limit, every call
+// with a 10 s deadline. Each cell measures goodput, the admitted requests
+// per virtual second as a fraction of the limit, over the whole run and
+// over every 10 s bucket after the first; and after the run, that every
+// admission state is back to idle.
+
+const (
+	simWorkers  = 20               // closed-loop workers
+	simOverload = 1.5              // open-loop arrivals, times the limit
+	simDeadline = 10 * time.Second // every call's deadline
+	// simThink is how long a closed-loop worker waits after a failed call
+	// before its next one: a refusal by admission takes no virtual time,
+	// and a worker retrying it at once would stop the virtual clock.
+	simThink = time.Second
+	// simCollapse: a bucket after the first below this fraction of the
+	// limit is a collapse.
+	simCollapse = 0.5
+)
+
+// simRates are the limits simulated, requests per second.
+var simRates = []float64{1, 10, 50, 200, 1000}
+
+// simDuration is the virtual length of a cell of rate r: long enough for
+// a few hundred turns at the lowest rates, short enough to keep the real
+// time of the highest ones reasonable. long is false with -short.
+func simDuration(r float64, long bool) time.Duration {
+	d := map[float64]time.Duration{1: 1200, 10: 500, 50: 150, 200: 40, 1000: 20}[r] * time.Second
+	if !long {
+		d = max(d/5, 2*simBucket)
+	}
+	return d
+}
+
+type simCell struct {
+	kind limiterKind
+	open bool // open-loop arrivals, else closed-loop workers
+	rate float64
+	dur  time.Duration
+}
+
+func (c simCell) String() string {
+	loop := "closed"
+	if c.open {
+		loop = "open"
+	}
+	return fmt.Sprintf("%s/%s/%g", strings.ReplaceAll(c.kind.String(), " ", "_"), loop, c.rate)
+}
+
+// simResult is what one cell measured.
+type simResult struct {
+	cell simCell
+
+	admitted, refused []int // the limiter's counts per simBucket
+
+	calls, ok   int            // calls made; calls that ended in a 200
+	held        map[string]int // calls admission refused, by limit word
+	otherFailed int            // calls that failed otherwise (the limiter's refusal handed back)
+
+	after admission.SimState // admission's keys once every call returned
+	later admission.SimState // and 70 s later
+	probe int                // the status of one call after the run
+}
+
+func (r *simResult) goodput() float64 {
+	n := 0
+	for _, a := range r.admitted {
+		n += a
+	}
+	return float64(n) / (r.cell.rate * r.cell.dur.Seconds())
+}
+
+// minBucket returns the lowest goodput of a bucket after the first, as a
+// fraction of the limit, and its index.
+func (r *simResult) minBucket() (float64, int) {
+	lo, at := math.Inf(1), -1
+	for i := 1; i < len(r.admitted); i++ {
+		if g := float64(r.admitted[i]) / (r.cell.rate * simBucket.Seconds()); g < lo {
+			lo, at = g, i
+		}
+	}
+	return lo, at
+}
+
+// refusedShare is the share of attempts the limiter refused.
+func (r *simResult) refusedShare() float64 {
+	var a, f int
+	for i := range r.admitted {
+		a += r.admitted[i]
+		f += r.refused[i]
+	}
+	return float64(f) / float64(max(a+f, 1))
+}
+
+// load is the attempts the limiter saw per second, times the limit.
+func (r *simResult) load() float64 {
+	var n int
+	for i := range r.admitted {
+		n += r.admitted[i] + r.refused[i]
+	}
+	return float64(n) / (r.cell.rate * r.cell.dur.Seconds())
+}
+
+func (r *simResult) heldTotal() int {
+	n := 0
+	for _, v := range r.held {
+		n += v
+	}
+	return n
+}
+
+// simFloor is the least whole-run goodput asserted for each kind, as a
+// fraction of the limit: what holds in every cell of the kind on main
+// today, with a margin. Issue 19's targets are higher (80 % with no burst,
+// 90 % with a burst of 5 or more, 95 % of an announced quota); the table
+// shows every cell beside them, and the report of the simulation names the
+// cause of each cell below its target. Raise a floor when admission
+// improves.
+var simFloor = map[limiterKind]float64{
+	tokenHint:     0.85,
+	tokenBare:     0.30,
+	gcra:          0.60,
+	windowHeaders: 0.45,
+	windowBare:    0.25,
+}
+
+// simKnownCollapse returns why a cell is known to collapse (a 10 s bucket
+// below simCollapse of the limit), or "". Such a cell is held only to
+// simFloorCollapsed in every bucket: never a run that stops, or refuses
+// everything. Remove an entry when admission no longer collapses there.
+func simKnownCollapse(c simCell) string {
+	if c.kind == windowBare && c.rate >= 50 {
+		return "a spent window refuses every turn until its reset, and each refused turn given after the last cut cuts the pace again, to MinRate; CUBIC then takes seconds to climb back"
+	}
+	return ""
+}
+
+// simFloorCollapsed is the least goodput of any 10 s bucket after the
+// first, as a fraction of the limit, in a cell known to collapse.
+const simFloorCollapsed = 0.1
+
+func TestSimulatedPaceNeverCollapses(t *testing.T) {
+	long := !testing.Short()
+	var cells []simCell
+	for _, kind := range []limiterKind{tokenHint, tokenBare, gcra, windowHeaders, windowBare} {
+		for _, open := range []bool{false, true} {
+			for _, r := range simRates {
+				cells = append(cells, simCell{kind: kind, open: open, rate: r, dur: simDuration(r, long)})
+			}
+		}
+	}
+	results := make([]*simResult, len(cells))
+	t.Run("cells", func(t *testing.T) {
+		for i, c := range cells {
+			t.Run(c.String(), func(t *testing.T) {
+				t.Parallel()
+				synctest.Test(t, func(t *testing.T) {
+					results[i] = runCell(t, c, nil)
+				})
+				checkCell(t, results[i])
+			})
+		}
+	})
+	var virtual time.Duration
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-22s %-6s %5s %5s | %7s %7s %8s %6s | %8s %8s %6s %6s %6s | %s\n",
+		"limiter", "loop", "r/s", "secs", "goodput", "min10s", "refused", "load",
+		"calls", "ok", "held:h", "held:q", "held:p", "after")
+	for _, r := range results {
+		if r == nil {
+			continue
+		}
+		c := r.cell
+		virtual += c.dur
+		loop := "closed"
+		if c.open {
+			loop = "open"
+		}
+		lo, _ := r.minBucket()
+		fmt.Fprintf(&b, "%-22s %-6s %5g %5.0f | %6.1f%% %6.1f%% %7.2f%% %5.2fx | %8d %8d %6d %6d %6d | q%d i%d p%d paced%d probe %d\n",
+			c.kind, loop, c.rate, c.dur.Seconds(), 100*r.goodput(), 100*lo, 100*r.refusedShare(), r.load(),
+			r.calls, r.ok, r.held[admission.LimitHint.String()], r.held[admission.LimitQuota.String()], r.held[admission.LimitPace.String()],
+			r.after.Queued, r.after.Inflight, r.after.Paused, r.later.Paused, r.probe)
+	}
+	fmt.Fprintf(&b, "%d cells, %.0f virtual seconds", len(results), virtual.Seconds())
+	t.Log(b.String())
+}
+
+// checkCell asserts what every cell must show.
+func checkCell(t *testing.T, r *simResult) {
+	t.Helper()
+	if r == nil {
+		t.Fatal("the cell did not run")
+	}
+	floor := simCollapse
+	if why := simKnownCollapse(r.cell); why != "" {
+		t.Logf("known collapse: %s", why)
+		floor = simFloorCollapsed
+	}
+	if lo, at := r.minBucket(); lo < floor {
+		t.Errorf("collapse: %.0f %% of the limit in [%v, %v) (admitted per 10 s: %v)",
+			100*lo, time.Duration(at)*simBucket, time.Duration(at+1)*simBucket, r.admitted)
+	}
+	if g := r.goodput(); g < simFloor[r.cell.kind] {
+		t.Errorf("goodput %.1f %% of the limit, want ≥ %.0f %%", 100*g, 100*simFloor[r.cell.kind])
+	}
+	if r.after.Queued != 0 || r.after.Inflight != 0 {
+		t.Errorf("admission not idle once every call returned: %+v", r.after)
+	}
+	if r.later.Queued != 0 || r.later.Inflight != 0 || r.later.Paused != 0 {
+		t.Errorf("admission not idle 70 s after the run: %+v", r.later)
+	}
+	if r.probe != http.StatusOK {
+		t.Errorf("a call after the run got %d, want 200", r.probe)
+	}
+}
+
+// runCell runs one cell in the current synctest bubble.
+// onStart, when not nil, is called with the limiter and the admission
+// before the first call.
+func runCell(t *testing.T, c simCell, onStart func(*limiter, *admission.Admission)) *simResult {
+	buckets := int(c.dur / simBucket)
+	lim := newLimiter(c.kind, c.rate, buckets)
+	tr := transport.New(lim, transport.Config{})
+	adm := admissionOf(t, tr)
+	res := &simResult{cell: c, held: make(map[string]int)}
+	if onStart != nil {
+		onStart(lim, adm)
+	}
+	var mu sync.Mutex
+	call := func() bool {
+		ok, limit := simCall(tr)
+		mu.Lock()
+		defer mu.Unlock()
+		res.calls++
+		switch {
+		case ok:
+			res.ok++
+		case limit != "":
+			res.held[limit]++
+		default:
+			res.otherFailed++
+		}
+		return ok
+	}
+	end := lim.start.Add(c.dur)
+	var wg sync.WaitGroup
+	if c.open {
+		rng := rand.New(rand.NewPCG(uint64(c.kind), uint64(c.rate)))
+		for {
+			time.Sleep(time.Duration(rng.ExpFloat64() / (simOverload * c.rate) * float64(time.Second)))
+			if !time.Now().Before(end) {
+				break
+			}
+			wg.Go(func() { call() })
+		}
+	} else {
+		for range simWorkers {
+			wg.Go(func() {
+				for time.Now().Before(end) {
+					if !call() {
+						time.Sleep(simThink)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	res.admitted, res.refused = lim.counts(buckets)
+	res.after = adm.SimStateForTest()
+	// Past any pause (a spent quota's lasts to its reset) and the
+	// limiter's windows: no key is paused, and one call goes through.
+	time.Sleep(transport.DefaultMaxRetryAfter + 10*time.Second)
+	res.later = adm.SimStateForTest()
+	ctx, cancel := context.WithTimeout(context.Background(), simDeadline)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.example/v1/items", nil)
+	if resp, err := tr.RoundTrip(req); err == nil {
+		res.probe = resp.StatusCode
+		resp.Body.Close()
+	}
+	return res
+}
+
+// simCall makes one call with simDeadline. It reports whether it ended in
+// a 200 and, when admission refused it (its first attempt or a retry), the
+// word of what limited it.
+func simCall(tr *transport.Transport) (ok bool, limit string) {
+	ctx, cancel := context.WithTimeout(context.Background(), simDeadline)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.example/v1/items", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		if errors.Is(err, transport.ErrHeld) {
+			return false, admission.LimitOf(err).String()
+		}
+		return false, ""
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return true, ""
+	}
+	if _, stop, found := transport.Outcome(resp); found && errors.Is(stop, transport.ErrHeld) {
+		return false, admission.LimitOf(stop).String()
+	}
+	return false, ""
+}
+
+// admissionOf returns the Admission inside tr. The transport keeps it in
+// an unexported field and the admission package cannot import transport
+// (a cycle), so the simulation reads it by reflection; the field's name
+// and type are checked, and a change fails here, plainly.
+func admissionOf(t *testing.T, tr *transport.Transport) *admission.Admission {
+	t.Helper()
+	f := reflect.ValueOf(tr).Elem().FieldByName("adm")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[*admission.Admission]() {
+		t.Fatal("transport.Transport has no field adm *admission.Admission: update admissionOf")
+	}
+	return *(**admission.Admission)(unsafe.Pointer(f.UnsafeAddr()))
+}
