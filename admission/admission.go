@@ -118,6 +118,7 @@ func New(cfg Config) *Admission {
 // turn of no Admission: its methods do nothing.
 type Turn struct {
 	a       *Admission
+	req     *http.Request
 	st      *state  // nil: the key had no state when the turn was given
 	w       *waiter // the queue place, while waiting
 	host    string  // canonical host, "" until needed
@@ -141,33 +142,38 @@ func (t *Turn) Limit() Limit { return t.limit }
 //     after the deadline of req's context or exceed Config.MaxWait.
 func (a *Admission) Take(req *http.Request) (Turn, time.Duration, error) {
 	if a == nil || a.states.Load() == 0 {
-		return Turn{a: a}, 0, nil
+		return Turn{a: a, req: req}, 0, nil // inlined: one atomic load
 	}
+	return a.takeSlow(req)
+}
+
+// takeSlow is Take for an Admission that has states.
+func (a *Admission) takeSlow(req *http.Request) (Turn, time.Duration, error) {
 	host := hostname.FromURL(req.URL)
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	h := a.hosts[host]
 	if h == nil {
-		return Turn{a: a, host: host}, 0, nil
+		return Turn{a: a, req: req, host: host}, 0, nil
 	}
 	cred := a.cred(req)
 	st := h.creds[cred]
 	if st == nil {
 		if !now.Before(h.pauseUntil) {
-			return Turn{a: a, host: host}, 0, nil
+			return Turn{a: a, req: req, host: host}, 0, nil
 		}
 		// The host is paused: calls of a new partition queue too.
 		if st = a.newState(h, cred, now); st == nil {
-			return Turn{a: a, host: host}, 0, nil
+			return Turn{a: a, req: req, host: host}, 0, nil
 		}
 	}
 	deadline, _ := req.Context().Deadline()
-	return a.take(st, now, deadline)
+	return a.take(st, req, now, deadline)
 }
 
 // take gives, queues or refuses a turn of st. Called with a.mu held.
-func (a *Admission) take(st *state, now, deadline time.Time) (Turn, time.Duration, error) {
+func (a *Admission) take(st *state, req *http.Request, now, deadline time.Time) (Turn, time.Duration, error) {
 	st.roll(now)
 	st.cur.asked++
 	st.used = now
@@ -175,7 +181,7 @@ func (a *Admission) take(st *state, now, deadline time.Time) (Turn, time.Duratio
 	ahead := len(st.queue)
 	if ahead == 0 && !at.After(now) {
 		iv := st.grant(now)
-		return Turn{a: a, st: st, host: st.host.name, granted: now, iv: iv}, 0, nil
+		return Turn{a: a, req: req, st: st, host: st.host.name, granted: now, iv: iv}, 0, nil
 	}
 	if iv, ilim := st.interval(now); iv > 0 && ahead > 0 {
 		at = at.Add(time.Duration(ahead) * iv)
@@ -194,9 +200,9 @@ func (a *Admission) take(st *state, now, deadline time.Time) (Turn, time.Duratio
 	st.queue = append(st.queue, w)
 	a.dispatch(st, now)
 	if w.granted {
-		return Turn{a: a, st: st, host: st.host.name, granted: w.at, iv: w.iv}, 0, nil
+		return Turn{a: a, req: req, st: st, host: st.host.name, granted: w.at, iv: w.iv}, 0, nil
 	}
-	return Turn{a: a, st: st, w: w, host: st.host.name, limit: lim}, max(wait, 1), nil
+	return Turn{a: a, req: req, st: st, w: w, host: st.host.name, limit: lim}, max(wait, 1), nil
 }
 
 // Wait waits for a queued turn (Take's wait > 0). It returns nil when the
@@ -260,27 +266,34 @@ func (t *Turn) Done(resp *http.Response, err error) {
 	if t.ended || t.a == nil {
 		return
 	}
+	if t.st == nil && resp != nil && t.a.states.Load() == 0 && !t.a.mayTell(resp) {
+		t.ended = true
+		return // the fast path: nothing to learn, no clock read
+	}
+	t.done(resp, err)
+}
+
+// done is Done past its fast path.
+func (t *Turn) done(resp *http.Response, err error) {
 	if resp == nil && err != nil && classify.NotSent(err) {
 		t.Cancel()
 		return
 	}
 	t.ended = true
 	a := t.a
+	if t.st == nil && (resp == nil || a.states.Load() == 0 && !a.mayTell(resp)) {
+		return // the fast path: nothing to learn, no clock read
+	}
 	now := time.Now()
 	sig := a.read(resp, now)
-	if t.st == nil {
-		if resp == nil || sig.kind == signalNone && a.states.Load() == 0 {
-			return // the fast path: nothing to learn
-		}
-		if t.host == "" {
-			t.host = hostname.FromURL(resp.Request.URL)
-		}
+	if t.st == nil && t.host == "" {
+		t.host = hostname.FromURL(t.req.URL)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := t.st
 	if st == nil {
-		st = a.lookup(t.host, resp, sig, now)
+		st = a.lookup(t.host, t.req, sig, now)
 		if st == nil {
 			a.sweep(now)
 			return
@@ -350,16 +363,9 @@ func (a *Admission) cred(req *http.Request) uint64 {
 }
 
 // lookup finds or, for a signal that starts one, creates the state of the
-// key of resp's request, for an attempt sent untracked. Called with a.mu
+// key of req, for an attempt sent untracked. Called with a.mu
 // held.
-func (a *Admission) lookup(host string, resp *http.Response, sig signal, now time.Time) *state {
-	var req *http.Request
-	if resp != nil {
-		req = resp.Request
-	}
-	if req == nil {
-		return nil
-	}
+func (a *Admission) lookup(host string, req *http.Request, sig signal, now time.Time) *state {
 	cred := a.cred(req)
 	if h := a.hosts[host]; h != nil {
 		if st := h.creds[cred]; st != nil {

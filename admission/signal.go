@@ -52,6 +52,13 @@ func (a *Admission) read(resp *http.Response, now time.Time) signal {
 	return s
 }
 
+// mayTell reports, without reading the clock or parsing, whether resp may
+// carry a signal: a status that can be a throttle, or quota headers.
+func (a *Admission) mayTell(resp *http.Response) bool {
+	code := resp.StatusCode
+	return code == http.StatusTooManyRequests || code >= 400 && a.cfg.Retryable.Has(code) || !a.cfg.DisableQuota && hasQuota(resp.Header)
+}
+
 // hasQuota reports, in a few map lookups, whether h may carry a quota.
 func hasQuota(h http.Header) bool {
 	if len(h) == 0 {

@@ -125,7 +125,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	var turn admission.Turn // the current attempt's turn at its host's admission
-	defer turn.Cancel()     // given back if never reported (a panic below)
 	var (
 		prev  outcome       // the previous attempt's outcome, kept in case the loop must return it
 		start time.Time     // when the first attempt returned; read lazily: a clock read costs tens of ns
@@ -165,11 +164,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			err    error
 			judged *classify.Verdict // by a hedged race, which asks the Classifier and Decide itself
 		)
-		if t.lat == nil {
-			resp, err = t.send(out, attemptTimeout)
-		} else {
-			resp, err, judged, n = t.sendAttempt(req, out, rec, n, start, maxAttempts, attemptTimeout)
-		}
+		resp, err, judged, n = t.attempt(&turn, req, out, rec, n, start, maxAttempts, attemptTimeout)
 
 		if err != nil && prev.verdict.Outcome == classify.Retryable && errors.Is(err, classify.ErrNotSent) {
 			turn.Cancel()
@@ -274,6 +269,26 @@ func (t *Transport) refuseHeld(req *http.Request, prev outcome, n int, herr erro
 		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld, Limit: admission.LimitOf(herr)})
 	}
 	return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr, Refusal: herr}
+}
+
+// attempt sends attempt n of req as out: alone, or raced by hedges when
+// latency is tracked (see sendAttempt). A panic below gives its turn back
+// before it goes on up; otherwise the caller reports the turn.
+func (t *Transport) attempt(turn *admission.Turn, req, out *http.Request, rec *recorder, n int, start time.Time, maxAttempts int, timeout time.Duration) (resp *http.Response, err error, judged *classify.Verdict, last int) {
+	returned := false
+	defer func() {
+		if !returned {
+			turn.Cancel()
+		}
+	}()
+	if t.lat == nil {
+		resp, err = t.send(out, timeout)
+		returned = true
+		return resp, err, nil, n
+	}
+	resp, err, judged, last = t.sendAttempt(req, out, rec, n, start, maxAttempts, timeout)
+	returned = true
+	return resp, err, judged, last
 }
 
 // send makes one attempt through next, enforcing the RoundTripper contract
