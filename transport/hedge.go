@@ -52,9 +52,8 @@ const (
 // only while the call has attempts left. Through a rebound chain a hedge
 // meets the retry budget as a retry (a host that is failing cannot be
 // hedged into overload) and the breaker (a host whose circuit is open is
-// never hedged); the loop sends no hedge to a host held by a server's wait
-// hint, nor to one paced by its quota headers (Config.DisablePacing) or
-// limited by its adaptive rate (Config.AdaptiveRate). A
+// never hedged); the loop sends no hedge to a host whose admission is
+// paused, paced or has calls waiting (see package admission). A
 // gate's refusal of a hedge ends the hedging of that attempt, and
 // the attempts already sent go on. A request body is sent whole by every
 // hedge: through GetBody, or from the recording of the first attempt when
