@@ -173,7 +173,8 @@ func TestChainBreakerFailsFastDuringAnOutage(t *testing.T) {
 	t.Logf("%d hits; %d calls saw the 503, %d failed fast", hits.Load(), real503, refused)
 	require.Len(t, changes, 1)
 	assert.Equal(t, breaker.Open, changes[0].To)
-	assert.Contains(t, changes[0].Reason, "dead host")
+	assert.True(t, changes[0].DeadHost, "tripped as a dead host")
+	assert.Equal(t, "10 of the last 10 attempts failed", changes[0].Reason)
 	// Once open, nothing reaches the server but one probe a second.
 	probes := int(time.Since(start) / time.Second)
 	assert.LessOrEqual(t, hits.Load(), int64(10+probes), "once open, nothing reaches the server")

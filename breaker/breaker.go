@@ -188,6 +188,23 @@ type gen struct {
 	next   atomic.Int64  // Open: when the next probe may pass, since the origin
 	probes atomic.Int32  // Open: probes in flight
 	done   func(classify.Health)
+
+	// Closed: the outcomes (and failures among them) counted since the
+	// degraded-host test last stood at its floor or a silence reset it,
+	// for the plain words of a trip's reason. A success at the floor
+	// changes nothing, so a healthy host's callers never write them.
+	// streak counts the failures since the last success.
+	seen, failed, streak atomic.Uint32
+	// Open: why the breaker tripped, fixed at creation.
+	why trip
+}
+
+// trip is what a breaker knew when it tripped: which test tripped (1 for
+// the dead-host test, 2 for the degraded-host test) and the outcomes
+// counted before it (see gen.seen).
+type trip struct {
+	test                     int
+	failed, attempts, streak int
 }
 
 // New returns a closed breaker named name (the host it guards, used in
@@ -298,7 +315,9 @@ func (b *Breaker) allowOpen(g *gen) (*gen, error) {
 	for {
 		due := time.Duration(g.next.Load())
 		if now < due {
-			return nil, &OpenError{Host: b.name, State: g.shownState(), RetryIn: due - now}
+			w := g.why
+			return nil, &OpenError{Host: b.name, State: g.shownState(), RetryIn: due - now,
+				DeadHost: w.test == 1, Reason: w.reason(), Failed: w.failed, Attempts: w.attempts}
 		}
 		if g.next.CompareAndSwap(int64(due), int64(now+s.probeGap(rand.Float64()))) {
 			g.probes.Add(1)
@@ -352,7 +371,7 @@ func (b *Breaker) recordAt(g *gen, h classify.Health, since uint32, at time.Dura
 	case Open:
 		g.release()
 		if h == classify.Healthy {
-			if ch, ok := b.change(g, Closed, "probe succeeded"); ok {
+			if ch, ok := b.change(g, Closed, trip{}); ok {
 				b.notify(ch)
 			}
 		}
@@ -384,17 +403,56 @@ func (b *Breaker) count(g *gen, failed bool, since uint32, at time.Duration) {
 	}
 	for {
 		w := g.score.Load()
-		nw, trip := s.rule.nextOverlapped(w, failed, overlapped, now)
+		nw, test := s.rule.nextOverlapped(w, failed, overlapped, now)
 		if nw == w {
 			return
 		}
 		if g.score.CompareAndSwap(w, nw) {
-			if trip != 0 {
-				b.trip(g, s.rule.reason(trip))
+			t := g.tally(w, nw, failed, now)
+			if test != 0 {
+				t.test = test
+				b.trip(g, t)
 			}
 			return
 		}
 	}
+}
+
+// tally counts an outcome that moved g's score word from w to nw into
+// g's episode counts, and returns them: an episode ends when the
+// degraded-host test reaches its floor, and a silence that resets the
+// test starts a new one.
+func (g *gen) tally(w, nw uint64, failed bool, now uint32) trip {
+	_, _, last := unpack(w)
+	if int32(now-last) >= quietUnits {
+		g.seen.Store(0)
+		g.failed.Store(0)
+	}
+	if _, degraded, _ := unpack(nw); degraded == 0 {
+		if g.streak.Load() != 0 && !failed {
+			g.streak.Store(0)
+		}
+		if g.seen.Load() != 0 {
+			g.seen.Store(0)
+		}
+		if g.failed.Load() != 0 {
+			g.failed.Store(0)
+		}
+		if !failed {
+			return trip{}
+		}
+	}
+	t := trip{attempts: int(g.seen.Add(1))}
+	if failed {
+		t.failed = int(g.failed.Add(1))
+		t.streak = int(g.streak.Add(1))
+	} else {
+		t.failed = int(g.failed.Load())
+		if g.streak.Load() != 0 {
+			g.streak.Store(0)
+		}
+	}
+	return t
 }
 
 // release frees a probe slot, never going below zero.
@@ -409,8 +467,8 @@ func (g *gen) release() {
 
 // trip opens the breaker from generation g, if g is still current, and
 // reports the change.
-func (b *Breaker) trip(g *gen, reason string) {
-	if ch, ok := b.change(g, Open, reason); ok {
+func (b *Breaker) trip(g *gen, t trip) {
+	if ch, ok := b.change(g, Open, t); ok {
 		b.notify(ch)
 	}
 }
@@ -418,7 +476,7 @@ func (b *Breaker) trip(g *gen, reason string) {
 // change replaces generation g, if it is still current, by a new one in
 // state to, and returns the change to report; ok is false when g was no
 // longer current.
-func (b *Breaker) change(g *gen, to State, reason string) (ch StateChange, ok bool) {
+func (b *Breaker) change(g *gen, to State, t trip) (ch StateChange, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cur.Load() != g {
@@ -426,11 +484,15 @@ func (b *Breaker) change(g *gen, to State, reason string) (ch StateChange, ok bo
 	}
 	now := b.set.now()
 	ng := b.newGen(to, g.n+1, now)
+	ng.why = t
 	from := g.state
-	ch = StateChange{Host: b.name, From: from, To: to, Reason: reason, Generation: ng.n}
+	ch = StateChange{Host: b.name, From: from, To: to, Reason: reasonProbe, Generation: ng.n}
 	switch to {
 	case Open:
 		b.trips++
+		ch.Reason = t.reason()
+		ch.DeadHost = t.test == 1
+		ch.Failed, ch.Attempts = t.failed, t.attempts
 		ch.OpenFor = time.Duration(ng.next.Load()) - now
 	case Closed:
 		ch.From = HalfOpen // a probe was in flight: its success closes

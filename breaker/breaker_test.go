@@ -52,9 +52,11 @@ func openError(t *testing.T, b *breaker.Breaker) *breaker.OpenError {
 	return oe
 }
 
+// A trip's reason is in plain words with its counts; the test that
+// tripped is in StateChange.DeadHost.
 const (
-	deadReason     = "failing like a dead host (sequential test: 95 % vs 35 % failures)"
-	degradedReason = "failing like a degraded host (sequential test: 50 % vs 30 % failures)"
+	deadReason     = "10 of the last 10 attempts failed"
+	degradedReason = "32 of the last 52 attempts failed"
 )
 
 func TestTripRules(t *testing.T) {
@@ -69,14 +71,14 @@ func TestTripRules(t *testing.T) {
 		{name: "ten failures trip a fresh host", seq: u(10), want: breaker.Open, reason: deadReason},
 		{name: "nine do not", seq: u(9), want: breaker.Closed},
 		{name: "a success delays the trip", seq: u(9) + "H" + u(3), want: breaker.Closed},
-		{name: "but 17 failures in 18 trip", seq: u(9) + "H" + u(4), want: breaker.Open, reason: deadReason},
+		{name: "but 17 failures in 18 trip", seq: u(9) + "H" + u(4), want: breaker.Open, reason: "the last 4 attempts failed (13 of the last 14)"},
 		{name: "neutral neither counts nor breaks the run", seq: "UUNNUUNUNUUUUNU", want: breaker.Open, reason: deadReason},
 		{name: "a healthy host earns credit", seq: strings.Repeat("H", 20) + u(16), want: breaker.Closed},
-		{name: "which buys seven failures", seq: strings.Repeat("H", 20) + u(17), want: breaker.Open, reason: deadReason},
+		{name: "which buys seven failures", seq: strings.Repeat("H", 20) + u(17), want: breaker.Open, reason: "the last 17 attempts failed (17 of the last 37)"},
 		{name: "30 % failures never trip", seq: strings.Repeat("HHUHHHUHHU", 300), want: breaker.Closed},
 		{name: "40 % do not in 3,000 calls", seq: strings.Repeat("HUHHUHUHHU", 300), want: breaker.Closed},
 		{name: "60 % trip the degraded test", seq: strings.Repeat("UUHUUHUHUH", 6)[:52], want: breaker.Open, reason: degradedReason},
-		{name: "custom run length", cfg: breaker.Config{MinCalls: 4}, seq: u(4), want: breaker.Open, reason: deadReason},
+		{name: "custom run length", cfg: breaker.Config{MinCalls: 4}, seq: u(4), want: breaker.Open, reason: "4 of the last 4 attempts failed"},
 		{name: "custom run length, one short", cfg: breaker.Config{MinCalls: 4}, seq: u(3), want: breaker.Closed},
 		{name: "a higher tolerated rate", cfg: breaker.Config{FailureRate: 0.5}, seq: strings.Repeat("UUHUUHUHUH", 30), want: breaker.Closed},
 	}
@@ -99,6 +101,13 @@ func TestTripRules(t *testing.T) {
 				}
 				if len(chs) != 1 || chs[0].Reason != tt.reason || chs[0].From != breaker.Closed || chs[0].To != breaker.Open || chs[0].Host != "api" {
 					t.Fatalf("changes %+v, want one closed→open for %q", chs, tt.reason)
+				}
+				if dead := tt.reason != degradedReason; chs[0].DeadHost != dead {
+					t.Fatalf("DeadHost %v, want %v", chs[0].DeadHost, dead)
+				}
+				oe := openError(t, b)
+				if oe.Reason != tt.reason || oe.DeadHost != chs[0].DeadHost || oe.Failed != chs[0].Failed || oe.Attempts != chs[0].Attempts {
+					t.Fatalf("refusal %+v does not carry the trip %+v", oe, chs[0])
 				}
 			})
 		})
@@ -283,8 +292,10 @@ func TestSnapshotAndEvidence(t *testing.T) {
 		if s := b.Snapshot(); s.State != breaker.HalfOpen || s.ProbesInFlight != 1 || b.State() != breaker.HalfOpen {
 			t.Fatalf("probing: %+v", s)
 		}
+		// The state and the time to the next probe are fields; the message
+		// is the one of every refusal of a host tripped as dead.
 		if oe := openError(t, b); oe.State != breaker.HalfOpen || oe.RetryIn < time.Second ||
-			oe.Error() != "breaker: circuit half-open for api, next probe in "+oe.RetryIn.Round(time.Millisecond).String() {
+			oe.Error() != deadHostMessage("api") {
 			t.Fatalf("refusal while probing: %+v %q", oe, oe.Error())
 		}
 		done(classify.Healthy)
@@ -386,4 +397,52 @@ func (c *callers) recover(h *host) time.Duration {
 	close(c.stop)
 	c.wg.Wait()
 	return d
+}
+
+// deadHostMessage is the message of every refusal by a breaker tripped as
+// a dead host's.
+func deadHostMessage(host string) string {
+	return "breaker: circuit open for " + host + ": nearly every recent attempt failed; one probe a second goes through until one succeeds. " +
+		"If the host accepts connections but does not answer, each attempt waits out the caller's deadline: " +
+		"set Retry.AttemptTimeout (or Retry.LearnedTimeout) in its policy to fail those attempts fast"
+}
+
+// Thirty refusals of one dead host, made at different times and counts,
+// read as one message: errors group. What varies is in the fields.
+func TestOpenErrorStable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New("api.example.com", breaker.Config{})
+		feed(t, b, strings.Repeat("U", 10))
+		msgs := map[string]int{}
+		retryIns := map[time.Duration]bool{}
+		for range 30 {
+			if _, err := b.Allow(); err != nil {
+				var oe *breaker.OpenError
+				if !errors.As(err, &oe) {
+					t.Fatalf("%T %v", err, err)
+				}
+				msgs[err.Error()]++
+				retryIns[oe.RetryIn] = true
+			}
+			time.Sleep(17 * time.Millisecond)
+		}
+		if len(msgs) != 1 {
+			t.Fatalf("%d distinct messages, want 1: %v", len(msgs), msgs)
+		}
+		if _, ok := msgs[deadHostMessage("api.example.com")]; !ok {
+			t.Fatalf("message %v", msgs)
+		}
+		if len(retryIns) < 20 {
+			t.Fatalf("RetryIn took %d values; the field should carry the time", len(retryIns))
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New("api.example.com", breaker.Config{})
+		feed(t, b, strings.Repeat("UUHUUHUHUH", 6)[:52])
+		oe := openError(t, b)
+		want := "breaker: circuit open for api.example.com: a sustained share of recent attempts failed, well above Breaker.FailureRate (30 % by default); one probe a second goes through until one succeeds"
+		if oe.DeadHost || oe.Error() != want {
+			t.Fatalf("degraded: %+v %q", oe, oe.Error())
+		}
+	})
 }

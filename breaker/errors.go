@@ -18,7 +18,11 @@ var errNilRequest = errors.New("breaker: nil request or request URL")
 // OpenError is the refusal of an attempt by an open breaker. Nothing was
 // sent: it matches classify.ErrNotSent (so a retry loop stops and returns
 // the previous attempt's outcome) and ErrOpen. The zero value reads as a
-// refusal for an unnamed host with a probe due now.
+// refusal for an unnamed host.
+//
+// Its message is the same for every refusal of one host's breaker tripped
+// for one kind of failure, so errors group: what changes from call to
+// call (the time until the next probe, the counts) is in the fields.
 type OpenError struct {
 	// Host is the breaker's name: for a Transport, the canonical URL host
 	// ("api.example.com", "127.0.0.1:8080"; see Config.Key) or the
@@ -28,16 +32,36 @@ type OpenError struct {
 	State State
 	// RetryIn is the time until the breaker lets its next probe through.
 	RetryIn time.Duration
+	// DeadHost is true when the breaker tripped because nearly every
+	// recent attempt failed, as toward a host that is down or accepts
+	// connections and never answers; false when a sustained share failed
+	// (a degraded host).
+	DeadHost bool
+	// Reason says why the breaker tripped, in plain words with its
+	// counts: "10 of the last 10 attempts failed". Empty for a zero
+	// OpenError.
+	Reason string
+	// Failed and Attempts are the counts of Reason: the attempts to the
+	// host counted since it last looked healthy (or since a silence of
+	// Config.Window), and the failures among them.
+	Failed, Attempts int
 }
 
-// Error returns "breaker: circuit open for HOST, next probe in D", with
-// "half-open" for "open" while a probe is in flight.
+// Error returns "breaker: circuit open for HOST: " and the kind of
+// failure that tripped it, with what helps; the same text for every
+// refusal of one kind.
 func (e *OpenError) Error() string {
-	state := "open"
-	if e.State == HalfOpen {
-		state = "half-open"
+	msg := "breaker: circuit open for " + e.Host
+	switch {
+	case e.DeadHost:
+		return msg + ": nearly every recent attempt failed; one probe a second goes through until one succeeds. " +
+			"If the host accepts connections but does not answer, each attempt waits out the caller's deadline: " +
+			"set Retry.AttemptTimeout (or Retry.LearnedTimeout) in its policy to fail those attempts fast"
+	case e.Reason != "":
+		return msg + ": a sustained share of recent attempts failed, well above Breaker.FailureRate (30 % by default); " +
+			"one probe a second goes through until one succeeds"
 	}
-	return "breaker: circuit " + state + " for " + e.Host + ", next probe in " + e.RetryIn.Round(time.Millisecond).String()
+	return msg
 }
 
 // Is reports whether target is ErrOpen or classify.ErrNotSent.
@@ -56,11 +80,16 @@ type StateChange struct {
 	// From and To are the states before and after the change: Closed to
 	// Open, or HalfOpen to Closed.
 	From, To State
-	// Reason says why, as a short human-readable phrase: "failing like a
-	// dead host (sequential test: 95 % vs 35 % failures)", "failing like
-	// a degraded host (sequential test: 50 % vs 30 % failures)" (see the
-	// package doc) or "probe succeeded".
+	// Reason says why, in plain words: for a trip, the counts that
+	// tripped it ("10 of the last 10 attempts failed", see
+	// OpenError.Failed); for a close, "probe succeeded".
 	Reason string
+	// DeadHost, Failed and Attempts are, for a trip, what OpenError
+	// carries: whether nearly every recent attempt failed (a dead or
+	// black-holed host) rather than a sustained share (a degraded host),
+	// and the counts of Reason.
+	DeadHost         bool
+	Failed, Attempts int
 	// Generation is the breaker's generation after the change; it grows by
 	// one per change, so observers can order changes that raced.
 	Generation uint64

@@ -50,7 +50,7 @@ func ExampleNewTransport() {
 	fmt.Println("server hits:", hits.Load())
 	// Output:
 	// 503
-	// closed → open: failing like a dead host (sequential test: 95 % vs 35 % failures)
+	// closed → open: 10 of the last 10 attempts failed
 	// 503
 	// refused, not sent: true
 	// refused, not sent: true

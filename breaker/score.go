@@ -210,20 +210,27 @@ func (t *sprt) bound(p float64, n int) float64 {
 	return math.Exp(-theta*h) + float64(n)*math.Exp(-theta*(h+c))
 }
 
-// reason returns the StateChange reason of a trip by test 1 (dead host) or
-// 2 (degraded host).
-func (r *rule) reason(test int) string {
-	t := &r.degraded
-	what := "degraded host"
-	if test == 1 {
-		t, what = &r.dead, "dead host"
-	}
-	return "failing like a " + what + " (sequential test: " + percent(t.p1) + " vs " + percent(t.p0) + " failures)"
-}
+// reasonProbe is the StateChange reason of a breaker that closes.
+const reasonProbe = "probe succeeded"
 
-// percent formats a rate as a whole percentage: "35 %".
-func percent(p float64) string {
-	return strconv.Itoa(int(math.Round(100*p))) + " %"
+// reason returns a trip's reason in plain words, with its counts: "10 of
+// the last 10 attempts failed", "the last 17 attempts failed (17 of the
+// last 37)". Counts unknown (a zero trip) read as the test's words alone.
+func (t trip) reason() string {
+	if t.attempts == 0 {
+		switch t.test {
+		case 1:
+			return "nearly every recent attempt failed"
+		case 2:
+			return "a sustained share of recent attempts failed"
+		}
+		return ""
+	}
+	counts := strconv.Itoa(t.failed) + " of the last " + strconv.Itoa(t.attempts)
+	if t.test != 1 || t.failed == t.attempts || t.streak < 2 {
+		return counts + " attempts failed"
+	}
+	return "the last " + strconv.Itoa(t.streak) + " attempts failed (" + counts + ")"
 }
 
 // detectBound returns a lower bound on the probability that this test
