@@ -26,6 +26,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer store.Close() // the connections Phase opened, if any
 	if err := store.Migrate(ctx); err != nil { // or ship store.SchemaSQL()
 		log.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rebound-http/rebound/idempotency"
 )
 
@@ -29,25 +30,86 @@ var ErrNoKey = errors.New("pgstore: no idempotency key in the context")
 // whose lease ended may overlap its successor, and then the result
 // recorded first wins and both return it.
 //
-// In the transactional mode, Phase takes a second connection from the
-// pool while the request's transaction holds one.
+// In the transactional mode the request's transaction holds a connection
+// of the pool, so Phase never asks that pool for a second one (as many
+// requests as the pool has connections, each waiting for another, would
+// wait for ever): it reads the recovery point on the transaction's own
+// connection, and records the result on a connection of a small pool of
+// its own (Config.PhaseConns), made from the pool's configuration on
+// first use, which holds a connection for one statement at a time and so
+// cannot starve. Every statement is bounded by Config.Timeout.
 func (s *Store) Phase(ctx context.Context, name string, fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
 	scope, key, err := s.phaseKey(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if res, found, err := s.recovery(ctx, s.pool, scope, key, name); err != nil || found {
+	var read, write queryer = s.pool, s.pool
+	if t := s.txOf(ctx); t != nil {
+		if err := t.ready(ctx); err != nil {
+			return nil, fmt.Errorf("pgstore: phase %q: %w", name, err)
+		}
+		pp, err := s.phasePool()
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: phase %q: %w", name, err)
+		}
+		read, write = t, pp
+	}
+	rctx, cancel := s.bound(ctx)
+	res, found, err := s.recovery(rctx, read, scope, key, name)
+	cancel()
+	if err != nil || found {
 		return res, err
 	}
-	res, err := fn(ctx)
+	res, err = fn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
-	res, _, err = s.record(bctx, s.pool, scope, key, name, res)
+	res, _, err = s.record(bctx, write, scope, key, name, res)
 	return res, err
 }
+
+// phasePool returns the pool Phase records on in the transactional mode,
+// making it on first use: s.pool's configuration with at most
+// s.phaseConns connections, none kept open when idle.
+func (s *Store) phasePool() (*pgxpool.Pool, error) {
+	s.phaseMu.Lock()
+	defer s.phaseMu.Unlock()
+	switch {
+	case s.closed:
+		return nil, ErrClosed
+	case s.phases != nil:
+		return s.phases, nil
+	}
+	cfg := s.pool.Config()
+	cfg.MaxConns, cfg.MinConns, cfg.MinIdleConns = s.phaseConns, 0, 0
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.phases = p
+	return p, nil
+}
+
+// Close closes the connections Phase opened of its own (see
+// Config.PhaseConns), waiting for those in use; the pool given to New is
+// the caller's to close. After Close, Phase returns ErrClosed in the
+// transactional mode; every other operation works as before. Close is
+// safe to call more than once, and on a Store Phase never used (it then
+// does nothing).
+func (s *Store) Close() {
+	s.phaseMu.Lock()
+	p := s.phases
+	s.phases, s.closed = nil, true
+	s.phaseMu.Unlock()
+	if p != nil {
+		p.Close()
+	}
+}
+
+// ErrClosed is returned by Phase, in the transactional mode, after Close.
+var ErrClosed = errors.New("pgstore: store closed")
 
 // AtomicPhase runs the local phase name of the request whose handler ctx
 // belongs to: if an earlier run of the handler for its key recorded the
@@ -69,14 +131,19 @@ func (s *Store) AtomicPhase(ctx context.Context, name string, fn func(ctx contex
 		if err := t.ready(ctx); err != nil {
 			return nil, fmt.Errorf("pgstore: phase %q: %w", name, err)
 		}
-		if res, found, err := s.recovery(ctx, t, scope, key, name); err != nil || found {
+		rctx, cancel := s.bound(ctx)
+		res, found, err := s.recovery(rctx, t, scope, key, name)
+		cancel()
+		if err != nil || found {
 			return res, err
 		}
-		res, err := fn(ctx, t)
+		res, err = fn(ctx, t)
 		if err != nil {
 			return nil, err
 		}
-		res, ours, err := s.record(ctx, t, scope, key, name, res)
+		rctx, cancel = s.bound(ctx)
+		defer cancel()
+		res, ours, err := s.record(rctx, t, scope, key, name, res)
 		if err == nil && !ours {
 			// fn's writes are in the request's transaction, which a
 			// failing handler rolls back.
@@ -87,10 +154,12 @@ func (s *Store) AtomicPhase(ctx context.Context, name string, fn func(ctx contex
 	t := &Txn{s: s}
 	defer t.close()
 	tctx := context.WithValue(ctx, txCtxKey{}, t)
-	if err := t.ready(tctx); err != nil {
+	rctx, cancel := s.bound(tctx)
+	defer cancel()
+	if err := t.ready(rctx); err != nil {
 		return nil, fmt.Errorf("pgstore: phase %q: %w", name, err)
 	}
-	if res, found, err := s.recovery(tctx, t, scope, key, name); err != nil || found {
+	if res, found, err := s.recovery(rctx, t, scope, key, name); err != nil || found {
 		t.rollback(ctx)
 		return res, err
 	}
@@ -106,7 +175,9 @@ func (s *Store) AtomicPhase(ctx context.Context, name string, fn func(ctx contex
 		t.rollback(ctx)
 		return nil, err
 	}
-	res, ours, err := s.record(tctx, t, scope, key, name, res)
+	rctx, cancel = s.bound(tctx)
+	defer cancel()
+	res, ours, err := s.record(rctx, t, scope, key, name, res)
 	if err != nil || !ours {
 		// Not ours: a run that got there first recorded the phase, and
 		// its writes are the phase's; these are undone.

@@ -44,6 +44,7 @@ func shopIn(t testing.TB, schema string, cfg pgstore.Config, maxConns int32) *sh
 	pool := pgtest.PoolWith(t, schema, func(c *pgxpool.Config) { c.MaxConns = maxConns })
 	store, err := pgstore.New(pool, cfg)
 	require.NoError(t, err)
+	t.Cleanup(store.Close)
 	require.NoError(t, store.Migrate(ctx))
 	_, err = pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY, item text NOT NULL)`)
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -82,7 +83,19 @@ type Config struct {
 	// transaction fails on a serialization failure or deadlock, the first
 	// included. Zero or negative means 3.
 	MaxAttempts int
+
+	// PhaseConns is the most connections Phase uses at once in the
+	// transactional mode, to record a foreign phase's result outside the
+	// request's transaction (which holds one of the pool's connections):
+	// they come from a pool of the Store's own, made from the pool's
+	// configuration when Phase first needs it, closed by Store.Close. Each
+	// is held for one statement, so a few serve many requests. Zero or
+	// negative means 2.
+	PhaseConns int32
 }
+
+// DefaultPhaseConns is Config.PhaseConns's default.
+const DefaultPhaseConns = 2
 
 // Store is an idempotency.TxStore in a PostgreSQL table. It is safe for
 // concurrent use, and any number of processes may share one table: every
@@ -108,7 +121,8 @@ type Config struct {
 // evicts a live row: the table grows with the keys of one TTL, and Reap
 // deletes the expired ones.
 //
-// Create one with New; the zero value is not usable.
+// Create one with New, and Close it when done if it used Phase in the
+// transactional mode; the zero value is not usable.
 type Store struct {
 	pool        *pgxpool.Pool
 	names       names
@@ -120,6 +134,11 @@ type Store struct {
 	maxAttempts int
 	begin       string // BEGIN, with Config.IsoLevel
 	sql         statements
+	phaseConns  int32
+
+	phaseMu sync.Mutex
+	phases  *pgxpool.Pool // Phase's own pool, once made; guarded by phaseMu
+	closed  bool          // Close was called; guarded by phaseMu
 }
 
 var _ idempotency.Store = (*Store)(nil)
@@ -148,6 +167,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if cfg.PhaseTTL <= 0 {
 		cfg.PhaseTTL = DefaultPhaseTTL
 	}
+	if cfg.PhaseConns <= 0 {
+		cfg.PhaseConns = DefaultPhaseConns
+	}
 	switch cfg.IsoLevel {
 	case "", pgx.Serializable, pgx.RepeatableRead, pgx.ReadCommitted, pgx.ReadUncommitted:
 	default:
@@ -158,7 +180,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{pool: pool, names: n, maxResponse: cfg.MaxResponseBytes, timeout: cfg.Timeout,
-		phaseTTL: cfg.PhaseTTL, wait: max(cfg.Wait, 0), lockTimeout: lockTimeout(cfg.Wait), maxAttempts: cfg.MaxAttempts, begin: "BEGIN"}
+		phaseTTL: cfg.PhaseTTL, wait: max(cfg.Wait, 0), lockTimeout: lockTimeout(cfg.Wait), maxAttempts: cfg.MaxAttempts, begin: "BEGIN",
+		phaseConns: cfg.PhaseConns}
 	if cfg.IsoLevel != "" {
 		s.begin = "BEGIN ISOLATION LEVEL " + string(cfg.IsoLevel)
 	}

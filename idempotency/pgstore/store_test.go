@@ -32,6 +32,7 @@ func newStore(t testing.TB, cfg pgstore.Config) (*pgstore.Store, *pgxpool.Pool) 
 	pool := pgtest.Pool(t)
 	s, err := pgstore.New(pool, cfg)
 	require.NoError(t, err)
+	t.Cleanup(s.Close)
 	require.NoError(t, s.Migrate(ctx))
 	return s, pool
 }
