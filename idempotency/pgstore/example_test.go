@@ -26,7 +26,8 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer store.Close() // the connections Phase opened, if any
+	// Close the connections Phase opened, if any.
+	defer store.Close()
 	if err := store.Migrate(ctx); err != nil { // or ship store.SchemaSQL()
 		log.Fatal(err)
 	}

@@ -105,4 +105,3 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
-
