@@ -149,6 +149,7 @@ func BenchmarkOverheadReused(b *testing.B) {
 				req := freshRequest(b, method, "http://api.test/v1/things")
 				rt := p.wrap(newOKStub())
 				b.ReportAllocs()
+				defer reportCPU(b)()
 				for b.Loop() {
 					if req.GetBody != nil {
 						req.Body, _ = req.GetBody()
