@@ -240,8 +240,11 @@ func TestChainRetriesAPostTowardAHostThatHonoursKeys(t *testing.T) {
 }
 
 // TestChainRetriesAPostWithTheCallersKey: a key the caller set (the header,
-// or idempotency.WithKey) is the caller's declaration that the server
-// honours it, with or without a host policy.
+// or idempotency.WithKey) licenses a repeat of the POST after an ambiguous
+// failure only toward a host declared KeysHonored, or one whose policy
+// trusts caller keys (TrustCallerKeys); by default it goes out, under the
+// lower-case name, and licenses nothing, so a server that ignores keys
+// never runs the POST twice.
 func TestChainRetriesAPostWithTheCallersKey(t *testing.T) {
 	keys := []struct {
 		name   string
@@ -251,27 +254,76 @@ func TestChainRetriesAPostWithTheCallersKey(t *testing.T) {
 		{"header", context.Background(), http.Header{"Idempotency-Key": {"order-42"}}},
 		{"WithKey", idempotency.WithKey(context.Background(), "order-42"), nil},
 	}
+	policies := []struct {
+		name    string
+		policy  rebound.Policy
+		retried bool
+	}{
+		{"default", rebound.Policy{Retry: fastRetry}, false},
+		{"TrustCallerKeys", rebound.Policy{Retry: fastRetry, TrustCallerKeys: true}, true},
+		{"KeysHonored", rebound.Policy{Retry: fastRetry, KeysHonored: true}, true},
+	}
 	for _, k := range keys {
-		for _, c := range connections {
-			t.Run(k.name+"/"+c.name, func(t *testing.T) {
-				var mu sync.Mutex
-				var seen []string
-				var effects atomic.Int64
-				h := dedup(&effects)
-				s := newDropServer(t, c.http2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					mu.Lock()
-					seen = append(seen, r.Header.Get("Idempotency-Key"))
-					mu.Unlock()
-					h.ServeHTTP(w, r)
-				}), func(n int64) bool { return n == 1 })
-				rt := s.chain(t, c.reused, rebound.WithRetry(fastRetry))
-				code, _, err := post(t, rt, k.ctx, s.srv.URL, k.header)
-				require.NoError(t, err)
-				assert.Equal(t, http.StatusCreated, code)
-				assert.EqualValues(t, 2, s.attempts.Load(), "retried once")
-				assert.Equal(t, []string{"order-42", "order-42"}, seen, "both attempts carried the caller's key")
-				assert.EqualValues(t, 1, effects.Load())
-			})
+		for _, pol := range policies {
+			for _, c := range connections {
+				t.Run(k.name+"/"+pol.name+"/"+c.name, func(t *testing.T) {
+					var mu sync.Mutex
+					var seen []string
+					var effects atomic.Int64
+					h := dedup(&effects)
+					s := newDropServer(t, c.http2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						mu.Lock()
+						seen = append(seen, r.Header.Get("Idempotency-Key"))
+						mu.Unlock()
+						h.ServeHTTP(w, r)
+					}), func(n int64) bool { return n == 1 })
+					rt := s.chain(t, c.reused, rebound.WithPolicy(pol.policy))
+					code, _, err := post(t, rt, k.ctx, s.srv.URL, k.header)
+					assert.EqualValues(t, 1, effects.Load())
+					if !pol.retried {
+						require.Error(t, err, "not repeated: the host is not declared to honour keys")
+						assert.EqualValues(t, 1, s.attempts.Load(), "sent once")
+						assert.Equal(t, []string{"order-42"}, seen, "the caller's key still went out")
+						return
+					}
+					require.NoError(t, err)
+					assert.Equal(t, http.StatusCreated, code)
+					assert.EqualValues(t, 2, s.attempts.Load(), "retried once")
+					assert.Equal(t, []string{"order-42", "order-42"}, seen, "both attempts carried the caller's key")
+				})
+			}
 		}
+	}
+}
+
+// TestCallerKeyTowardAServerThatIgnoresKeys is the reproduction: a
+// client that sets Idempotency-Key by habit, toward a server that ignores
+// it and whose answer is lost after it ran the charge. By default the
+// charge runs once (the caller gets the error); a policy that trusts the
+// caller's key repeats the POST, and the server charges twice.
+func TestCallerKeyTowardAServerThatIgnoresKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		policy  rebound.Policy
+		charges int64
+	}{
+		{"default", rebound.Policy{Retry: fastRetry}, 1},
+		{"TrustCallerKeys", rebound.Policy{Retry: fastRetry, TrustCallerKeys: true}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var charges atomic.Int64
+			s := newDropServer(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				charges.Add(1) // ignores the key
+				w.WriteHeader(http.StatusCreated)
+			}), func(n int64) bool { return n == 1 })
+			rt := s.chain(t, false, rebound.WithPolicy(tc.policy))
+			_, _, err := post(t, rt, context.Background(), s.srv.URL, http.Header{"Idempotency-Key": {"charge-7"}})
+			assert.Equal(t, tc.charges, charges.Load())
+			if tc.charges == 1 {
+				assert.Error(t, err)
+			} else {
+				assert.NoError(t, err)
+			}
+		})
 	}
 }

@@ -63,6 +63,7 @@ import (
 //	breaker_min_calls           Breaker.MinCalls                  1 to 100
 //	breaker_failure_rate        Breaker.FailureRate               0.01 to 0.8
 //	keys_honored                KeysHonored                       true or false
+//	trust_caller_keys           TrustCallerKeys                   true or false
 //	disable_idempotency_keys    DisableIdempotencyKeys            true or false
 //	disable_budget              DisableBudget                     true or false
 //	disable_breaker             DisableBreaker                    true or false

@@ -139,6 +139,7 @@ func TestPolicyFileFieldsSetTheirSettings(t *testing.T) {
 	assert.Equal(t, 10*time.Second, p.Breaker.OpenTimeout)
 	assert.Equal(t, 50, p.Breaker.MinCalls)
 	assert.Equal(t, 0.6, p.Breaker.FailureRate)
+	assert.True(t, p.TrustCallerKeys)
 
 	for host, want := range map[string]string{
 		"payments.example.com":  "payments.example.com",

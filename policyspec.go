@@ -55,6 +55,7 @@ var policyFields = []policyField{
 	floatField("breaker_failure_rate", 0.01, 0.8, func(p *Policy, f float64) { p.Breaker.FailureRate = f }),
 
 	boolField("keys_honored", func(p *Policy, b bool) { p.KeysHonored = b }),
+	boolField("trust_caller_keys", func(p *Policy, b bool) { p.TrustCallerKeys = b }),
 	boolField("disable_idempotency_keys", func(p *Policy, b bool) { p.DisableIdempotencyKeys = b }),
 	boolField("disable_budget", func(p *Policy, b bool) { p.DisableBudget = b }),
 	boolField("disable_breaker", func(p *Policy, b bool) { p.DisableBreaker = b }),

@@ -69,11 +69,22 @@ type Policy struct {
 	DisableIdempotencyKeys bool
 	// KeysHonored declares that the hosts of this policy deduplicate by
 	// Idempotency-Key (idempotency.Config.KeysHonored): only toward them
-	// does a generated key let the retry loop, and net/http, repeat a POST
-	// after an ambiguous failure. The zero value declares nothing: a POST
-	// is repeated only when it provably was not sent, was answered 429, or
-	// carries a key the caller set.
+	// does a key, generated or set by the caller, let the retry loop, and
+	// net/http, repeat a POST after an ambiguous failure. The zero value
+	// declares nothing: a POST is repeated only when it provably was not
+	// sent or was answered 429 (unless TrustCallerKeys).
 	KeysHonored bool
+	// TrustCallerKeys makes a key the caller set (the Idempotency-Key or
+	// X-Idempotency-Key header, idempotency.WithKey, percall.Key) license
+	// the repeat of a POST after an ambiguous failure toward the hosts of
+	// this policy even though they are not declared KeysHonored: the
+	// caller's key is taken as the caller's word that the server
+	// deduplicates. The zero value does not: toward a host not declared
+	// KeysHonored the caller's key goes out (under the lower-case header
+	// name, which servers read alike) but licenses no repeat, so a server
+	// that ignores keys never runs a POST twice because of rebound (see
+	// docs/post-safety.md).
+	TrustCallerKeys bool
 }
 
 // Option configures New, NewTransport and NewClient.
@@ -374,6 +385,9 @@ func build(base http.RoundTripper, pattern string, p Policy, obs Observer, stats
 		keys.Disable = true
 	}
 	keys.KeysHonored = keys.KeysHonored || p.KeysHonored
+	if !keys.KeysHonored && !p.TrustCallerKeys {
+		rt = callerKeys{next: rt}
+	}
 	if stats != nil {
 		keys.OnKey = both2(stats.key, keys.OnKey)
 	}
