@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/classify"
 )
@@ -57,8 +58,9 @@ type client struct {
 	http     *http.Client
 	base     *http.Transport
 
-	attempts atomic.Int64 // requests the base transport was asked to send
-	open     atomic.Int64 // TCP connections dialled and not yet closed
+	attempts   atomic.Int64             // requests the base transport was asked to send
+	attemptsAt atomic.Pointer[timeBins] // the same by instant, when a scenario counts them (countAttempts)
+	open       atomic.Int64             // TCP connections dialled and not yet closed
 
 	calls, ok    atomic.Int64
 	worstOverrun atomic.Int64 // ns past the deadline, the largest seen
@@ -189,6 +191,7 @@ type attemptCounter struct{ c *client }
 func (a attemptCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := a.c
 	c.attempts.Add(1)
+	c.attemptsAt.Load().add(time.Now())
 	h, _ := req.Context().Value(callHintsKey{}).(*callHints)
 	if h != nil {
 		c.checkEarly(h, time.Now())
@@ -462,6 +465,16 @@ func closeLastResult(err error, resp *http.Response) {
 	}
 }
 
+// countAttempts makes c count its attempts by their instant from start
+// (see attemptsBetween).
+func (c *client) countAttempts(start time.Time) { c.attemptsAt.Store(newTimeBins(start)) }
+
+// attemptsBetween returns the attempts sent in [from, to), counted since
+// countAttempts.
+func (c *client) attemptsBetween(from, to time.Time) int64 {
+	return c.attemptsAt.Load().between(from, to)
+}
+
 // setLatencyWindow makes c record the latency of the calls that end in
 // [from, to) only.
 func (c *client) setLatencyWindow(from, to time.Time) {
@@ -489,6 +502,9 @@ func reason(err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "deadline"
 	case errors.Is(err, classify.ErrNotSent):
+		if l := admission.LimitOf(err); l != admission.LimitNone {
+			return "not sent: no turn (" + l.String() + ")"
+		}
 		return "not sent: " + classify.ErrorReason(err)
 	}
 	return classify.ErrorReason(err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // origin is the server behind the fault: it answers 200 with a body of
@@ -21,7 +22,8 @@ type origin struct {
 	body      []byte
 	closeConn bool // answer with Connection: close: one request per connection
 
-	hits map[string]*atomic.Int64 // by client id; read-only after newOrigin
+	hits   map[string]*atomic.Int64             // by client id; read-only after newOrigin
+	hitsAt atomic.Pointer[map[string]*timeBins] // the same by instant, once countHits is called
 
 	hang     atomic.Bool
 	mu       sync.Mutex
@@ -46,6 +48,9 @@ func newOrigin(bodyBytes int, closeConn bool) *origin {
 func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h := o.hits[r.Header.Get("X-Client")]; h != nil {
 		h.Add(1)
+		if at := o.hitsAt.Load(); at != nil {
+			(*at)[r.Header.Get("X-Client")].add(time.Now())
+		}
 	}
 	if o.hang.Load() {
 		o.mu.Lock()
@@ -99,6 +104,22 @@ func (o *origin) resetHits() {
 	for _, h := range o.hits {
 		h.Store(0)
 	}
+}
+
+// countHits makes o count each client's requests by their instant from
+// start (see hitsBetween).
+func (o *origin) countHits(start time.Time) {
+	m := make(map[string]*timeBins, len(o.hits))
+	for id := range o.hits {
+		m[id] = newTimeBins(start)
+	}
+	o.hitsAt.Store(&m)
+}
+
+// hitsBetween returns the requests of c that reached o in [from, to),
+// counted since countHits.
+func (o *origin) hitsBetween(c *client, from, to time.Time) int64 {
+	return (*o.hitsAt.Load())[c.id].between(from, to)
 }
 
 // upstream is the number of requests client c sent that reached the

@@ -52,28 +52,30 @@ func TestNginxPacing(t *testing.T) {
 				}
 			})
 			l := load{workers: 20, duration: run, maxCalls: 100000, timeout: 3 * time.Second, method: "GET", path: path}
-			type mark struct{ attempts, upstream int64 }
-			at := make([]mark, len(cs))
-			snap := time.AfterFunc(settle, func() {
-				for i, c := range cs {
-					at[i] = mark{c.attempts.Load(), o.upstream(c)}
-				}
-			})
-			defer snap.Stop()
+			// Counted by instant, in [settle, run): drive returns after the
+			// calls running at run have ended.
+			start := time.Now()
+			o.countHits(start)
+			for _, c := range cs {
+				c.countAttempts(start)
+			}
 			lag := drive(cs, func(*client) string { return "http://" + addr + path }, l, nil)
 			table(t, fmt.Sprintf("nginx limit_req %d r/s%s, 429 without Retry-After", rate, map[string]string{"/paceburst/": " burst=10 nodelay"}[path]), l, cs, lag, extra{upstream: o.upstream})
 			var b strings.Builder
 			fmt.Fprintf(&b, "after the first %s:\n  %-18s %10s %10s %10s\n", settle, "client", "goodput/s", "of limit", "throttled")
 			goodput := make([]float64, len(cs))
 			for i, c := range cs {
-				attempts := c.attempts.Load() - at[i].attempts
-				ok := o.upstream(c) - at[i].upstream
+				attempts := c.attemptsBetween(start.Add(settle), start.Add(run))
+				ok := o.hitsBetween(c, start.Add(settle), start.Add(run))
 				goodput[i] = float64(ok) / (run - settle).Seconds()
 				share := 0.0
 				if attempts > 0 {
-					share = float64(attempts-ok) / float64(attempts)
+					share = max(float64(attempts-ok), 0) / float64(attempts)
 				}
 				fmt.Fprintf(&b, "  %-18s %10.1f %9.0f%% %9.1f%%\n", c.name, goodput[i], 100*goodput[i]/rate, 100*share)
+				record(t, result{Scenario: fmt.Sprintf("nginx limit_req %d r/s%s, its own 429 without Retry-After", rate, map[string]string{"/paceburst/": ", burst=10 nodelay"}[path]),
+					Client: c.name, Lag: ms(lag), Goodput: goodput[i], OfLimit: goodput[i] / rate, Attempts: float64(attempts) / (run - settle).Seconds(), Refused: share, P50: -1, P99: -1, OK: c.okShare(),
+					Target: map[string]float64{"/pace/": 0.8, "/paceburst/": 0.9}[path]})
 				if c.id == reboundID {
 					expect(t, rateLimitGoodput, goodput[i] >= 0.6*rate, "%s: goodput %.1f/s, want ≥ 60 %% of %d/s", c.name, goodput[i], rate)
 					expect(t, rateLimitGoodput, share <= 0.10, "%s: %.1f%% of attempts throttled, want ≤ 10 %%", c.name, 100*share)

@@ -2,11 +2,13 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,13 +40,17 @@ var rateLimitGoodput = fix{"issue 19: a live rate limiter's capacity used", fals
 // The limit every scenario's limiter enforces, per client.
 const limitRate = 50
 
-// failPause is how long a closed-loop worker waits after a failed call
-// before its next one. Without it a client whose calls fail at once (the
-// plain client's 429s, an open breaker's refusals) spins through thousands
-// of calls a second and takes the machine's two cores from the clients
-// that wait as they are asked to, whose timing is what is measured. With
-// it a client still offers up to 20 / 50 ms = 400 failing calls a second
-// per 20 workers, eight times the limit.
+// failPause is the mean of the random wait (uniform in [0, 2·failPause))
+// of a closed-loop worker after a failed call, before its next one.
+// Without it a client whose calls fail at once (the plain client's 429s,
+// an open breaker's refusals) spins through thousands of calls a second
+// and takes the machine's two cores from the clients that wait as they
+// are asked to, whose timing is what is measured. With it a client still
+// offers up to 20 / 50 ms = 400 failing calls a second per 20 workers,
+// eight times the limit. It is random so that workers refused together
+// do not come back together: in step, they would meet a limiter without
+// burst as one request (a fixed 50 ms pause cut the plain client's
+// goodput at nginx's burst 0 to about half the limit).
 const failPause = 50 * time.Millisecond
 
 // rlScenario is one closed-loop rate-limiter scenario.
@@ -78,37 +84,30 @@ type rlRow struct {
 	early             int64
 }
 
-// counts reads, at one instant, what the limiter behind c admitted and
-// refused so far.
-type counts func(c *client) (admitted, refused int64)
+// counts returns what the limiter behind c admitted and refused among
+// the requests that reached it in [from, to); a negative refused means it
+// does not count refusals (nginx): the client's attempts sent in the span
+// that it did not admit are taken instead.
+type counts func(c *client, from, to time.Time) (admitted, refused int64)
 
 // runClosedLoop drives every client with 20 closed-loop workers against
-// target(c) until s.duration, counting from s.settle: the limiter's
-// counts (read at both instants), the latency of the calls that ended in
-// between. Calls still running at the end are cut and not counted.
-func runClosedLoop(t *testing.T, s rlScenario, cs []*client, target func(*client) string, read counts) ([]rlRow, time.Duration) {
+// target(c) from start until start+s.duration, and counts from
+// start+s.settle: what the limiter admitted and refused by the instant
+// each request reached it (so that no snapshot's lateness moves a count
+// across a fixed window's edge), the client's attempts by the instant
+// they were sent, the latency of the calls that ended in between. Calls
+// still running at the end are cut and not counted.
+func runClosedLoop(t *testing.T, s rlScenario, start time.Time, cs []*client, target func(*client) string, read counts) ([]rlRow, time.Duration) {
 	t.Helper()
 	const workers = 20
 	l := load{workers: workers, duration: s.duration, timeout: s.timeout, method: http.MethodGet}
-	start := time.Now()
+	from, to := start.Add(s.settle), start.Add(s.duration)
 	for _, c := range cs {
-		c.setLatencyWindow(start.Add(s.settle), start.Add(s.duration))
+		c.setLatencyWindow(from, to)
+		c.countAttempts(start)
 	}
-	type snap struct{ admitted, refused, attempts int64 }
-	take := func() []snap {
-		out := make([]snap, len(cs))
-		for i, c := range cs {
-			a, r := read(c)
-			out[i] = snap{a, r, c.attempts.Load()}
-		}
-		return out
-	}
-	var from, to []snap
-	settled := make(chan struct{})
-	time.AfterFunc(s.settle, func() { from = take(); close(settled) })
-	ctx, cancel := context.WithCancel(context.Background())
-	ended := make(chan struct{})
-	time.AfterFunc(s.duration, func() { <-settled; to = take(); cancel(); close(ended) })
+	ctx, cancel := context.WithDeadline(context.Background(), to)
+	defer cancel()
 	stopLag := sampleLag()
 	var wg sync.WaitGroup
 	for _, c := range cs {
@@ -121,30 +120,30 @@ func runClosedLoop(t *testing.T, s rlScenario, cs []*client, target func(*client
 					}
 					select { // see failPause
 					case <-ctx.Done():
-					case <-time.After(failPause):
+					case <-time.After(rand.N(2 * failPause)):
 					}
 				}
 			})
 		}
 	}
 	wg.Wait()
-	<-ended
 	lag := stopLag()
 	secs := (s.duration - s.settle).Seconds()
 	rows := make([]rlRow, len(cs))
 	for i, c := range cs {
 		early, _ := c.earlyAttempts()
+		admitted, refused := read(c, from, to)
+		if refused < 0 {
+			refused = c.attemptsBetween(from, to) - admitted
+		}
 		rows[i] = rlRow{
 			c:        c,
-			admitted: to[i].admitted - from[i].admitted,
-			refused:  to[i].refused - from[i].refused,
+			admitted: admitted,
+			refused:  max(refused, 0),
+			goodput:  float64(admitted) / secs,
 			p50:      c.latencyQuantile(0.50),
 			p99:      c.latencyQuantile(0.99),
 			early:    early,
-		}
-		rows[i].goodput = float64(rows[i].admitted) / secs
-		if to[i].refused < 0 { // the limiter does not count its refusals: attempts it did not admit
-			rows[i].refused = (to[i].attempts - from[i].attempts) - rows[i].admitted
 		}
 	}
 	return rows, lag
@@ -191,6 +190,9 @@ func (s rlScenario) report(t *testing.T, rows []rlRow, lag time.Duration) {
 		}
 		fmt.Fprintf(&b, "  %-24s %9.1f %7.0f%% %10.1f %8.1f%% %9s %9s %7.1f %6d %6d\n", r.c.name, r.goodput, 100*r.goodput/limitRate,
 			float64(att)/secs, 100*refused, fmtLatency(r.p50), fmtLatency(r.p99), 100*r.c.okShare(), r.early, r.c.trips.Load())
+		record(t, result{Scenario: s.name, Client: r.c.name, Lag: ms(lag), Goodput: r.goodput, OfLimit: r.goodput / limitRate,
+			Attempts: float64(att) / secs, Refused: refused, P50: ms(r.p50), P99: ms(r.p99), OK: r.c.okShare(), Early: r.early,
+			Target: s.target(), Quota: s.quota})
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&b, "  %s failures: %s\n", r.c.name, r.c.topFailures(3))
@@ -238,6 +240,53 @@ func checkGoodput(t *testing.T, plain, def rlRow) {
 		def.c.name, def.admitted, plain.admitted, want)
 }
 
+// result is one row of a scenario's table, as written to the file named by
+// REBOUND_FAULTS_RESULTS (one JSON object a line, appended) for
+// cmd/rlresults, which makes docs/backpressure-results.md's tables.
+type result struct {
+	Scenario string  `json:"scenario"`
+	Client   string  `json:"client"`
+	Lag      float64 `json:"lag_ms"`   // the machine's lag during the scenario
+	Goodput  float64 `json:"goodput"`  // admitted per second (closed loop)
+	OfLimit  float64 `json:"of_limit"` // goodput / limit
+	Attempts float64 `json:"attempts"` // attempts per second (closed loop), or calls (open loop)
+	Refused  float64 `json:"refused"`  // share of attempts refused
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+	OK       float64 `json:"ok"` // share of calls that succeeded
+	Early    int64   `json:"early"`
+	Target   float64 `json:"target,omitempty"` // issue 19's goodput target, as a share of the limit
+	Quota    bool    `json:"quota,omitempty"`  // the target also asks ≤ 1 % of attempts refused
+}
+
+var resultsMu sync.Mutex
+
+// record appends r to the results file, if REBOUND_FAULTS_RESULTS names
+// one.
+func record(t *testing.T, r result) {
+	t.Helper()
+	path := os.Getenv("REBOUND_FAULTS_RESULTS")
+	if path == "" {
+		return
+	}
+	line, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatalf("REBOUND_FAULTS_RESULTS: %v", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		t.Fatalf("REBOUND_FAULTS_RESULTS: %v", err)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 func pct(x float64) string { return fmt.Sprintf("%.0f %%", 100*x) }
 
 func metWord(ok bool) string {
@@ -284,8 +333,10 @@ func TestRateLimitNginx(t *testing.T) {
 			name := fmt.Sprintf("nginx limit_req %d r/s, %s, %s + Retry-After: 1", limitRate, map[int]string{0: "burst 0", 10: "burst=10 nodelay"}[sc.burst], status)
 			s := rlScenario{name: name, burst: sc.burst, settle: time.Second, duration: 6 * time.Second, timeout: 5 * time.Second}
 			cs := allClients(t)
-			rows, lag := runClosedLoop(t, s, cs, func(*client) string { return "http://" + addr + sc.path },
-				func(c *client) (int64, int64) { return o.upstream(c), -1 })
+			start := time.Now()
+			o.countHits(start)
+			rows, lag := runClosedLoop(t, s, start, cs, func(*client) string { return "http://" + addr + sc.path },
+				func(c *client, from, to time.Time) (int64, int64) { return o.hitsBetween(c, from, to), -1 })
 			s.report(t, rows, lag)
 			checkConnections(t, cs)
 		})
@@ -302,19 +353,24 @@ type limitServer struct {
 	refuse int
 
 	admitted, refused atomic.Int64
+	admittedAt        *timeBins // by the instant the request arrived
+	refusedAt         *timeBins
 }
 
 func (s *limitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	ok := s.decide(time.Now(), w.Header())
+	now := time.Now()
+	ok := s.decide(now, w.Header())
 	s.mu.Unlock()
 	if !ok {
 		s.refused.Add(1)
+		s.refusedAt.add(now)
 		w.WriteHeader(s.refuse)
 		w.Write([]byte("rate limited\n"))
 		return
 	}
 	s.admitted.Add(1)
+	s.admittedAt.add(now)
 	w.Write([]byte("ok\n"))
 }
 
@@ -399,44 +455,50 @@ func (f *fixedWindow) decide(now time.Time, h http.Header) bool {
 }
 
 // startLimiters starts one limitServer per client, made by mk, on
-// 127.0.0.1 until the test ends.
-func startLimiters(t *testing.T, cs []*client, mk func() *limitServer) (url func(*client) string, read counts) {
+// 127.0.0.1 until the test ends; its requests are counted by their
+// instant from start.
+func startLimiters(t *testing.T, start time.Time, cs []*client, mk func() *limitServer) (url func(*client) string, read counts) {
 	t.Helper()
 	srvs := make(map[*client]*limitServer, len(cs))
 	urls := make(map[*client]string, len(cs))
 	for _, c := range cs {
 		ls := mk()
+		ls.admittedAt, ls.refusedAt = newTimeBins(start), newTimeBins(start)
 		srv := httptest.NewServer(ls)
 		t.Cleanup(srv.Close)
 		srvs[c], urls[c] = ls, srv.URL+"/"
 	}
 	return func(c *client) string { return urls[c] },
-		func(c *client) (int64, int64) { return srvs[c].admitted.Load(), srvs[c].refused.Load() }
+		func(c *client, from, to time.Time) (int64, int64) {
+			return srvs[c].admittedAt.between(from, to), srvs[c].refusedAt.between(from, to)
+		}
 }
 
 // TestRateLimitGo: the three Go limiters of issue 19, one per client.
 func TestRateLimitGo(t *testing.T) {
 	t.Run("token bucket", func(t *testing.T) {
 		cs := allClients(t)
-		url, read := startLimiters(t, cs, func() *limitServer {
+		start := time.Now()
+		url, read := startLimiters(t, start, cs, func() *limitServer {
 			b := newTokenBucket(limitRate, 5)
 			return &limitServer{decide: b.decide, refuse: http.StatusTooManyRequests}
 		})
 		s := rlScenario{name: "Go token bucket 50/s burst 5, 429 + Retry-After (whole seconds, rounded up)", burst: 5,
 			settle: time.Second, duration: 6 * time.Second, timeout: 5 * time.Second}
-		rows, lag := runClosedLoop(t, s, cs, url, read)
+		rows, lag := runClosedLoop(t, s, start, cs, url, read)
 		s.report(t, rows, lag)
 		checkConnections(t, cs)
 	})
 	t.Run("leaky bucket", func(t *testing.T) {
 		cs := allClients(t)
-		url, read := startLimiters(t, cs, func() *limitServer {
+		start := time.Now()
+		url, read := startLimiters(t, start, cs, func() *limitServer {
 			b := &leakyBucket{interval: time.Second / limitRate}
 			return &limitServer{decide: b.decide, refuse: http.StatusServiceUnavailable}
 		})
 		s := rlScenario{name: "Go leaky bucket, one request per 20 ms, 503 + Retry-After: 1",
 			settle: time.Second, duration: 6 * time.Second, timeout: 5 * time.Second}
-		rows, lag := runClosedLoop(t, s, cs, url, read)
+		rows, lag := runClosedLoop(t, s, start, cs, url, read)
 		s.report(t, rows, lag)
 		checkConnections(t, cs)
 	})
@@ -444,14 +506,14 @@ func TestRateLimitGo(t *testing.T) {
 		cs := allClients(t)
 		// The windows start with the run, and the counted part is whole
 		// windows: [2 s, 6 s).
-		origin := time.Now()
-		url, read := startLimiters(t, cs, func() *limitServer {
-			f := &fixedWindow{quota: 2 * limitRate, window: 2 * time.Second, origin: origin}
+		start := time.Now()
+		url, read := startLimiters(t, start, cs, func() *limitServer {
+			f := &fixedWindow{quota: 2 * limitRate, window: 2 * time.Second, origin: start}
 			return &limitServer{decide: f.decide, refuse: http.StatusTooManyRequests}
 		})
 		s := rlScenario{name: "Go fixed window, 100 per 2 s announced in RateLimit / RateLimit-Policy (draft -11), 429 over it", quota: true,
 			settle: 2 * time.Second, duration: 6 * time.Second, timeout: 5 * time.Second}
-		rows, lag := runClosedLoop(t, s, cs, url, read)
+		rows, lag := runClosedLoop(t, s, start, cs, url, read)
 		s.report(t, rows, lag)
 		checkConnections(t, cs)
 	})
@@ -485,7 +547,8 @@ func TestRateLimitOpenLoop(t *testing.T) {
 	for i, a := range arms {
 		cs[i] = a.c
 	}
-	url, read := startLimiters(t, cs, func() *limitServer {
+	start := time.Now()
+	url, read := startLimiters(t, start, cs, func() *limitServer {
 		b := newTokenBucket(limitRate, 5)
 		return &limitServer{decide: b.decide, refuse: http.StatusTooManyRequests}
 	})
@@ -516,7 +579,7 @@ func TestRateLimitOpenLoop(t *testing.T) {
 	fmt.Fprintf(&b, "  %-9s %-24s %7s %7s %9s %9s %9s %9s\n", "arrivals", "client", "calls", "ok %", "refused", "p50", "p99", "max")
 	p99 := map[string]map[string]time.Duration{}
 	for _, a := range arms {
-		adm, ref := read(a.c)
+		adm, ref := read(a.c, start, start.Add(time.Hour))
 		refused := 0.0
 		if adm+ref > 0 {
 			refused = float64(ref) / float64(adm+ref)
@@ -528,6 +591,9 @@ func TestRateLimitOpenLoop(t *testing.T) {
 		p99[a.arrivals][a.c.name] = q
 		fmt.Fprintf(&b, "  %-9s %-24s %7d %7.1f %8.1f%% %9s %9s %9s\n", a.arrivals, a.c.name, a.c.calls.Load(), 100*a.c.okShare(), 100*refused,
 			fmtLatency(a.c.latencyQuantile(0.5)), fmtLatency(q), fmtLatency(a.c.latencyQuantile(1)))
+		n, _ := a.c.earlyAttempts()
+		record(t, result{Scenario: "open loop, " + a.arrivals + " arrivals, 40/s against a token bucket 50/s burst 5", Client: a.c.name, Lag: ms(lag),
+			Attempts: float64(a.c.calls.Load()), Refused: refused, P50: ms(a.c.latencyQuantile(0.5)), P99: ms(q), OK: a.c.okShare(), Early: n})
 	}
 	for _, arrivals := range []string{"even", "Poisson"} {
 		pl, rb := p99[arrivals]["plain"], p99[arrivals]["rebound"]
@@ -544,4 +610,36 @@ func TestRateLimitOpenLoop(t *testing.T) {
 			"%s: attempts went before their own call's wait hint ended", a.c.name)
 	}
 	checkConnections(t, cs)
+}
+
+// binWidth is the resolution of timeBins.
+const binWidth = 10 * time.Millisecond
+
+// timeBins counts events by their instant, in bins of binWidth from start,
+// for 30 s (later events are not counted).
+type timeBins struct {
+	start time.Time
+	n     [3000]atomic.Int64
+}
+
+func newTimeBins(start time.Time) *timeBins { return &timeBins{start: start} }
+
+// add counts an event at now; a nil b counts nothing.
+func (b *timeBins) add(now time.Time) {
+	if b == nil {
+		return
+	}
+	if i := int(now.Sub(b.start) / binWidth); i >= 0 && i < len(b.n) {
+		b.n[i].Add(1)
+	}
+}
+
+// between returns the events in [from, to), to the bin.
+func (b *timeBins) between(from, to time.Time) int64 {
+	lo, hi := int(from.Sub(b.start)/binWidth), int(to.Sub(b.start)/binWidth)
+	var n int64
+	for i := max(lo, 0); i < min(hi, len(b.n)); i++ {
+		n += b.n[i].Load()
+	}
+	return n
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// fix is a behaviour issue 9 asks of the chain. An assertion that depends
+// fix is a behaviour an issue (9, 19) asks of the chain. An assertion that depends
 // on a fix main does not have yet is still run and its numbers printed,
 // but while landed is false its failure is logged as known rather than
 // failing the test (set REBOUND_FAULTS_STRICT=1 to fail on it anyway, to
@@ -51,7 +51,7 @@ func expect(t *testing.T, f fix, ok bool, format string, args ...any) {
 	case f.landed || strict:
 		t.Errorf("%s", msg)
 	default:
-		t.Logf("KNOWN FAILURE until issue 9's %s lands: %s", f.name, msg)
+		t.Logf("KNOWN FAILURE until %q lands: %s", f.name, msg)
 	}
 }
 
