@@ -12,7 +12,11 @@ const (
 	MinRate = 0.5
 
 	cubicBeta = 0.8
-	cubicC    = 0.4
+	// cubicC is CUBIC's scaling constant, relative to Rmax: the curve
+	// R = Rmax·(1 + cubicC·(t − K)³) regains Rmax after K = ∛((1−β)/C) =
+	// 1.7 s whatever the rate (TCP's C = 0.4 is in segments, and in
+	// requests per second would take 8 s to regain 1,000/s).
+	cubicC = 0.04
 	// bucketLen is the span of one measuring bucket; rates are measured
 	// over the current bucket and the one before it.
 	bucketLen = 500 * time.Millisecond
@@ -24,6 +28,11 @@ const (
 	// releaseFloor is the release pace after a pause of a key that never
 	// had a response admitted, when its callers ask for less.
 	releaseFloor = 10.0
+	// cutRound is the least time between two cuts of the pace.
+	cutRound = 200 * time.Millisecond
+	// floorShare is the share of the admitted rate (good) a cut never goes
+	// below.
+	floorShare = 0.5
 	// probeStep is what each admitted response adds to a probing pace, in
 	// turns per second: the pace doubles every 1/probeStep seconds.
 	probeStep = 5.0
@@ -49,6 +58,7 @@ type state struct {
 	quotaEnd   time.Time // the announced quota's reset
 	quotaRate  float64   // turns per second the quota allows until quotaEnd
 	quotaBurst float64   // turns the quota allows at once
+	quotaLeft  int64     // the remaining count of the last quota seen
 
 	next     time.Time // the earliest instant of the next turn
 	queue    []*waiter
@@ -75,7 +85,10 @@ type waiter struct {
 	iv      time.Duration
 }
 
-// roll starts a new bucket when the current one is full.
+// roll starts a new bucket when the current one is full, and folds the
+// finished bucket's admitted rate into good: at once when higher, by a
+// tenth when lower, so that good remembers what the server took over the
+// last few seconds, not only its latest refusals.
 func (st *state) roll(now time.Time) {
 	d := now.Sub(st.cur.start)
 	if d < bucketLen {
@@ -83,8 +96,13 @@ func (st *state) roll(now time.Time) {
 	}
 	if d < 2*bucketLen {
 		st.prev = st.cur
-		if r := st.prev.admitted / d.Seconds(); r > 0 {
-			st.good = max(r, 0.5*st.good+0.5*r)
+		if st.prev.sent > 0 {
+			r := st.prev.admitted / d.Seconds()
+			if r > st.good {
+				st.good = r
+			} else {
+				st.good = 0.9*st.good + 0.1*r
+			}
 		}
 	} else {
 		st.prev = bucket{}
@@ -206,9 +224,12 @@ func (st *state) idle(now time.Time) bool {
 }
 
 // cut lowers the pace after a throttle of a turn given at granted (one
-// cut per round: a turn given before the last cut does not cut again).
+// cut per round: a turn given before the last cut, or within cutRound
+// after it, does not cut again: the new pace takes that long to show, and
+// a limiter that refuses everything for a while, such as a spent fixed
+// window, would otherwise cut at every refusal).
 func (st *state) cut(granted, now time.Time) {
-	if st.rate > 0 && granted.Before(st.t0) {
+	if st.rate > 0 && granted.Before(st.t0.Add(cutRound)) {
 		return
 	}
 	_, admitted, _ := st.rates(now)
@@ -224,8 +245,12 @@ func (st *state) cut(granted, now time.Time) {
 	st.probe = false
 	base = max(base, MinRate)
 	st.rmax = base
-	st.k = math.Cbrt(base * (1 - cubicBeta) / cubicC)
-	st.rate = max(cubicBeta*base, MinRate)
+	st.k = math.Cbrt((1 - cubicBeta) / cubicC)
+	// Never below half of what the server has been taking: a limiter that
+	// refuses everything for a while (a spent fixed window) would
+	// otherwise cut the pace at every refusal down to MinRate, and CUBIC
+	// takes seconds to climb back.
+	st.rate = max(cubicBeta*base, floorShare*st.good, MinRate)
 	st.t0 = now
 }
 
@@ -253,7 +278,7 @@ func (st *state) grow(now time.Time) {
 		r = st.rate + probeStep
 	} else {
 		t := now.Sub(st.t0).Seconds() - st.k
-		r = cubicC*t*t*t + st.rmax
+		r = st.rmax * (1 + cubicC*t*t*t)
 	}
 	if asked > 0 && len(st.queue) == 0 {
 		r = min(r, 2*asked)
@@ -299,6 +324,12 @@ func (st *state) unpause(now time.Time) {
 func (st *state) setQuota(remaining int64, reset, maxWait time.Duration, now time.Time) {
 	avail := float64(remaining) - float64(st.inflight)
 	end := now.Add(reset)
+	if now.Before(st.quotaEnd) && end.After(st.quotaEnd) && remaining <= st.quotaLeft {
+		// The same window, with its reset in whole seconds rounded up:
+		// the earliest reset seen is the closest to the true one.
+		end = st.quotaEnd
+	}
+	st.quotaLeft = remaining
 	if avail <= 0 {
 		st.quotaRate, st.quotaEnd = 0, end
 		if reset <= maxWait && end.After(st.pauseUntil) {
@@ -306,7 +337,7 @@ func (st *state) setQuota(remaining int64, reset, maxWait time.Duration, now tim
 		}
 		return
 	}
-	st.quotaRate = avail / reset.Seconds()
+	st.quotaRate = avail / end.Sub(now).Seconds()
 	st.quotaBurst = max(1, math.Floor(avail/10))
 	st.quotaEnd = end
 }
