@@ -15,3 +15,9 @@ func runCell(t *testing.T, c Cell) (*Result, time.Duration) {
 	synctest.Test(t, func(t *testing.T) { r = Run(c) })
 	return r, time.Since(start)
 }
+
+// runIn runs f in a bubble of its own.
+func runIn(t *testing.T, f func()) {
+	t.Helper()
+	synctest.Test(t, func(t *testing.T) { f() })
+}

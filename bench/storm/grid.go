@@ -56,8 +56,8 @@ func (g Grid) Cells() []Cell {
 // trigger=capacity/2,outage,latency×10 retryafter=1s" (any part may be
 // left out; "latency" stands for latency×10; retryafter sets the
 // server's Retry-After on its 503s; skipgone=true makes it drop waiting
-// requests whose client has gone). An unknown name or a bad number is an
-// error.
+// requests whose client has gone; workers=100 sets the server's workers,
+// and so its capacity). An unknown name or a bad number is an error.
 func ParseGrid(spec string) (Grid, error) {
 	g := FullGrid()
 	for _, field := range strings.Fields(spec) {
@@ -103,6 +103,12 @@ func ParseGrid(spec string) (Grid, error) {
 				}
 				g.Triggers = append(g.Triggers, m)
 			}
+		case "workers":
+			v, err := strconv.Atoi(list)
+			if err != nil || v < 1 || v > 100_000 {
+				return g, fmt.Errorf("storm: workers %q is not an integer in [1, 100000]", list)
+			}
+			g.Base.Server.Workers = v
 		case "skipgone":
 			v, err := strconv.ParseBool(list)
 			if err != nil {
@@ -116,7 +122,7 @@ func ParseGrid(spec string) (Grid, error) {
 			}
 			g.Base.Server.RetryAfter = d
 		default:
-			return g, fmt.Errorf("storm: unknown grid key %q (libs, rho, n, trigger, retryafter, skipgone)", key)
+			return g, fmt.Errorf("storm: unknown grid key %q (libs, rho, n, trigger, retryafter, skipgone, workers)", key)
 		}
 	}
 	return g, nil

@@ -70,7 +70,7 @@ func TestParseGrid(t *testing.T) {
 	if g, err := ParseGrid(""); err != nil || len(g.Cells()) != 300 {
 		t.Errorf("the full grid: %d cells, %v; want 300", len(g.Cells()), err)
 	}
-	for _, bad := range []string{"libs=grpc", "rho=x", "rho=0", "rho=NaN", "n=0", "n=1e9", "trigger=fire", "depth=3", "retryafter=-1s", "retryafter=soon", "rho", "rho="} {
+	for _, bad := range []string{"libs=grpc", "rho=x", "rho=0", "rho=NaN", "n=0", "n=1e9", "trigger=fire", "depth=3", "retryafter=-1s", "retryafter=soon", "workers=0", "skipgone=maybe", "rho", "rho="} {
 		if _, err := ParseGrid(bad); err == nil || !strings.HasPrefix(err.Error(), "storm: ") {
 			t.Errorf("ParseGrid(%q) = %v, want a storm: error", bad, err)
 		}
