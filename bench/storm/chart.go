@@ -231,7 +231,7 @@ func WriteGoodput(name string, results []*Result) ([]string, error) {
 	o.Color = color.Gray{Y: 0x80}
 	p.Add(o)
 	p.Legend.Add("offered", o)
-	p.Y.Min, p.Y.Max = 0, 1.45*offered // room for the legend above the lines
+	p.Y.Min, p.Y.Max = 0, 2*offered // room for the legend above the lines
 	return saveRow(name, []*plot.Plot{p}, 7*vg.Inch, 3.6*vg.Inch)
 }
 
