@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -166,7 +167,12 @@ func report(w io.Writer, all runs, base string, against []string, unit string) {
 					fmt.Fprint(w, " — |")
 					continue
 				}
-				r := median(values(over[l])) / median(values(over[a]))
+				den := median(values(over[a]))
+				if den == 0 {
+					fmt.Fprint(w, " — |") // no ratio to a peer that adds nothing
+					continue
+				}
+				r := median(values(over[l])) / den
 				lo, hi := bootstrap(rng, rounds, over[l], over[a])
 				fmt.Fprintf(w, " %.2f [%.2f, %.2f] |", r, lo, hi)
 			}
@@ -197,12 +203,19 @@ func bootstrap(rng *rand.Rand, rounds []int, x, y map[int]float64) (lo, hi float
 		}
 		s := median(bx)
 		if y != nil {
-			s /= median(by)
+			if m := median(by); m != 0 {
+				s /= m
+			} else {
+				continue // a resample in which the peer added nothing has no ratio
+			}
 		}
 		stats = append(stats, s)
 	}
+	if len(stats) == 0 {
+		return math.NaN(), math.NaN()
+	}
 	slices.Sort(stats)
-	return stats[n*25/1000], stats[n*975/1000-1]
+	return stats[len(stats)*25/1000], stats[len(stats)*975/1000-1]
 }
 
 func values(m map[int]float64) []float64 {
