@@ -33,6 +33,9 @@ const (
 	// floorShare is the share of the admitted rate (good) a cut never goes
 	// below.
 	floorShare = 0.5
+	// probeAfter: a pace with calls waiting that has met no throttle for
+	// this long probes (doubles every 200 ms) until the next throttle.
+	probeAfter = 2 * time.Second
 	// probeStep is what each admitted response adds to a probing pace, in
 	// turns per second: the pace doubles every 1/probeStep seconds.
 	probeStep = 5.0
@@ -273,6 +276,11 @@ func (st *state) grow(now time.Time) {
 		return
 	}
 	asked, _, _ := st.rates(now)
+	if !st.probe && len(st.queue) > 0 && now.Sub(st.lastT) > probeAfter && now.Sub(st.t0) > probeAfter {
+		// Calls wait and the server has refused nothing for a while: its
+		// limit may be gone. Probe for it fast rather than along the curve.
+		st.probe = true
+	}
 	var r float64
 	if st.probe {
 		r = st.rate + probeStep
