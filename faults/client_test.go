@@ -498,7 +498,14 @@ func (c *client) latencyQuantile(q float64) time.Duration {
 
 // reason names a call's error briefly, for the failure log.
 func reason(err error) string {
+	var exceeded retrypolicy.ExceededError
 	switch {
+	case errors.As(err, &exceeded):
+		return "failsafe-go: retries exceeded"
+	case errors.Is(err, circuitbreaker.ErrOpen):
+		return "failsafe-go: breaker open"
+	case strings.Contains(err.Error(), "giving up after"):
+		return "go-retryablehttp: retries exceeded"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "deadline"
 	case errors.Is(err, classify.ErrNotSent):

@@ -106,8 +106,13 @@ func runClosedLoop(t *testing.T, s rlScenario, start time.Time, cs []*client, ta
 		c.setLatencyWindow(from, to)
 		c.countAttempts(start)
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), to)
+	// The end cancels the calls still running; it is not a deadline, which
+	// the chains would see and act on (refusing, near the end, calls whose
+	// turn comes after it).
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stop := time.AfterFunc(time.Until(to), cancel)
+	defer stop.Stop()
 	stopLag := sampleLag()
 	var wg sync.WaitGroup
 	for _, c := range cs {
