@@ -51,11 +51,15 @@
 // The learned rate follows the CUBIC window curve (RFC 9438), as the AWS
 // SDKs' adaptive retry mode does: on a throttle at t₀ the rate falls to
 // β·Rmax (β = 0.8, Rmax the rate in force, or the admitted rate measured
-// when the key was not limited yet), then climbs R = C·(t − t₀ − K)³ + Rmax
-// (C = 0.4, K = ∛(Rmax(1−β)/C)), capped at twice the rate callers ask for.
-// One cut per round: a throttle of a turn given before the last cut does
-// not cut again. A key that is not throttled for 10 s while its rate is
-// twice what callers ask goes back to no limit. An announced quota sets the
+// when the key was not limited yet), then climbs R = Rmax·(1 + C·(t − t₀ −
+// K)³) (C = 0.04, K = ∛((1−β)/C) = 1.7 s at any rate), never below half
+// the rate the key was admitted at, and capped at 1.5 times the rate
+// callers ask for (retries and queued calls included). One cut per round:
+// a throttle of a turn given before the last cut, or within 200 ms after
+// it, does not cut again. A pace with calls waiting that meets no throttle
+// for 2 s probes: it doubles every 200 ms until the next throttle, so a
+// lifted limit is found quickly. A key that is not throttled for 10 s while
+// its rate is 1.5 times what callers ask goes back to no limit. An announced quota sets the
 // rate to what is left over the time left (never more than the learned
 // rate), with a tenth of it allowed at once; a quota of zero pauses the
 // key until its reset.

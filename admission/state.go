@@ -269,7 +269,9 @@ func (st *state) sentRate(now time.Time) float64 {
 // grow raises the pace after an admitted response: by probeStep while
 // probing (a pace set without evidence doubles every 200 ms until the
 // first throttle, as TCP's slow start does), else along the CUBIC curve;
-// capped at twice what callers ask when none wait. After paceIdle without
+// capped at 1.5 times what callers ask (queued asks and retries
+// included: the offered load), so a backlog is released at most half again
+// as fast as calls arrive. After paceIdle without
 // a throttle at a pace twice that, the key goes back to no limit.
 func (st *state) grow(now time.Time) {
 	if st.rate == 0 {
@@ -288,11 +290,11 @@ func (st *state) grow(now time.Time) {
 		t := now.Sub(st.t0).Seconds() - st.k
 		r = st.rmax * (1 + cubicC*t*t*t)
 	}
-	if asked > 0 && len(st.queue) == 0 {
-		r = min(r, 2*asked)
+	if asked > 0 {
+		r = min(r, 1.5*asked) // a backlog goes at most half again as fast as callers ask
 	}
 	st.rate = max(r, MinRate)
-	if now.Sub(st.lastT) > paceIdle && now.Sub(st.t0) > paceIdle && st.rate >= 2*asked && len(st.queue) == 0 {
+	if now.Sub(st.lastT) > paceIdle && now.Sub(st.t0) > paceIdle && st.rate >= 1.5*asked && len(st.queue) == 0 {
 		st.rate = 0
 	}
 }
