@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -80,6 +81,10 @@ const (
 	ReasonTransport         = "transport error"
 	ReasonNotIdempotent     = "not idempotent"
 	ReasonNotIdempotentResp = "not idempotent, may have been processed"
+	// ReasonServerAdvised is the reason of a retryable status the server
+	// said not to retry (X-Should-Retry: false, Stripe-Should-Retry:
+	// false; see ServerAdvice).
+	ReasonServerAdvised = "server advised no retry"
 	// ReasonCustom is the reason of a verdict that a user's rule (the
 	// retry loop's decision hook, transport.DecideFunc) changed without
 	// naming a reason of its own.
@@ -148,7 +153,11 @@ type Classifier struct {
 //   - 429 is retryable for every method (the server did not process it);
 //   - 409 is retryable only for a request with an idempotency key (the
 //     IETF draft's "a request with this key is still in flight");
-//   - any other retryable status is retried only for idempotent requests.
+//   - any other retryable status is retried only for idempotent requests;
+//   - a retryable status whose response says not to retry (ServerAdvice:
+//     X-Should-Retry or Stripe-Should-Retry "false") is final, reason
+//     ReasonServerAdvised. Advice to retry licenses nothing the rules
+//     above refuse: a POST is not made safe to repeat by it.
 func (c *Classifier) Classify(req *http.Request, resp *http.Response, err error) Verdict {
 	if err != nil {
 		return classifyError(req, err)
@@ -162,18 +171,47 @@ func (c *Classifier) Classify(req *http.Request, resp *http.Response, err error)
 		set = &DefaultRetryable
 	}
 	switch {
-	case code == http.StatusConflict && req != nil && HasIdempotencyKey(req.Header):
-		return Verdict{Outcome: Retryable, Reason: StatusReason(code)}
-	case !set.Has(code):
+	case !set.Has(code) && code != http.StatusConflict:
 		if code < 400 {
 			return Verdict{Outcome: Success, Reason: ReasonOK}
 		}
+		return Verdict{Outcome: Final, Reason: StatusReason(code)}
+	case len(resp.Header) > 0 && advisedNot(resp.Header):
+		return Verdict{Outcome: Final, Reason: ReasonServerAdvised}
+	case code == http.StatusConflict && req != nil && HasIdempotencyKey(req.Header):
+		return Verdict{Outcome: Retryable, Reason: StatusReason(code)}
+	case !set.Has(code):
 		return Verdict{Outcome: Final, Reason: StatusReason(code)}
 	case code == http.StatusTooManyRequests || Idempotent(req):
 		return Verdict{Outcome: Retryable, Reason: StatusReason(code)}
 	default:
 		return Verdict{Outcome: Final, Reason: StatusReason(code)}
 	}
+}
+
+// ServerAdvice reports the server's explicit advice on retrying this
+// request, from X-Should-Retry (sent by several API providers and honoured
+// by their SDKs) or Stripe-Should-Retry: retry is the advice, ok whether
+// either header said "true" or "false" (case-insensitive; anything else is
+// no advice).
+func ServerAdvice(h http.Header) (retry, ok bool) {
+	for _, name := range [...]string{"X-Should-Retry", "Stripe-Should-Retry"} {
+		if v := h[name]; len(v) > 0 {
+			switch {
+			case strings.EqualFold(strings.TrimSpace(v[0]), "true"):
+				return true, true
+			case strings.EqualFold(strings.TrimSpace(v[0]), "false"):
+				return false, true
+			}
+		}
+	}
+	return false, false
+}
+
+// advisedNot reports whether h advises against a retry.
+func advisedNot(h http.Header) bool {
+	retry, ok := ServerAdvice(h)
+	return ok && !retry
 }
 
 // Classify classifies with the zero Classifier (the default statuses).

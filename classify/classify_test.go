@@ -427,3 +427,36 @@ func BenchmarkClassifyError(b *testing.B) {
 		})
 	}
 }
+
+// A retryable status whose response says not to retry is final; advice to
+// retry makes no unsafe request safe.
+func TestServerAdvice(t *testing.T) {
+	get, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
+	post, _ := http.NewRequest(http.MethodPost, "http://api.test/", nil)
+	resp := func(code int, name, value string) *http.Response {
+		h := http.Header{}
+		if name != "" {
+			h.Set(name, value)
+		}
+		return &http.Response{StatusCode: code, Header: h}
+	}
+	for _, tt := range []struct {
+		name string
+		req  *http.Request
+		resp *http.Response
+		want classify.Verdict
+	}{
+		{"503 no advice", get, resp(503, "", ""), classify.Verdict{Outcome: classify.Retryable, Reason: "status 503"}},
+		{"503 X-Should-Retry false", get, resp(503, "X-Should-Retry", "false"), classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonServerAdvised}},
+		{"429 Stripe-Should-Retry FALSE", post, resp(429, "Stripe-Should-Retry", " FALSE "), classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonServerAdvised}},
+		{"503 advice to retry a POST licenses nothing", post, resp(503, "Stripe-Should-Retry", "true"), classify.Verdict{Outcome: classify.Final, Reason: "status 503"}},
+		{"503 advice to retry a GET", get, resp(503, "X-Should-Retry", "true"), classify.Verdict{Outcome: classify.Retryable, Reason: "status 503"}},
+		{"garbled advice is none", get, resp(503, "X-Should-Retry", "maybe"), classify.Verdict{Outcome: classify.Retryable, Reason: "status 503"}},
+		{"200 with advice is a success", get, resp(200, "X-Should-Retry", "false"), classify.Verdict{Outcome: classify.Success, Reason: classify.ReasonOK}},
+		{"404 with advice is final by status", get, resp(404, "X-Should-Retry", "true"), classify.Verdict{Outcome: classify.Final, Reason: "status 404"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, classify.Classify(tt.req, tt.resp, nil))
+		})
+	}
+}
