@@ -89,7 +89,11 @@ type Stats struct {
 type HostStats struct {
 	// Host is the canonical URL host ("api.example.com",
 	// "127.0.0.1:8080"), the form Breakers and RetryBalance use; "" in
-	// Stats.Total, OtherHost in Stats.Other.
+	// Stats.Total, OtherHost in Stats.Other. It is always valid UTF-8
+	// without control characters, and at most 300 bytes, so any log,
+	// label or attribute can carry it: bytes a URL parser let through (in
+	// an IPv6 zone) are written \xhh, and a longer host is cut and ends
+	// with a hash of the whole.
 	Host string
 	// Calls is the number of requests the Transport was given.
 	Calls uint64

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rebound-http/rebound"
 	"github.com/rebound-http/rebound/admission"
@@ -244,6 +245,30 @@ func TestStatsHostBound(t *testing.T) {
 	assert.Equal(t, rebound.OtherHost, s.Other.Host)
 	assert.Equal(t, uint64(4+rebound.MaxStatsHosts+10), s.Total.Calls)
 	assert.Equal(t, s.Total.Calls, s.Total.Attempts)
+}
+
+// TestStatsHostileHosts: a URL whose IPv6 zone holds raw bytes (url.Parse
+// accepts them) and one whose host is longer than any reachable host are
+// counted under hosts that are valid UTF-8 and at most 300 bytes, which
+// every exporter can carry; two long hosts that differ past the cut stay
+// apart.
+func TestStatsHostileHosts(t *testing.T) {
+	rt := rebound.NewTransport(newOKStub(), rebound.WithPolicy(rebound.Policy{DisableBreaker: true}))
+	long := strings.Repeat("a", 400)
+	for _, u := range []string{"http://[::1%25\xff]:1/", "http://[fe80::1%25\xc3\x28]/", "http://" + long + "1.test/", "http://" + long + "2.test/"} {
+		req, err := http.NewRequest(http.MethodGet, u, nil)
+		require.NoError(t, err, "url.Parse accepts %q", u)
+		_, err = rt.RoundTrip(req)
+		require.NoError(t, err)
+	}
+	s := rt.Stats()
+	require.Len(t, s.Hosts, 4)
+	for _, h := range s.Hosts {
+		assert.True(t, utf8.ValidString(h.Host), "%q", h.Host)
+		assert.LessOrEqual(t, len(h.Host), 300, "%q", h.Host)
+		assert.Equal(t, uint64(1), h.Calls, "%q", h.Host)
+	}
+	assert.Equal(t, uint64(1), hostOf(t, s, `[::1%\xff]:1`).Calls)
 }
 
 // TestStatsConcurrent counts calls from many goroutines at once: no count
