@@ -73,4 +73,10 @@
 // belongs to a key, not to a request: a key reused for another request
 // after its record expired finds the first request's results, which is
 // also what the downstream service would answer for the derived key.
+//
+// In the transactional mode, Phase records on connections of a small pool
+// of the Store's own (Config.PhaseConns), never on a second connection of
+// the request pool while the request's transaction holds one, which could
+// leave every connection held by a request waiting for another: close it
+// with Store.Close.
 package pgstore
