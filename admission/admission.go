@@ -117,21 +117,30 @@ func New(cfg Config) *Admission {
 // either may be called again harmlessly. The zero Turn is an untracked
 // turn of no Admission: its methods do nothing.
 type Turn struct {
-	a       *Admission
-	req     *http.Request
-	st      *state  // nil: the key had no state when the turn was given
+	a     *Admission
+	req   *http.Request
+	tk    *ticket // nil: the key had no state when the turn was given
+	ended bool
+}
+
+// ticket is what a turn of a key with a state holds.
+type ticket struct {
+	st      *state
 	w       *waiter // the queue place, while waiting
-	host    string  // canonical host, "" until needed
 	granted time.Time
 	iv      time.Duration // the spacing charged for this turn
 	limit   Limit         // what the queued turn waits for
-	ended   bool
 }
 
 // Limit names what a queued turn waits for (Take's wait > 0): the
 // server's wait hint, its quota, or the pace learned from its throttling.
 // It is LimitNone for a turn given at once.
-func (t *Turn) Limit() Limit { return t.limit }
+func (t *Turn) Limit() Limit {
+	if t.tk == nil {
+		return LimitNone
+	}
+	return t.tk.limit
+}
 
 // Take asks for a turn for an attempt of req. It returns at once:
 //
@@ -155,17 +164,17 @@ func (a *Admission) takeSlow(req *http.Request) (Turn, time.Duration, error) {
 	defer a.mu.Unlock()
 	h := a.hosts[host]
 	if h == nil {
-		return Turn{a: a, req: req, host: host}, 0, nil
+		return Turn{a: a, req: req}, 0, nil
 	}
 	cred := a.cred(req)
 	st := h.creds[cred]
 	if st == nil {
 		if !now.Before(h.pauseUntil) {
-			return Turn{a: a, req: req, host: host}, 0, nil
+			return Turn{a: a, req: req}, 0, nil
 		}
 		// The host is paused: calls of a new partition queue too.
 		if st = a.newState(h, cred, now); st == nil {
-			return Turn{a: a, req: req, host: host}, 0, nil
+			return Turn{a: a, req: req}, 0, nil
 		}
 	}
 	deadline, _ := req.Context().Deadline()
@@ -181,7 +190,7 @@ func (a *Admission) take(st *state, req *http.Request, now, deadline time.Time) 
 	ahead := len(st.queue)
 	if ahead == 0 && !at.After(now) {
 		iv := st.grant(now)
-		return Turn{a: a, req: req, st: st, host: st.host.name, granted: now, iv: iv}, 0, nil
+		return Turn{a: a, req: req, tk: &ticket{st: st, granted: now, iv: iv}}, 0, nil
 	}
 	if iv, ilim := st.interval(now); iv > 0 && ahead > 0 {
 		at = at.Add(time.Duration(ahead) * iv)
@@ -200,36 +209,37 @@ func (a *Admission) take(st *state, req *http.Request, now, deadline time.Time) 
 	st.queue = append(st.queue, w)
 	a.dispatch(st, now)
 	if w.granted {
-		return Turn{a: a, req: req, st: st, host: st.host.name, granted: w.at, iv: w.iv}, 0, nil
+		return Turn{a: a, req: req, tk: &ticket{st: st, granted: w.at, iv: w.iv}}, 0, nil
 	}
-	return Turn{a: a, req: req, st: st, w: w, host: st.host.name, limit: lim}, max(wait, 1), nil
+	return Turn{a: a, req: req, tk: &ticket{st: st, w: w, limit: lim}}, max(wait, 1), nil
 }
 
 // Wait waits for a queued turn (Take's wait > 0). It returns nil when the
 // turn is given, or ctx's error when ctx ends first: the place is then
 // given back and the turn is over (Done and Cancel do nothing).
 func (t *Turn) Wait(ctx context.Context) error {
-	if t.w == nil {
+	if t.tk == nil || t.tk.w == nil {
 		return nil
 	}
-	w := t.w
+	tk := t.tk
+	w := tk.w
 	select {
 	case <-w.ch:
-		t.granted, t.iv, t.w = w.at, w.iv, nil
+		tk.granted, tk.iv, tk.w = w.at, w.iv, nil
 		return nil
 	case <-ctx.Done():
 	}
 	a := t.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	t.w, t.ended = nil, true
+	tk.w, t.ended = nil, true
 	now := time.Now()
 	if w.granted {
-		t.st.giveBack(w.iv, now)
+		tk.st.giveBack(w.iv, now)
 	} else {
-		t.st.remove(w)
+		tk.st.remove(w)
 	}
-	a.dispatch(t.st, now)
+	a.dispatch(tk.st, now)
 	return ctx.Err()
 }
 
@@ -240,7 +250,8 @@ func (t *Turn) Cancel() {
 		return
 	}
 	t.ended = true
-	if t.st == nil {
+	tk := t.tk
+	if tk == nil {
 		return
 	}
 	a := t.a
@@ -248,15 +259,15 @@ func (t *Turn) Cancel() {
 	defer a.mu.Unlock()
 	now := time.Now()
 	switch {
-	case t.w != nil && !t.w.granted:
-		t.st.remove(t.w)
-	case t.w != nil:
-		t.st.giveBack(t.w.iv, now)
+	case tk.w != nil && !tk.w.granted:
+		tk.st.remove(tk.w)
+	case tk.w != nil:
+		tk.st.giveBack(tk.w.iv, now)
 	default:
-		t.st.giveBack(t.iv, now)
+		tk.st.giveBack(tk.iv, now)
 	}
-	t.w = nil
-	a.dispatch(t.st, now)
+	tk.w = nil
+	a.dispatch(tk.st, now)
 }
 
 // Done reports what the attempt sent on this turn got: resp, or err when
@@ -266,7 +277,7 @@ func (t *Turn) Done(resp *http.Response, err error) {
 	if t.ended || t.a == nil {
 		return
 	}
-	if t.st == nil && resp != nil && t.a.states.Load() == 0 && !t.a.mayTell(resp) {
+	if t.tk == nil && resp != nil && t.a.states.Load() == 0 && !t.a.mayTell(resp) {
 		t.ended = true
 		return // the fast path: nothing to learn, no clock read
 	}
@@ -281,27 +292,30 @@ func (t *Turn) done(resp *http.Response, err error) {
 	}
 	t.ended = true
 	a := t.a
-	if t.st == nil && (resp == nil || a.states.Load() == 0 && !a.mayTell(resp)) {
-		return // the fast path: nothing to learn, no clock read
+	if t.tk == nil && (resp == nil || a.states.Load() == 0 && !a.mayTell(resp)) {
+		return // nothing to learn, no clock read
 	}
 	now := time.Now()
 	sig := a.read(resp, now)
-	if t.st == nil && t.host == "" {
-		t.host = hostname.FromURL(t.req.URL)
+	var host string
+	if t.tk == nil {
+		host = hostname.FromURL(t.req.URL)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := t.st
-	if st == nil {
-		st = a.lookup(t.host, t.req, sig, now)
+	var st *state
+	var granted time.Time
+	if t.tk == nil {
+		st = a.lookup(host, t.req, sig, now)
 		if st == nil {
 			a.sweep(now)
 			return
 		}
 	} else {
+		st, granted = t.tk.st, t.tk.granted
 		st.inflight--
 	}
-	a.apply(st, sig, resp != nil, t.granted, now)
+	a.apply(st, sig, resp != nil, granted, now)
 	a.dispatch(st, now)
 	a.sweep(now)
 }
