@@ -22,14 +22,16 @@ import (
 // the store already served at that concurrency. A renewal starts an
 // interval (a third of the lease) after the start of the previous call
 // that extended the lease (the Reserve, for the first), or at once when
-// that call took longer; a quarter interval after a failure. So, for a
-// store that extends a lease from when it receives the call (PostgreSQL's
-// now() is the statement's start; Redis applies a command when it runs
-// it), consecutive extensions start at most max(lease/3, the store's
-// latency) apart: a lease cannot end while its handler runs unless one
-// store call takes a whole lease or the store fails for about a lease.
-// TestRenewalSlowStore checks it with a store that takes 90 % of the lease
-// per call.
+// that call took longer; a quarter interval after a failure. So the
+// calls that extend a lease follow each other by at most max(lease/3, the
+// store's latency), and a store whose calls take effect at the same point
+// of every call (at its start, as PostgreSQL's now() is the statement's,
+// or at its end) and take less than the lease never lets a lease end
+// while its handler runs, unless it fails for about a lease.
+// TestRenewalSlowStore checks both with a store that takes 90 % of the
+// lease per call. (A store whose Reserve took effect at its start and
+// whose Renew at its end, each after most of a lease, could still lose
+// one: no schedule can know.)
 //
 // The shared timer is made, and re-armed, only outside testing/synctest
 // bubbles: a bubble's timer must never be touched from outside it, and

@@ -16,37 +16,57 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// slowStore is a Store whose every call takes delay: the call reaches the
-// underlying store at once (as a database statement's now() is its start)
-// and its answer comes delay later.
+// slowStore is a Store whose every call takes delay. By default the call
+// reaches the underlying store at once (as a database statement's now()
+// is its start) and its answer comes delay later; with late set, the
+// call takes effect at its end instead.
 type slowStore struct {
 	idempotency.Store
 	delay time.Duration
+	late  bool
 }
 
-func (s *slowStore) Reserve(ctx context.Context, key string, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Record, bool, error) {
-	rec, ok, err := s.Store.Reserve(ctx, key, fp, lease)
+// around runs op before or after the call's delay.
+func (s *slowStore) around(op func()) {
+	if s.late {
+		time.Sleep(s.delay)
+		op()
+		return
+	}
+	op()
 	time.Sleep(s.delay)
+}
+
+func (s *slowStore) Reserve(ctx context.Context, key string, fp idempotency.Fingerprint, lease time.Duration) (rec idempotency.Record, ok bool, err error) {
+	s.around(func() { rec, ok, err = s.Store.Reserve(ctx, key, fp, lease) })
 	return rec, ok, err
 }
 
-func (s *slowStore) Renew(ctx context.Context, key string, token uint64, lease time.Duration) error {
-	err := s.Store.Renew(ctx, key, token, lease)
-	time.Sleep(s.delay)
+func (s *slowStore) Renew(ctx context.Context, key string, token uint64, lease time.Duration) (err error) {
+	s.around(func() { err = s.Store.Renew(ctx, key, token, lease) })
 	return err
 }
 
-func (s *slowStore) Complete(ctx context.Context, key string, token uint64, resp *idempotency.Response, ttl time.Duration) error {
-	err := s.Store.Complete(ctx, key, token, resp, ttl)
-	time.Sleep(s.delay)
+func (s *slowStore) Complete(ctx context.Context, key string, token uint64, resp *idempotency.Response, ttl time.Duration) (err error) {
+	s.around(func() { err = s.Store.Complete(ctx, key, token, resp, ttl) })
 	return err
 }
 
 // TestRenewalSlowStore: with a store that takes 90 % of the lease per
-// call, Reserve and Renew included, handlers that run five leases long
-// keep their keys: a retry of each key, tried every 100 ms against the
-// store, never finds one free, and every handler's response is stored.
+// call, Reserve and Renew included, whether a call takes effect at its
+// start or at its end, handlers that run five leases long keep their
+// keys: a retry of each key, tried every 100 ms against the store once
+// the keys are reserved, never finds one free, and every handler's
+// response is stored.
 func TestRenewalSlowStore(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(map[bool]string{false: "effect at the start", true: "effect at the end"}[late], func(t *testing.T) {
+			testRenewalSlowStore(t, late)
+		})
+	}
+}
+
+func testRenewalSlowStore(t *testing.T, late bool) {
 	synctest.Test(t, func(t *testing.T) {
 		const lease = 3 * time.Second
 		mem := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
@@ -58,7 +78,7 @@ func TestRenewalSlowStore(t *testing.T) {
 			time.Sleep(5 * lease)
 			w.WriteHeader(http.StatusCreated)
 		})
-		mw := idempotency.Middleware(&slowStore{Store: mem, delay: lease * 9 / 10}, idempotency.MiddlewareConfig{
+		mw := idempotency.Middleware(&slowStore{Store: mem, delay: lease * 9 / 10, late: late}, idempotency.MiddlewareConfig{
 			Lease: lease, Scope: noScope,
 			OnDecision: func(_ *http.Request, d idempotency.Decision) {
 				mu.Lock()
@@ -79,8 +99,9 @@ func TestRenewalSlowStore(t *testing.T) {
 				codes[i] = rec.Code
 			})
 		}
+		time.Sleep(lease) // every Reserve has taken effect
 		takeovers := 0
-		for range int(7 * lease / (100 * time.Millisecond)) {
+		for range int(6 * lease / (100 * time.Millisecond)) {
 			time.Sleep(100 * time.Millisecond)
 			for i := range n {
 				_, free, err := mem.Reserve(context.Background(), idempotency.StoreKey("", "k"+strconv.Itoa(i)), idempotency.Fingerprint{}, lease)
