@@ -358,15 +358,23 @@ func (b *Breaker) recordSince(g *gen, h classify.Health, since uint32) {
 const unread = time.Duration(-1)
 
 // recordAt is recordSince for an outcome whose time (since the settings'
-// origin) the caller read as at, or unread.
+// origin) the caller read as at, or unread. at is used for a success
+// only; a failure is counted at a clock read of its own.
 func (b *Breaker) recordAt(g *gen, h classify.Health, since uint32, at time.Duration) {
 	if g == nil || b.cur.Load() != g {
 		return
 	}
 	switch g.state {
 	case Closed:
-		if h != classify.Neutral {
-			b.count(g, h == classify.Unhealthy, since, at)
+		switch h {
+		case classify.Healthy:
+			b.count(g, false, since, at)
+		case classify.Unhealthy:
+			// A failure is counted when it came back, whatever the
+			// caller read: an attempt that hung for a Window must
+			// find its host quiet, as the trip rule wants. Failures
+			// are the rare path; the clock read costs nothing there.
+			b.count(g, true, since, unread)
 		}
 	case Open:
 		g.release()

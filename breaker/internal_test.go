@@ -265,3 +265,44 @@ func TestRoundTripAtCountsAtTheTimeGiven(t *testing.T) {
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestRoundTripAtCountsAFailureAtItsEnd checks that a failure sent
+// through RoundTripAt is counted when it came back, not at the time the
+// caller read before it: an attempt that hung for longer than a Window
+// after the host's last outcome finds the host quiet, so the credit its
+// earlier successes earned is gone, exactly as through RoundTrip.
+func TestRoundTripAtCountsAFailureAtItsEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hang := false
+		base := roundTripper(func(*http.Request) (*http.Response, error) {
+			if hang {
+				time.Sleep(30 * time.Second)
+				return &http.Response{StatusCode: http.StatusBadGateway, Body: http.NoBody}, nil
+			}
+			return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
+		})
+		score := func(tr *Transport, req *http.Request) uint64 {
+			return tr.state().breakerFor(req).cur.Load().score.Load()
+		}
+		var got [2]uint64
+		for i, timed := range []bool{false, true} {
+			hang = false
+			tr := NewTransport(base, Config{})
+			req, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
+			for range 50 { // earn credit
+				tr.RoundTrip(req)
+			}
+			hang = true
+			if timed {
+				tr.RoundTripAt(req, time.Now())
+			} else {
+				tr.RoundTrip(req)
+			}
+			dead, degraded, _ := unpack(score(tr, req))
+			got[i] = uint64(dead)<<32 | uint64(degraded)
+		}
+		if got[0] != got[1] {
+			t.Fatalf("after a hung failure: RoundTrip's tests %x, RoundTripAt's %x", got[0], got[1])
+		}
+	})
+}

@@ -95,16 +95,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // RoundTripAt is RoundTrip for a caller that has just read the clock, at
-// the attempt's start: the breaker counts the attempt's outcome at now
-// instead of reading the clock again when it comes back. A gate in front
-// of the breaker that reads the clock anyway (budget.Transport) calls it,
-// so that the chain reads the clock once per attempt, not once per gate;
-// a clock read costs tens of nanoseconds on many virtual machines. The
-// outcome's time only places it in the trip rule's window (a sixteenth of
+// the attempt's start: the breaker counts a success at now instead of
+// reading the clock again when it comes back. A gate in front of the
+// breaker that reads the clock anyway (budget.Transport) calls it, so that
+// a healthy attempt reads the clock once in the chain, not once per gate;
+// a clock read costs tens of nanoseconds on many virtual machines. A
+// success's time only places it in the trip rule's window (a sixteenth of
 // Config.Window wide) and orders it against other outcomes, so the start
-// of an attempt serves as well as its end; an open breaker's probe reads
-// the clock as RoundTrip does. now must come from the monotonic clock
-// (time.Now, not a time parsed or built from a date).
+// of an attempt serves as well as its end. A failure is still counted at
+// its end, read from the clock (an attempt that hung for a Window finds
+// its host quiet, as with RoundTrip), and so is an open breaker's probe.
+// now must come from the monotonic clock (time.Now, not a time parsed or
+// built from a date).
 func (t *Transport) RoundTripAt(req *http.Request, now time.Time) (*http.Response, error) {
 	if req == nil || req.URL == nil {
 		return nil, errNilRequest
