@@ -161,7 +161,8 @@ const DefaultReapBatch = 1000
 
 // Reap deletes expired records and recovery points, batch rows per
 // statement (zero or less means DefaultReapBatch), until none is left or
-// ctx ends, and returns how many it deleted. Each batch is its own short transaction that skips rows
+// ctx ends, and returns how many it deleted. Each batch is its own short
+// transaction, bounded by Config.Timeout, that skips rows
 // another transaction holds, so Reap never waits for a request and never
 // holds many locks. Expired rows do no harm besides their space (a request
 // takes over an expired key), so a service runs Reap on a schedule of its
@@ -176,7 +177,9 @@ func (s *Store) Reap(ctx context.Context, batch int) (int64, error) {
 	var total int64
 	for _, q := range [...]string{s.sql.reap, s.sql.reapPhases} {
 		for {
-			tag, err := s.pool.Exec(ctx, q, batch)
+			bctx, cancel := s.bound(ctx)
+			tag, err := s.pool.Exec(bctx, q, batch)
+			cancel()
 			if err != nil {
 				return total, fmt.Errorf("pgstore: reap: %w", err)
 			}
