@@ -174,10 +174,10 @@ func (r *simResult) heldTotal() int {
 // cause of each cell below its target. Raise a floor when admission
 // improves.
 var simFloor = map[limiterKind]float64{
-	tokenHint:     0.85,
-	tokenBare:     0.30,
-	gcra:          0.60,
-	windowHeaders: 0.45,
+	tokenHint:     0.88,
+	tokenBare:     0.45,
+	gcra:          0.55,
+	windowHeaders: 0.90,
 	windowBare:    0.25,
 }
 
@@ -186,11 +186,8 @@ var simFloor = map[limiterKind]float64{
 // simFloorCollapsed in every bucket: never a run that stops, or refuses
 // everything. Remove an entry when admission no longer collapses there.
 func simKnownCollapse(c simCell) string {
-	switch {
-	case c.kind == windowBare && c.rate >= 10:
-		return "a spent window refuses every turn until its reset, and each refused turn given after the last cut cuts the pace again, down to MinRate; CUBIC then climbs back for seconds"
-	case c.kind == windowHeaders && c.rate == 1:
-		return "the quota's pace spreads what is left over t, a whole number of seconds rounded up: at 2 per 2 s the second turn can fall past the window's reset, one turn per window (50 %) in some runs"
+	if c.kind == windowBare && c.rate >= 1000 {
+		return "the first throttle makes the key's state when the window is already spent, so nothing admitted was measured: the first cut starts from what was sent in the last 50 ms (about 20/s), and a cut every cutRound while the window stays spent takes it to about 5/s; CUBIC then needs about 16 s to regain 1,000/s"
 	}
 	return ""
 }
