@@ -174,7 +174,7 @@ func (r *simResult) heldTotal() int {
 // cause of each cell below its target. Raise a floor when admission
 // improves.
 var simFloor = map[limiterKind]float64{
-	tokenHint:     0.88,
+	tokenHint:     0.85,
 	tokenBare:     0.45,
 	gcra:          0.55,
 	windowHeaders: 0.90,
