@@ -7,7 +7,7 @@ MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \;
 FUZZTIME ?= 30s
 COUNT    ?= 6
 
-.PHONY: test demo bench bench-all fuzz lint tools storm
+.PHONY: test demo demo-docs bench bench-all fuzz lint tools storm
 
 test:
 	@set -e; for m in $(MODULES); do \
@@ -21,6 +21,11 @@ test:
 DEMOFLAGS ?=
 demo:
 	cd bench && $(GO) run ./cmd/demo -out $(CURDIR)/demo-out $(DEMOFLAGS)
+
+# make demo, then the chart and the hash of the code that drew it into
+# docs/ (a test of bench/cmd/demo fails while they are older than the code).
+demo-docs: demo
+	cp demo-out/demo.png demo-out/demo.svg demo-out/demo.src docs/
 
 # rebound against its peers (bench/): success-path overhead of calls made
 # as programs make them (a fresh request per call, through http.Client.Do

@@ -16,13 +16,27 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
-// palette gives each strategy a colour, in the order of strategies.
+// palette gives each strategy a colour of the Okabe–Ito set, which
+// readers with any common colour-vision deficiency tell apart: black,
+// vermillion, orange, reddish purple and blue, no two of them close in
+// hue or lightness. Each line also has its own dash pattern (dashes), so
+// the lines differ without colour too.
 var palette = map[string]color.Color{
-	"plain":         color.RGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff},
-	"naive":         color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
-	"retryablehttp": color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
-	"failsafe":      color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
-	"rebound":       color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+	"plain":         color.RGBA{R: 0x00, G: 0x00, B: 0x00, A: 0xff}, // black
+	"naive":         color.RGBA{R: 0xd5, G: 0x5e, B: 0x00, A: 0xff}, // vermillion
+	"retryablehttp": color.RGBA{R: 0xe6, G: 0x9f, B: 0x00, A: 0xff}, // orange
+	"failsafe":      color.RGBA{R: 0xcc, G: 0x79, B: 0xa7, A: 0xff}, // reddish purple
+	"rebound":       color.RGBA{R: 0x00, G: 0x72, B: 0xb2, A: 0xff}, // blue
+}
+
+// dashes gives each strategy a line pattern; rebound's is solid (and
+// thicker).
+var dashes = map[string][]vg.Length{
+	"plain":         {vg.Points(1), vg.Points(2)},
+	"naive":         {vg.Points(6), vg.Points(2)},
+	"retryablehttp": {vg.Points(3), vg.Points(2), vg.Points(1), vg.Points(2)},
+	"failsafe":      {vg.Points(2), vg.Points(2)},
+	"rebound":       nil,
 }
 
 // bands shade the phases and name them; it draws behind the lines.
@@ -113,8 +127,102 @@ func buildSeries(results []*result, bucket time.Duration, rate float64) series {
 	return s
 }
 
-// writeChart draws the two panels (load above, success below) and writes
-// demo.png and demo.svg into dir, returning their paths.
+// note is a key event written on a panel: a marker at (x, y) in data
+// coordinates and its text beside it.
+type note struct {
+	x, y float64
+	text string
+}
+
+// notes draws a panel's notes over the lines.
+type notes []note
+
+// Plot implements plot.Plotter. Each note's text sits in a row of its
+// own under the panel's top edge (below the phase names), on a white box,
+// with a thin line down to its marker, so notes neither hide the data nor
+// each other.
+func (ns notes) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	sty := p.X.Tick.Label
+	sty.Font.Size = vg.Points(8)
+	sty.XAlign, sty.YAlign = draw.XLeft, draw.YCenter
+	mark := draw.GlyphStyle{Color: color.Black, Radius: vg.Points(3), Shape: draw.RingGlyph{}}
+	leader := draw.LineStyle{Color: color.Gray{Y: 0x40}, Width: vg.Points(0.6)}
+	for i, n := range ns {
+		pt := vg.Point{X: trX(n.x), Y: trY(n.y)}
+		if !c.Contains(pt) {
+			continue
+		}
+		w, h := sty.Width(n.text), sty.Height(n.text)
+		at := vg.Point{X: pt.X + vg.Points(4), Y: c.Max.Y - vg.Points(20) - vg.Length(i)*(h+vg.Points(5))}
+		if at.X+w > c.Max.X { // keep it inside: write it to the left
+			at.X = pt.X - vg.Points(4) - w
+		}
+		c.StrokeLine2(leader, pt.X, pt.Y, pt.X, at.Y)
+		pad := vg.Points(2)
+		c.FillPolygon(color.NRGBA{R: 0xff, G: 0xff, B: 0xff, A: 0xe6}, []vg.Point{
+			{X: at.X - pad, Y: at.Y - h/2 - pad}, {X: at.X + w + pad, Y: at.Y - h/2 - pad},
+			{X: at.X + w + pad, Y: at.Y + h/2 + pad}, {X: at.X - pad, Y: at.Y + h/2 + pad},
+		})
+		c.FillText(sty, at, n.text)
+		c.DrawGlyph(mark, pt)
+	}
+}
+
+// events finds the moments of the run worth a note, from rebound's lines
+// (none when rebound did not run): its breaker opening in the outage, its
+// first success after the outage, and the peak of its load when the rate
+// limit's hints stop. Each returns its panel: 0 for load, 1 for success.
+func events(sched schedule, s series) (load, success notes) {
+	l, ok := s.load["rebound"]
+	if !ok {
+		return nil, nil
+	}
+	if i := sched.index(outage); i >= 0 {
+		from, to := sched.start(i).Seconds(), (sched.start(i) + sched[i].dur).Seconds()
+		for _, p := range l {
+			if p.X > from && p.X < to && p.Y < s.offered/4 {
+				load = append(load, note{x: p.X, y: p.Y, text: "rebound's breaker opens: ~1 probe/s to the dead host"})
+				break
+			}
+		}
+		for _, p := range s.success["rebound"] {
+			if p.X >= to && p.Y > 0 {
+				success = append(success, note{x: p.X, y: p.Y, text: fmt.Sprintf("server back: rebound's first success (+%.1f s)", p.X-to)})
+				break
+			}
+		}
+	}
+	if i := sched.index(rateLimit); i >= 0 && i+1 < len(sched) {
+		from := (sched.start(i) + sched[i].dur).Seconds()
+		to := from + min(3, sched[i+1].dur.Seconds())
+		var peak plotter.XY
+		for _, p := range l {
+			if p.X >= from && p.X < to && p.Y > peak.Y {
+				peak = p
+			}
+		}
+		if peak.Y > s.offered {
+			load = append(load, note{x: peak.X, y: peak.Y, text: fmt.Sprintf("hints stop: rebound releases its held calls (%.0f/s)", peak.Y)})
+		}
+	}
+	if i := sched.index(rateLimit); i >= 0 {
+		mid := (sched.start(i) + sched[i].dur/2).Seconds()
+		var y float64
+		for _, p := range l {
+			if p.X >= mid {
+				y = p.Y
+				break
+			}
+		}
+		load = append(load, note{x: mid, y: y, text: "rebound keeps to Retry-After for the whole host"})
+	}
+	return load, success
+}
+
+// writeChart draws the two panels (load above, success below), with the
+// legend in a column of its own to their right, and writes demo.png and
+// demo.svg into dir, returning their paths.
 func writeChart(dir string, sched schedule, s series, title string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -148,6 +256,11 @@ func writeChart(dir string, sched schedule, s series, title string) ([]string, e
 		return nil, err
 	}
 	offered.Color = color.Gray{Y: 0x80}
+	// The legend is drawn beside the panels, never over the data.
+	legend := plot.NewLegend()
+	legend.TextStyle.Font.Size = vg.Points(10)
+	legend.Top, legend.Left = true, true
+	legend.ThumbnailWidth = vg.Points(28)
 	offered.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 	load.Add(offered)
 	for _, name := range s.order {
@@ -163,22 +276,21 @@ func writeChart(dir string, sched schedule, s series, title string) ([]string, e
 				return nil, fmt.Errorf("demo: chart of %s: %w", name, err)
 			}
 			l.Color = palette[name]
-			l.Width = vg.Points(1.2)
+			l.Dashes = dashes[name]
+			l.Width = vg.Points(1.3)
 			if name == "rebound" {
-				l.Width = vg.Points(2.2)
+				l.Width = vg.Points(2.4)
 			}
 			panel.p.Add(l)
 			if panel.p == success {
-				success.Legend.Add(name, l)
+				legend.Add(name, l)
 			}
 		}
 	}
-	success.Legend.Add("offered calls/s (load)", offered)
-	// One legend, in the success panel's lower right (the recovered
-	// phase), which is empty.
-	success.Legend.Top = false
-	success.Legend.Left = false
-	success.Legend.YOffs = vg.Points(10)
+	legend.Add(fmt.Sprintf("offered (%.0f calls/s)", s.offered), offered)
+	loadNotes, successNotes := events(sched, s)
+	load.Add(loadNotes)
+	success.Add(successNotes)
 	// Both panels span the same time.
 	xmax := max(load.X.Max, success.X.Max)
 	load.X.Max, success.X.Max = xmax, xmax
@@ -197,10 +309,15 @@ func writeChart(dir string, sched schedule, s series, title string) ([]string, e
 	var paths []string
 	for _, d := range draws {
 		dc := draw.New(d.c)
+		// The panels on the left, the legend in a column on the right.
+		const legendWidth = 1.7 * vg.Inch
+		panels := draw.Crop(dc, 0, -legendWidth, 0, 0)
+		side := draw.Crop(dc, w-legendWidth+vg.Points(6), 0, 0, -vg.Points(40))
 		tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8), PadY: vg.Points(6)}
-		cs := plot.Align([][]*plot.Plot{{load}, {success}}, tiles, dc)
+		cs := plot.Align([][]*plot.Plot{{load}, {success}}, tiles, panels)
 		load.Draw(cs[0][0])
 		success.Draw(cs[1][0])
+		legend.Draw(side)
 		f, err := os.Create(d.path)
 		if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"image/png"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,4 +169,37 @@ func TestReplayShort(t *testing.T) {
 		assert.Positive(t, netErrs, "plain: no reset met")
 	}
 	assert.Zero(t, get("healthy", "plain").dups+get("outage", "plain").dups+get("ratelimit", "plain").dups)
+}
+
+// TestCommittedChartIsCurrent fails when the chart in docs/ was drawn by
+// other code than the demo's sources on this branch: after a change to
+// the demo, run `make demo-docs` and commit docs/demo.png, demo.svg and
+// demo.src.
+func TestCommittedChartIsCurrent(t *testing.T) {
+	hash, err := sourceHash()
+	require.NoError(t, err)
+	docs := filepath.Join("..", "..", "..", "docs")
+	got, err := os.ReadFile(filepath.Join(docs, sourceFile))
+	require.NoError(t, err, "docs/%s is missing: run make demo-docs", sourceFile)
+	if string(got) != sourceLine(hash) {
+		t.Fatalf("docs/demo.png was drawn by other demo code (docs/%s: %q; the sources hash to %s): run make demo-docs and commit docs/demo.*", sourceFile, strings.TrimSpace(string(got)), hash)
+	}
+	for _, name := range []string{"demo.png", "demo.svg"} {
+		st, err := os.Stat(filepath.Join(docs, name))
+		require.NoError(t, err)
+		assert.Positive(t, st.Size(), name)
+	}
+}
+
+// The hash covers the demo's sources and not its tests.
+func TestSourceHash(t *testing.T) {
+	a, err := sourceHash()
+	require.NoError(t, err)
+	b, err := sourceHash()
+	require.NoError(t, err)
+	assert.Equal(t, a, b)
+	assert.Len(t, a, 64)
+	names, err := fs.Glob(sources, "*_test.go")
+	require.NoError(t, err)
+	assert.NotEmpty(t, names, "the tests are embedded, and skipped by the hash")
 }

@@ -12,7 +12,9 @@
 //
 // It prints a line per phase while it runs, then a table, and writes a
 // chart (PNG and SVG) of the server's load and the calls' success rate
-// over time.
+// over time, with demo.src, the hash of the code that drew it. `make
+// demo-docs` copies the three to docs/, where a test checks that the
+// committed chart was drawn by the code on the branch.
 //
 //	make demo                            # about 50 s
 //	go run ./cmd/demo -scale 3           # every phase three times longer
@@ -171,6 +173,15 @@ func replay(ctx context.Context, o options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	hash, err := sourceHash()
+	if err != nil {
+		return err
+	}
+	srcPath := filepath.Join(o.out, sourceFile)
+	if err := os.WriteFile(srcPath, []byte(sourceLine(hash)), 0o644); err != nil {
+		return err
+	}
+	paths = append(paths, srcPath)
 	fmt.Fprintf(w, "\nchart: %s\n", strings.Join(append(paths, tablePath), "  "))
 	return nil
 }
