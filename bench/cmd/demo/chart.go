@@ -171,8 +171,9 @@ func (ns notes) Plot(c draw.Canvas, p *plot.Plot) {
 
 // events finds the moments of the run worth a note, from rebound's lines
 // (none when rebound did not run): its breaker opening in the outage, its
-// first success after the outage, and the peak of its load when the rate
-// limit's hints stop. Each returns its panel: 0 for load, 1 for success.
+// first success after the outage, its mean load under the rate limit,
+// and its highest load after the outage when that is well over the
+// offered rate. They are returned by panel: load, then success.
 func events(sched schedule, s series) (load, success notes) {
 	l, ok := s.load["rebound"]
 	if !ok {
@@ -193,29 +194,40 @@ func events(sched schedule, s series) (load, success notes) {
 			}
 		}
 	}
-	if i := sched.index(rateLimit); i >= 0 && i+1 < len(sched) {
+	// rebound's highest load after the outage, when it is well over the
+	// offered rate: a release of held calls, or a pace probing up.
+	if i := sched.index(outage); i >= 0 {
 		from := (sched.start(i) + sched[i].dur).Seconds()
-		to := from + min(3, sched[i+1].dur.Seconds())
 		var peak plotter.XY
 		for _, p := range l {
-			if p.X >= from && p.X < to && p.Y > peak.Y {
+			if p.X >= from && p.Y > peak.Y {
 				peak = p
 			}
 		}
-		if peak.Y > s.offered {
-			load = append(load, note{x: peak.X, y: peak.Y, text: fmt.Sprintf("hints stop: rebound releases its held calls (%.0f/s)", peak.Y)})
+		if peak.Y > 1.5*s.offered {
+			load = append(load, note{x: peak.X, y: peak.Y, text: fmt.Sprintf("rebound's peak: %.0f attempts/s, %.1f× the offered rate", peak.Y, peak.Y/s.offered)})
 		}
 	}
 	if i := sched.index(rateLimit); i >= 0 {
-		mid := (sched.start(i) + sched[i].dur/2).Seconds()
-		var y float64
+		from, to := sched.start(i).Seconds(), (sched.start(i) + sched[i].dur).Seconds()
+		var sum float64
+		var n int
 		for _, p := range l {
-			if p.X >= mid {
-				y = p.Y
-				break
+			if p.X >= from && p.X < to {
+				sum, n = sum+p.Y, n+1
 			}
 		}
-		load = append(load, note{x: mid, y: y, text: "rebound keeps to Retry-After for the whole host"})
+		if n > 0 {
+			mid := (from + to) / 2
+			var y float64
+			for _, p := range l {
+				if p.X >= mid {
+					y = p.Y
+					break
+				}
+			}
+			load = append(load, note{x: mid, y: y, text: fmt.Sprintf("rate limit (half the offered rate): rebound sends %.0f attempts/s", sum/float64(n))})
+		}
 	}
 	return load, success
 }
