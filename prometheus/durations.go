@@ -34,9 +34,9 @@ type Durations struct {
 	vec *prometheus.HistogramVec
 
 	mu    sync.Mutex
-	hosts sync.Map // canonical host → prometheus.Observer; guarded by mu for additions
-	n     int      // hosts with series of their own; guarded by mu
-	other prometheus.Observer
+	hosts sync.Map            // canonical host → prometheus.Observer; guarded by mu for additions
+	n     int                 // hosts with series of their own; guarded by mu
+	other prometheus.Observer // the other hosts' series, once needed; guarded by mu
 }
 
 // NewDurations returns an empty histogram.
@@ -47,7 +47,6 @@ func NewDurations() *Durations {
 			"Healthy: what the host's own latency objective says; a tail that grows toward the 10 s and 30 s buckets means attempts hang until a deadline ends them.",
 		Buckets: DurationBuckets,
 	}, []string{"host"})}
-	d.other = d.vec.WithLabelValues(rebound.OtherHost)
 	return d
 }
 
@@ -68,15 +67,24 @@ func (d *Durations) observer(host string) prometheus.Observer {
 		return o.(prometheus.Observer)
 	}
 	if d.n >= rebound.MaxStatsHosts {
-		return d.other
+		return d.otherLocked()
 	}
 	o, err := d.vec.GetMetricWithLabelValues(host)
 	if err != nil { // not a valid label; hostname makes every host one
-		return d.other
+		return d.otherLocked()
 	}
 	d.n++
 	d.hosts.Store(host, o)
 	return o
+}
+
+// otherLocked returns the series of the hosts past the bound, making it
+// on first use. The caller holds d.mu.
+func (d *Durations) otherLocked() prometheus.Observer {
+	if d.other == nil {
+		d.other = d.vec.WithLabelValues(rebound.OtherHost)
+	}
+	return d.other
 }
 
 // Base returns a RoundTripper to place as the rebound chain's base, in

@@ -51,3 +51,41 @@ func ExampleNewCollector() {
 	// # TYPE rebound_retries_total counter
 	// rebound_retries_total{host="127.0.0.1:PORT",reason="status 503"} 1
 }
+
+// A chain built by New exports the counters and a histogram of its
+// attempts' durations in one registration.
+func ExampleNew() {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	rt, c, err := reboundprom.New(nil, rebound.WithRetry(transport.Config{NoWait: true}))
+	if err != nil {
+		panic(err)
+	}
+	defer rt.CloseIdleConnections()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+
+	resp, err := (&http.Client{Transport: rt}).Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+
+	families, err := reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "rebound_attempt_duration_seconds" {
+			h := f.GetMetric()[0].GetHistogram()
+			fmt.Println(f.GetName(), "attempts timed:", h.GetSampleCount(), "buckets:", len(h.GetBucket()))
+		}
+	}
+	// Output:
+	// rebound_attempt_duration_seconds attempts timed: 2 buckets: 12
+}
