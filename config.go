@@ -2,9 +2,9 @@ package rebound
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rebound-http/rebound/transport"
 	"golang.org/x/net/http/httpguts"
@@ -91,22 +91,48 @@ func checkPolicy(where, pattern string, p Policy) []error {
 		bad("Retry.Jitter", "unknown jitter %d", p.Retry.Jitter)
 	}
 	if h := p.Retry.Hedge; h != nil {
-		if q := h.Quantile; q != 0 && !(q > 0 && q < 1) {
-			bad("Retry.Hedge.Quantile", "%v is not in (0, 1)", q)
+		// The policy file's ranges (see ParsePolicyFile); zero means the
+		// default of each field.
+		if n := h.MaxHedges; n != 0 && !(n >= 1 && n <= 10) {
+			bad("Retry.Hedge.MaxHedges", "%d is not in [1, 10]", n)
+		}
+		if d := h.Delay; !(d >= 0 && d <= time.Minute) {
+			bad("Retry.Hedge.Delay", "%v is not in [0, 1m]", d)
+		}
+		if q := h.Quantile; q != 0 && !(q >= 0.5 && q <= 0.999) {
+			bad("Retry.Hedge.Quantile", "%v is not in [0.5, 0.999]", q)
+		}
+		if d := h.MinDelay; d != 0 && !(d >= time.Millisecond && d <= time.Minute) {
+			bad("Retry.Hedge.MinDelay", "%v is not in [1ms, 1m]", d)
+		}
+		if d := h.MaxDelay; d != 0 && !(d >= time.Millisecond && d <= 10*time.Minute) {
+			bad("Retry.Hedge.MaxDelay", "%v is not in [1ms, 10m]", d)
 		}
 		if h.MinDelay > 0 && h.MaxDelay > 0 && h.MaxDelay < h.MinDelay {
 			bad("Retry.Hedge.MaxDelay", "%v is below MinDelay %v", h.MaxDelay, h.MinDelay)
 		}
+		if n := h.MinSamples; n != 0 && !(n >= 1 && n <= 1000) {
+			bad("Retry.Hedge.MinSamples", "%d is not in [1, 1000] (a host's latency is kept over 1,000 to 2,000 attempts)", n)
+		}
 	}
 	if l := p.Retry.LearnedTimeout; l != nil {
-		if q := l.Quantile; q != 0 && !(q > 0 && q < 1) {
-			bad("Retry.LearnedTimeout.Quantile", "%v is not in (0, 1)", q)
+		if q := l.Quantile; q != 0 && !(q >= 0.5 && q <= 0.9999) {
+			bad("Retry.LearnedTimeout.Quantile", "%v is not in [0.5, 0.9999]", q)
 		}
-		if m := l.Multiplier; m != 0 && !(m >= 1 && !math.IsInf(m, 0)) {
-			bad("Retry.LearnedTimeout.Multiplier", "%v is not a number of at least 1 (a timeout below the host's usual latency would cut healthy attempts)", m)
+		if m := l.Multiplier; m != 0 && !(m >= 1 && m <= 100) {
+			bad("Retry.LearnedTimeout.Multiplier", "%v is not in [1, 100] (a timeout below the host's usual latency would cut healthy attempts)", m)
+		}
+		if d := l.MinTimeout; d != 0 && !(d >= time.Millisecond && d <= time.Hour) {
+			bad("Retry.LearnedTimeout.MinTimeout", "%v is not in [1ms, 1h]", d)
+		}
+		if d := l.MaxTimeout; d != 0 && !(d >= time.Millisecond && d <= time.Hour) {
+			bad("Retry.LearnedTimeout.MaxTimeout", "%v is not in [1ms, 1h]", d)
 		}
 		if l.MinTimeout > 0 && l.MaxTimeout > 0 && l.MaxTimeout < l.MinTimeout {
 			bad("Retry.LearnedTimeout.MaxTimeout", "%v is below MinTimeout %v", l.MaxTimeout, l.MinTimeout)
+		}
+		if n := l.MinSamples; n != 0 && !(n >= 1 && n <= 1000) {
+			bad("Retry.LearnedTimeout.MinSamples", "%d is not in [1, 1000] (a host's latency is kept over 1,000 to 2,000 attempts)", n)
 		}
 	}
 	if h := p.Retry.AttemptHeader; h != "" && !httpguts.ValidHeaderFieldName(h) {

@@ -7,8 +7,11 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptrace"
+	"sync"
 	"time"
 
+	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/classify"
 	"github.com/rebound-http/rebound/internal/hostname"
 )
@@ -49,17 +52,24 @@ const (
 // Hedges are attempts: each has its own number (Attempt.N, Attempt.Hedge,
 // EventHedge) and counts toward Config.MaxAttempts, so a call whose
 // attempts are used up by hedges is not retried further; a hedge is sent
-// only while the call has attempts left. Through a rebound chain a hedge
-// meets the retry budget as a retry (a host that is failing cannot be
-// hedged into overload) and the breaker (a host whose circuit is open is
-// never hedged); the loop sends no hedge to a host whose admission is
-// paused, paced or has calls waiting (see package admission). A
-// gate's refusal of a hedge ends the hedging of that attempt, and
-// the attempts already sent go on. A request body is sent whole by every
-// hedge: through GetBody, or from the recording of the first attempt when
-// that attempt has already sent the whole body (a body still streaming
-// when the delay ends is not hedged). Requests that are not safe to repeat
-// (classify.Idempotent) and protocol upgrades are never hedged.
+// only while the call has attempts left. A hedge takes a turn from its
+// host's admission like any attempt, but never waits for one: a host
+// whose admission is paused, paced or has calls waiting is not hedged
+// (see package admission). Every racer's result is reported to admission
+// as soon as it comes, a loser's included, so a server's wait hint
+// (a 429 with Retry-After) takes effect at once; and a racer's wait hint
+// stops the hedging of its call. When every attempt of a race fails, the
+// loop acts on the one that carried a wait hint, if any, else on the
+// latest. Through a rebound chain a hedge meets the retry budget as a
+// retry (a host that is failing cannot be hedged into overload) and the
+// breaker (a host whose circuit is open is never hedged). A gate's
+// refusal of a hedge ends the hedging of that attempt, and the attempts
+// already sent go on; EventHedge reports only hedges that were sent. A
+// request body is sent whole by every hedge: through GetBody, or from the
+// recording of the first attempt when that attempt has already sent the
+// whole body (a body still streaming when the delay ends is not hedged).
+// Requests that are not safe to repeat (classify.Idempotent) and protocol
+// upgrades are never hedged.
 //
 // The zero value is the default of every field: one hedge, after the
 // host's 95th percentile, between 1 ms and 1 s.
@@ -135,51 +145,97 @@ type racer struct {
 	req    *http.Request // with the racer's own context
 	n      int           // attempt number
 	cancel context.CancelCauseFunc
+	turn   *admission.Turn // its turn at the host's admission, reported when its result comes
+	sent   *hedgeSent      // a hedge's event, emitted once it is sent; nil for the race's first attempt
 	done   bool
 }
 
-// sendAttempt sends attempt n of req (out), hedged when it may be, and
-// returns the outcome the loop acts on, and the number of the last attempt
-// sent. verdict is set when the attempt was raced: the race has already
-// classified (and asked Config.Decide about) the outcome it returns.
-func (t *Transport) sendAttempt(req, out *http.Request, rec *recorder, n int, start time.Time, maxAttempts int, configured time.Duration) (resp *http.Response, err error, verdict *classify.Verdict, last int) {
+// hedgeSent emits a hedge's EventHedge once, when the hedge is known to be
+// sent: when net/http starts getting it a connection (every gate has let
+// it through), or when it comes back not refused by a gate, for a base
+// that is not net/http's.
+type hedgeSent struct {
+	once  sync.Once
+	obs   Observer
+	req   *http.Request
+	n     int
+	delay time.Duration
+}
+
+func (h *hedgeSent) emit() {
+	h.once.Do(func() {
+		h.obs.Observe(Event{Kind: EventHedge, Request: h.req, Attempt: h.n, Delay: h.delay})
+	})
+}
+
+// sendAttempt sends attempt n of req (out), on turn, hedged when it may
+// be, and returns the outcome the loop acts on, and the number of the last
+// attempt sent. verdict is set when the attempt was raced: the race has
+// already classified (and asked Config.Decide about) the outcome it
+// returns, and reported every racer's turn.
+func (t *Transport) sendAttempt(turn *admission.Turn, req, out *http.Request, rec *recorder, n int, start time.Time, maxAttempts int, configured time.Duration) (resp *http.Response, err error, verdict *classify.Verdict, last int) {
 	h := t.lat.host(hostname.FromURL(req.URL))
 	delay := t.hedgeable(req, rec, h, n, maxAttempts)
 	if delay <= 0 {
 		resp, err = t.sendTracked(req, out, h, n, maxAttempts, configured)
 		return resp, err, nil, n
 	}
-	return t.race(req, out, rec, h, n, start, maxAttempts, configured, delay)
+	return t.race(turn, req, out, rec, h, n, start, maxAttempts, configured, delay)
 }
 
-// race sends attempt n (out) and hedges it every delay while it, and the
-// hedges, wait; see HedgeConfig.
-func (t *Transport) race(req, out *http.Request, rec *recorder, h *hostLatency, n int, start time.Time, maxAttempts int, configured, delay time.Duration) (*http.Response, error, *classify.Verdict, int) {
+// hedgeTurn takes a turn for a hedge of req: one given at once, or none
+// (a hedge never waits for a turn: a host that makes turns wait is paused,
+// paced or has calls queued, and a hedge would take a turn they wait for).
+func (t *Transport) hedgeTurn(req *http.Request) (*admission.Turn, bool) {
+	turn, wait, err := t.adm.Take(req)
+	if err != nil {
+		return nil, false
+	}
+	if wait > 0 {
+		turn.Cancel()
+		return nil, false
+	}
+	return &turn, true
+}
+
+// race sends attempt n (out), on turn, and hedges it every delay while it,
+// and the hedges, wait; see HedgeConfig. Every racer's turn is reported
+// as soon as its result comes (so a wait hint reaches the host's admission
+// at once, a loser's included); the loop's own report of turn is then a
+// no-op.
+func (t *Transport) race(turn *admission.Turn, req, out *http.Request, rec *recorder, h *hostLatency, n int, start time.Time, maxAttempts int, configured, delay time.Duration) (*http.Response, error, *classify.Verdict, int) {
 	cfg := &t.cfg
-	most := min(maxAttempts, n+t.lat.hedge.MaxHedges)
+	most := raceSize(n, maxAttempts, t.lat.hedge.MaxHedges)
 	results := make(chan raceResult, most-n+1)
 	racers := make([]racer, 0, most-n+1)
-	launch := func(r *http.Request, num int) {
-		actx, cancel := context.WithCancelCause(r.Context())
+	launch := func(r *http.Request, num int, tn *admission.Turn, sent *hedgeSent) {
+		ctx := r.Context()
+		if sent != nil {
+			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GetConn: func(string) { sent.emit() }})
+		}
+		actx, cancel := context.WithCancelCause(ctx)
 		ar := r.WithContext(actx)
 		i := len(racers)
-		racers = append(racers, racer{req: ar, n: num, cancel: cancel})
+		racers = append(racers, racer{req: ar, n: num, cancel: cancel, turn: tn, sent: sent})
 		go func() {
 			resp, err := t.sendTracked(req, ar, h, num, maxAttempts, configured)
 			results <- raceResult{i: i, resp: resp, err: err}
 		}()
 	}
+	first := new(admission.Turn)
+	*first, *turn = *turn, admission.Turn{} // the race reports it; the loop's report is then a no-op
 	raceStart := time.Now()
-	launch(out, n)
+	launch(out, n, first, nil)
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	hedging := true
 	last := n // the last attempt sent
 	pending := 1
 	var (
-		kept    raceResult // the latest retryable outcome, returned if every attempt fails
-		keptV   classify.Verdict
-		hasKept bool
+		kept     raceResult // the retryable outcome returned if every attempt fails: the latest, or one with a wait hint
+		keptV    classify.Verdict
+		hasKept  bool
+		keptHint bool
 	)
 	for {
 		select {
@@ -187,20 +243,23 @@ func (t *Transport) race(req, out *http.Request, rec *recorder, h *hostLatency, 
 			if !hedging || last >= most {
 				continue
 			}
-			if t.busy(req) {
+			tn, ok := t.hedgeTurn(req)
+			if !ok {
 				hedging = false
 				continue
 			}
 			hr, ok := t.hedgeRequest(req, rec, last+1, raceStart)
 			if !ok {
+				tn.Cancel()
 				hedging = false
 				continue
 			}
 			last++
+			var sent *hedgeSent
 			if cfg.Observer != nil {
-				cfg.Observer.Observe(Event{Kind: EventHedge, Request: req, Attempt: last, Delay: time.Since(raceStart)})
+				sent = &hedgeSent{obs: cfg.Observer, req: req, n: last, delay: time.Since(raceStart)}
 			}
-			launch(hr, last)
+			launch(hr, last, tn, sent)
 			pending++
 			if last < most {
 				timer.Reset(delay)
@@ -209,6 +268,7 @@ func (t *Transport) race(req, out *http.Request, rec *recorder, h *hostLatency, 
 			pending--
 			a := &racers[r.i]
 			a.done = true
+			a.turn.Done(r.resp, r.err)
 			if r.err != nil && errors.Is(r.err, classify.ErrNotSent) {
 				// A gate refused this attempt: nothing was sent, and
 				// the next hedge would be refused too.
@@ -228,30 +288,69 @@ func (t *Transport) race(req, out *http.Request, rec *recorder, h *hostLatency, 
 				v := cfg.Classifier.Classify(req, nil, r.err)
 				return t.endRace(racers, results, r, &v, n, delay)
 			}
+			if a.sent != nil {
+				a.sent.emit()
+			}
 			v := cfg.Classifier.Classify(req, r.resp, r.err)
 			if cfg.Decide != nil {
 				v = t.decide(a.req, r.resp, r.err, v, configured)
 			}
-			if hasKept {
-				// A newer outcome replaces the one kept.
-				release(outcome{resp: kept.resp}, cfg.MaxResponseBytes)
-				racers[kept.i].cancel(nil)
-				hasKept = false
+			hint := r.resp != nil && hasWaitHint(r.resp)
+			if hint {
+				// The server asked for quiet: no further hedge of this
+				// call goes before the hint ends (admission holds the
+				// host's other calls; the loop's retry waits for it).
+				hedging = false
 			}
 			if v.Outcome != classify.Retryable || pending == 0 {
+				if hasKept {
+					if v.Outcome == classify.Retryable && keptHint && !hint {
+						// Every attempt failed: the one with the
+						// server's wait hint is what the loop acts on.
+						release(outcome{resp: r.resp}, cfg.MaxResponseBytes)
+						a.cancel(nil)
+						return t.endRace(racers, results, kept, &keptV, last, delay)
+					}
+					release(outcome{resp: kept.resp}, cfg.MaxResponseBytes)
+					racers[kept.i].cancel(nil)
+				}
 				return t.endRace(racers, results, r, &v, last, delay)
 			}
 			// A retryable failure while other attempts still wait: they
-			// may yet answer. Keep it in case none does.
-			kept, keptV, hasKept = r, v, true
+			// may yet answer. Keep it in case none does; a hint is kept
+			// over a later failure without one.
+			if hasKept && keptHint && !hint {
+				release(outcome{resp: r.resp}, cfg.MaxResponseBytes)
+				a.cancel(nil)
+				continue
+			}
+			if hasKept {
+				release(outcome{resp: kept.resp}, cfg.MaxResponseBytes)
+				racers[kept.i].cancel(nil)
+			}
+			kept, keptV, hasKept, keptHint = r, v, true, hint
 		}
 	}
+}
+
+// raceSize returns the number of the last attempt a race that starts at
+// attempt n may send: n plus its hedges, within maxAttempts (≥ n). It
+// never adds n and maxHedges, which may be as large as math.MaxInt.
+func raceSize(n, maxAttempts, maxHedges int) int {
+	return n + min(maxAttempts-n, maxHedges)
+}
+
+// hasWaitHint reports whether resp carries a server's wait hint.
+func hasWaitHint(resp *http.Response) bool {
+	_, ok := classify.WaitHint(resp.Header, time.Now())
+	return ok
 }
 
 // endRace hands r, the race's outcome, to the loop, and lets the attempts
 // still waiting go (see HedgeConfig): each gets as long again as the
 // hedge delay to answer, then is cancelled; its response, if any, is
-// drained and closed.
+// drained and closed, after its turn has been reported (a loser's wait
+// hint reaches the host's admission).
 func (t *Transport) endRace(racers []racer, results chan raceResult, r raceResult, v *classify.Verdict, last int, grace time.Duration) (*http.Response, error, *classify.Verdict, int) {
 	win := &racers[r.i]
 	if r.resp != nil {
@@ -280,10 +379,15 @@ func (t *Transport) endRace(racers []racer, results chan raceResult, r raceResul
 		go func() {
 			for range waiting {
 				l := <-results
+				a := &racers[l.i]
+				a.turn.Done(l.resp, l.err)
+				if a.sent != nil && (l.err == nil || !errors.Is(l.err, classify.ErrNotSent)) {
+					a.sent.emit()
+				}
 				if l.resp != nil {
 					discard(l.resp, limit)
 				}
-				racers[l.i].cancel(nil)
+				a.cancel(nil)
 			}
 			timer.Stop()
 		}()

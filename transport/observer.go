@@ -25,12 +25,17 @@ const (
 	// quota or by the pace learned from throttling, or other calls wait
 	// ahead of it (see package admission).
 	EventHold
-	// EventHedge: attempt Attempt is about to be sent as a hedge (see
-	// Config.Hedge), in parallel with the call's attempts still waiting
-	// for an answer, Delay after the first of them was sent. A hedge is
-	// an attempt: this event reports it instead of EventAttempt, so
-	// counting both kinds counts the attempts sent, and Attempt - 1 is
-	// the attempt's resend count.
+	// EventHedge: attempt Attempt was sent as a hedge (see Config.Hedge),
+	// in parallel with the call's attempts still waiting for an answer,
+	// Delay after the first of them was sent. It fires once the hedge has
+	// passed its host's admission and every gate below the loop (the
+	// budget, the breaker): when net/http starts getting it a connection,
+	// or, through a base that is not net/http's, when its result comes
+	// back not refused; a hedge refused by a gate or not admitted reports
+	// nothing. It may fire after the call has returned (a losing hedge).
+	// A hedge is an attempt: this event reports it instead of
+	// EventAttempt, so counting both kinds counts the attempts sent, and
+	// Attempt - 1 is the attempt's resend count.
 	EventHedge
 )
 

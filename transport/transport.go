@@ -286,7 +286,7 @@ func (t *Transport) attempt(turn *admission.Turn, req, out *http.Request, rec *r
 		returned = true
 		return resp, err, nil, n
 	}
-	resp, err, judged, last = t.sendAttempt(req, out, rec, n, start, maxAttempts, timeout)
+	resp, err, judged, last = t.sendAttempt(turn, req, out, rec, n, start, maxAttempts, timeout)
 	returned = true
 	return resp, err, judged, last
 }
