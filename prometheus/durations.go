@@ -1,8 +1,11 @@
 package reboundprom
 
 import (
+	"maps"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -33,9 +36,11 @@ var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 type Durations struct {
 	vec *prometheus.HistogramVec
 
+	// hosts maps a canonical host to its series. It is replaced, never
+	// modified, when a host is added (under mu), so a lookup is an atomic
+	// load and a map read, without allocation.
+	hosts atomic.Pointer[map[string]prometheus.Observer]
 	mu    sync.Mutex
-	hosts sync.Map            // canonical host → prometheus.Observer; guarded by mu for additions
-	n     int                 // hosts with series of their own; guarded by mu
 	other prometheus.Observer // the other hosts' series, once needed; guarded by mu
 }
 
@@ -58,23 +63,33 @@ func (d *Durations) Collect(ch chan<- prometheus.Metric) { d.vec.Collect(ch) }
 
 // observer returns the histogram of a canonical host.
 func (d *Durations) observer(host string) prometheus.Observer {
-	if o, ok := d.hosts.Load(host); ok {
-		return o.(prometheus.Observer)
+	if m := d.hosts.Load(); m != nil {
+		if o, ok := (*m)[host]; ok {
+			return o
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if o, ok := d.hosts.Load(host); ok {
-		return o.(prometheus.Observer)
+	var old map[string]prometheus.Observer
+	if m := d.hosts.Load(); m != nil {
+		old = *m
 	}
-	if d.n >= rebound.MaxStatsHosts {
+	if o, ok := old[host]; ok {
+		return o
+	}
+	if len(old) >= rebound.MaxStatsHosts {
 		return d.otherLocked()
 	}
 	o, err := d.vec.GetMetricWithLabelValues(host)
 	if err != nil { // not a valid label; hostname makes every host one
 		return d.otherLocked()
 	}
-	d.n++
-	d.hosts.Store(host, o)
+	m := maps.Clone(old)
+	if m == nil {
+		m = map[string]prometheus.Observer{}
+	}
+	m[strings.Clone(host)] = o // host may be part of a request's URL
+	d.hosts.Store(&m)
 	return o
 }
 
