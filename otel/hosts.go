@@ -1,7 +1,10 @@
 package reboundotel
 
 import (
+	"maps"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rebound-http/rebound"
 	"go.opentelemetry.io/otel/attribute"
@@ -14,9 +17,11 @@ import (
 // server.address rebound.OtherHost, without a port. Spans are not bounded
 // (each is one record, not a series): they carry the canonical host.
 type hostSet struct {
-	known sync.Map   // canonical host → struct{}; additions under mu
+	// known holds the hosts with attributes of their own. It is replaced,
+	// never modified, when a host is added (under mu), so a lookup is an
+	// atomic load and a map read, without allocation.
+	known atomic.Pointer[map[string]struct{}]
 	mu    sync.Mutex // serialises additions
-	n     int        // hosts in known; guarded by mu
 }
 
 // otherAttrs are the metric attributes of the hosts past the bound.
@@ -26,19 +31,42 @@ var otherAttrs = []attribute.KeyValue{semconv.ServerAddress(rebound.OtherHost)}
 // for a metric: hostAttrs while the host is one of the first
 // rebound.MaxStatsHosts seen, otherAttrs after.
 func (s *hostSet) metricAttrs(host string, scheme ...string) []attribute.KeyValue {
-	if _, ok := s.known.Load(host); ok {
+	if s.has(host) || s.add(host) {
 		return hostAttrs(host, scheme...)
 	}
+	return append([]attribute.KeyValue(nil), otherAttrs...)
+}
+
+// has reports whether host has attributes of its own.
+func (s *hostSet) has(host string) bool {
+	m := s.known.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := (*m)[host]
+	return ok
+}
+
+// add gives host attributes of its own if there is room, and reports
+// whether it has them.
+func (s *hostSet) add(host string) bool {
 	s.mu.Lock()
-	_, ok := s.known.Load(host)
-	if !ok && s.n < rebound.MaxStatsHosts {
-		s.known.Store(host, struct{}{})
-		s.n++
-		ok = true
+	defer s.mu.Unlock()
+	var old map[string]struct{}
+	if m := s.known.Load(); m != nil {
+		old = *m
 	}
-	s.mu.Unlock()
-	if !ok {
-		return append([]attribute.KeyValue(nil), otherAttrs...)
+	if _, ok := old[host]; ok {
+		return true
 	}
-	return hostAttrs(host, scheme...)
+	if len(old) >= rebound.MaxStatsHosts {
+		return false
+	}
+	m := maps.Clone(old)
+	if m == nil {
+		m = map[string]struct{}{}
+	}
+	m[strings.Clone(host)] = struct{}{} // host may be part of a request's URL
+	s.known.Store(&m)
+	return true
 }
