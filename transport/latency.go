@@ -24,8 +24,10 @@ import (
 // and 2,000 attempts on a busy host, one to two minutes on a quiet one)
 // and forget what came before.
 //
-// Recording costs a bucket index (a leading-zeros count), two atomic adds
-// and, every latRecompute samples (every sample until there are enough to
+// Recording costs a bucket index (a leading-zeros count), two atomic adds,
+// with learned timeouts on two atomic loads more (the streak of censored
+// attempts, the longest recent answer; a lock only when an answer is the
+// longest of its 5 s slot or starts a slot), and, every latRecompute samples (every sample until there are enough to
 // learn from), a pass over the buckets that caches the
 // quantiles the Transport's configuration asks for, so reading a hedge
 // delay or a timeout is one atomic load. A host costs about 1.7 KiB; at
@@ -42,6 +44,16 @@ const (
 
 	latWindowSamples = 1000
 	latWindowAge     = time.Minute
+
+	// latSlot is how long a success's latency, or a group of attempts
+	// mostly cut, keeps raising a host's learned timeout (one to two
+	// slots).
+	latSlot = 5 * time.Second
+	// latStreak censored attempts in a row (cut, or ended by their
+	// caller's deadline, with no success between) suspend the learned
+	// timeout for one to two slots (see LearnedTimeoutConfig). A host
+	// stalling half its connections does that once in 65,536 attempts.
+	latStreak = 16
 
 	// maxLatencyHosts bounds the hosts one Transport tracks.
 	maxLatencyHosts = 1024
@@ -87,6 +99,18 @@ type hostLatency struct {
 	ready   atomic.Bool  // enough samples for every learned value: recompute only every latRecompute samples
 	hedge   atomic.Int64 // learned hedge delay in ns; 0: not enough samples
 	timeout atomic.Int64 // learned attempt timeout in ns; 0: not enough samples
+
+	// Evidence for the learned timeout beyond the histogram (see
+	// LearnedTimeoutConfig): the longest recent successes, and whether
+	// most recent attempts were cut or ended by their caller's deadline.
+	// Kept per slot of latSlot, over the current and the previous slot.
+	streak   atomic.Int64 // censored attempts since the last success
+	slotHint atomic.Int64 // the current slot's index, for a lock-free check
+	succHint atomic.Int64 // the current slot's longest success, for a lock-free check
+	slot     int64        // guarded by mu, as are the fields below
+	succMax  [2]int64     // longest success of the current and previous slot, ns
+	suspend  [2]bool      // the slot saw a group of attempts mostly censored
+	floor    int64        // the timeout's floor from succMax and suspend, ns
 }
 
 // latencies are the hosts a Transport tracks, and what it learns from them.
@@ -153,10 +177,77 @@ func (l *latencies) record(h *hostLatency, d, now int64) {
 	if now-h.used.Load() > int64(time.Second) {
 		h.used.Store(now)
 	}
+	if l.timeout != nil {
+		if h.streak.Load() != 0 {
+			h.streak.Store(0)
+		}
+		if d > h.succHint.Load() || now/int64(latSlot) != h.slotHint.Load() {
+			l.evidence(h, d, false, now)
+		}
+	}
 	if n >= latWindowSamples || now-h.born.Load() > int64(latWindowAge) {
 		l.rotate(h, now)
 	} else if n%latRecompute == 0 || !h.ready.Load() {
 		l.recompute(h)
+	}
+}
+
+// censored counts one attempt that took at least d nanoseconds but whose
+// latency is unknown: a timeout cut it, or its caller's deadline ended it.
+// It is not a sample of the histogram (a host stalling a share of its
+// connections would raise its own timeout with every cut); it lengthens
+// the streak of censored attempts (see LearnedTimeoutConfig), and rotates
+// the windows when they are old, so a host answering nothing in time
+// still forgets.
+func (l *latencies) censored(h *hostLatency, d, now int64) {
+	if h == nil || l.timeout == nil || d < 0 {
+		return
+	}
+	h.streak.Add(1)
+	l.evidence(h, d, true, now)
+	if now-h.born.Load() > int64(latWindowAge) {
+		l.rotate(h, now)
+	}
+}
+
+// evidence moves h's slots to now, records a success of d ns (not cut)
+// or judges the streak of censored attempts, and caches the timeout's
+// floor.
+func (l *latencies) evidence(h *hostLatency, d int64, cut bool, now int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changed := false
+	if slot := now / int64(latSlot); slot != h.slot {
+		if slot == h.slot+1 {
+			h.succMax[1], h.suspend[1] = h.succMax[0], h.suspend[0]
+		} else {
+			h.succMax[1], h.suspend[1] = 0, false
+		}
+		h.succMax[0], h.suspend[0] = 0, false
+		h.slot = slot
+		h.slotHint.Store(slot)
+		changed = true
+	}
+	if !cut && d > h.succMax[0] {
+		h.succMax[0] = d
+		changed = true
+	}
+	h.succHint.Store(h.succMax[0])
+	if cut && h.streak.Load() >= latStreak && !h.suspend[0] {
+		h.suspend[0] = true
+		h.streak.Store(0)
+		changed = true
+	}
+	if !changed {
+		return
+	}
+	floor := 2 * max(h.succMax[0], h.succMax[1])
+	if h.suspend[0] || h.suspend[1] {
+		floor = math.MaxInt64
+	}
+	if floor != h.floor {
+		h.floor = floor
+		l.recomputeLocked(h)
 	}
 }
 
@@ -213,7 +304,7 @@ func (l *latencies) recomputeLocked(h *hostLatency) {
 		var d int64
 		if total >= uint64(c.MinSamples) {
 			q := float64(quantile(&counts, total, c.Quantile)) * c.Multiplier
-			d = clampNs(int64(min(q, math.MaxInt64/2)), c.MinTimeout, c.MaxTimeout)
+			d = clampNs(max(int64(min(q, math.MaxInt64/2)), h.floor), c.MinTimeout, c.MaxTimeout)
 		} else {
 			ready = false
 		}

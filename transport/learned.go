@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -39,11 +40,40 @@ const (
 // classify.ErrAttemptTimeout, and is retried like any timeout. It does not
 // count against the host's health (the breaker and the budget's throttle
 // see it as neutral): a limit inferred from statistics is a guess, and a
-// host that has merely become slower must not be tripped by it. Nor is it
-// cut short forever: the last attempt of each call is never cut, so the
-// host's new latency is learned from those, and once a hundredth of the
-// recent attempts are slower the timeout follows them (measured: a host
-// ten times slower than it was is cut on two calls, then not again).
+// host that has merely become slower must not be tripped by it.
+//
+// Nor does the timeout stop learning when a host slows down. Three kinds
+// of evidence keep it up to date:
+//
+//   - the histogram of answered attempts (the time to response headers),
+//     kept over one to two windows of 1,000 attempts or one minute,
+//     whichever ends first: a window also ends on time when only cut
+//     attempts come;
+//   - a floor: the learned timeout is never below twice the longest
+//     answer any attempt got in the last 5 to 10 s (an attempt that was
+//     not cut: the last of a call, or one within the timeout), so once a
+//     slower answer has come, attempts as slow are no longer cut;
+//   - a cut attempt, or one ended by its caller's deadline, is a censored
+//     sample: the host took at least that long. It is not put in the
+//     histogram (a host stalling a share of its connections, the fault
+//     learned timeouts are for, would raise its own timeout with every
+//     cut); but 16 censored attempts in a row, with no answer between,
+//     mean the host is slower than the timeout for everyone, not stalling
+//     some connections: the learned timeout is suspended (Config.
+//     AttemptTimeout alone applies) for 5 to 10 s, while the answers of
+//     the uncut attempts set the floor and fill the histogram. A host
+//     stalling half its connections makes such a streak once in 65,536
+//     attempts; one stalling 30 %, once in 2·10⁸.
+//
+// Measured (TestLearnedTimeoutKeepsLearningAfterShift, 20 workers, the
+// default settings, deadlines 1.5 times the new latency): after a host
+// goes from 10 ms to 300 ms, or to 2 s, every call started 2 s after the
+// shift succeeds, and over the shift's first ten new latencies the host
+// sees 1.09 attempts per call (the calls in flight at the shift pay one
+// cut attempt each). Called one at a time, a host ten times slower than it
+// was is cut on one call (its first three attempts; its last, uncut,
+// answers and sets the floor), then not again
+// (TestLearnedTimeoutFollowsSlowerHost).
 //
 // The zero value is the default of every field.
 type LearnedTimeoutConfig struct {
@@ -122,16 +152,21 @@ func (t *Transport) sendTracked(req, out *http.Request, h *hostLatency, n, maxAt
 	timeout, cause := t.attemptLimit(req, h, n, maxAttempts, configured)
 	began := mono()
 	resp, err := t.sendCause(out, timeout, cause)
-	t.lat.observe(h, resp, began)
+	if resp != nil {
+		t.lat.observe(h, resp, began)
+	} else if err != nil && (timeout > 0 && errors.Is(err, classify.ErrAttemptTimeout) || req.Context().Err() == context.DeadlineExceeded) {
+		// Cut by a timeout, or ended by the caller's deadline: the
+		// host takes at least this long.
+		now := mono()
+		t.lat.censored(h, now-began, now)
+	}
 	return resp, err
 }
 
 // observe records the latency of an attempt sent at began that returned
 // resp: the time to its response headers. An attempt that ended on an
-// error says nothing of the host's latency, and one cut by a timeout only
-// that it took longer; counting the cut ones at their timeout would let a
-// host stalling a share of its connections (the fault learned timeouts are
-// for) raise its own timeout by Multiplier with every hundredth cut.
+// error says nothing of the host's latency; one cut by a timeout or ended
+// by its caller's deadline only that it took longer (see censored).
 func (l *latencies) observe(h *hostLatency, resp *http.Response, began int64) {
 	if h == nil || resp == nil {
 		return
