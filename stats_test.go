@@ -394,3 +394,75 @@ func TestStatsCountHedges(t *testing.T) {
 		assert.EqualValues(t, 2, s.Total.Attempts, "the first attempt and its hedge")
 	})
 }
+
+// Stats counts a hedge only when it was sent: against a real server's own
+// count, in each of issue 20's scenarios (hedges refused by the retry
+// budget; a hedge told by a 429 to wait, with MaxHedges 2), Attempts is
+// the requests the server received and Hedges those that were hedges.
+func TestStatsHedgesMatchServer(t *testing.T) {
+	for name, c := range map[string]struct {
+		policy func(*rebound.Policy)
+		answer func(w http.ResponseWriter, r *http.Request, attempt string)
+	}{
+		"budget refuses hedges": {
+			policy: func(p *rebound.Policy) {
+				p.Budget = budget.Config{Ratio: budget.RatioConfig{Ratio: 0.1, MinPerSecond: -1}}
+			},
+		},
+		"429 stops hedging": {
+			policy: func(p *rebound.Policy) { p.Retry.Hedge.MaxHedges = 2 },
+			answer: func(w http.ResponseWriter, r *http.Request, attempt string) {
+				if attempt == "2" {
+					w.Header().Set("Retry-After", "5")
+					w.WriteHeader(http.StatusTooManyRequests)
+				}
+			},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var sent, hedges atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sent.Add(1)
+				a := r.Header.Get("X-Attempt")
+				if a != "1" {
+					hedges.Add(1)
+				}
+				if a == "1" {
+					// The first attempt is slow: it is hedged.
+					select {
+					case <-r.Context().Done():
+						return
+					case <-time.After(80 * time.Millisecond):
+					}
+				}
+				if c.answer != nil {
+					c.answer(w, r, a)
+				}
+			}))
+			defer srv.Close()
+			p := rebound.Policy{DisableBreaker: true, Retry: transport.Config{AttemptHeader: "X-Attempt", MaxAttempts: 3,
+				Hedge: &transport.HedgeConfig{Delay: 20 * time.Millisecond}}}
+			c.policy(&p)
+			rt := rebound.NewTransport(nil, rebound.WithPolicy(p))
+			defer rt.CloseIdleConnections()
+			client := &http.Client{Transport: rt}
+			const calls = 20
+			for range calls {
+				resp, err := do(t, client, context.Background(), http.MethodGet, srv.URL+"/")
+				require.NoError(t, err)
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+			}
+			// Losers may still be on their way: wait for the counts to agree.
+			var s rebound.Stats
+			ok := assert.Eventually(t, func() bool {
+				s = rt.Stats()
+				return s.Total.Attempts == uint64(sent.Load()) && s.Total.Hedges == uint64(hedges.Load())
+			}, 5*time.Second, 10*time.Millisecond)
+			t.Logf("%d calls: server saw %d requests, %d hedges; Stats: %d attempts, %d hedges", calls, sent.Load(), hedges.Load(), s.Total.Attempts, s.Total.Hedges)
+			if ok {
+				assert.Positive(t, hedges.Load())
+				assert.Less(t, hedges.Load(), int64(2*calls), "some hedges were refused or not sent")
+			}
+		})
+	}
+}
