@@ -8,9 +8,15 @@
 // the extra load: requests the server received per call, and the
 // connections it accepted per call.
 //
-//	cd bench && go run ./cmd/tail                 # about 90 s
+// -proto chooses the protocol: h1 (HTTP/1.1), h2 (HTTP/2 over cleartext
+// TCP with prior knowledge, net/http's own unencrypted HTTP/2 on both
+// sides), or both, measured interleaved (each client over h1, then over
+// h2, before the next client), so that a change in the machine's load
+// hits both columns alike. The load average is printed before and after.
+//
+//	cd bench && go run ./cmd/tail                 # about 3 min
 //	go run ./cmd/tail -calls 20000 -workers 20
-//	go run ./cmd/tail -clients plain,hedge
+//	go run ./cmd/tail -clients plain,hedge -proto h2
 //
 // Every client gets its own server and connection pool (go-cleanhttp's,
 // with 64 idle connections per host so that no client pays for dialling
@@ -53,6 +59,7 @@ type config struct {
 	slow, fast             time.Duration
 	seed                   uint64
 	clients                []string
+	protos                 []string
 }
 
 // client is one of the clients compared: its name on the command line, its
@@ -91,8 +98,15 @@ func run(args []string, out io.Writer) error {
 	fs.DurationVar(&c.fast, "fast", time.Millisecond, "latency of the other answers")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the slow draws")
 	names := fs.String("clients", "plain,rebound,race,hedge,hedge90,hedge2", "comma-separated clients to compare")
+	protos := fs.String("proto", "h1,h2", "comma-separated protocols: h1 (HTTP/1.1), h2 (unencrypted HTTP/2)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for _, p := range strings.Split(*protos, ",") {
+		if p != "h1" && p != "h2" {
+			return fmt.Errorf("tail: unknown protocol %q (h1 or h2)", p)
+		}
+		c.protos = append(c.protos, p)
 	}
 	for _, n := range strings.Split(*names, ",") {
 		if !slices.ContainsFunc(clients, func(cl client) bool { return cl.name == n }) {
@@ -105,19 +119,47 @@ func run(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%d workers, %d calls per client after %d warm-up calls; the server answers %.0f %% of requests after %v, the rest after %v\n\n",
 		c.workers, c.calls, c.warmup, 100*c.slowShare, c.slow, c.fast)
-	fmt.Fprintln(out, "| client | p50 | p99 | p99.9 | max | server requests / call | new connections / call |")
-	fmt.Fprintln(out, "| --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(out, "load average before: %s\n\n", loadavg())
+	fmt.Fprintln(out, "| client | proto | p50 | p99 | p99.9 | max | p99/p50 | server requests / call | new connections / call |")
+	fmt.Fprintln(out, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, cl := range clients {
 		if !slices.Contains(c.clients, cl.name) {
 			continue
 		}
-		r, err := measure(c, cl.make)
-		if err != nil {
-			return fmt.Errorf("tail: %s: %w", cl.name, err)
+		for _, proto := range c.protos {
+			r, err := measure(c, proto, cl.make)
+			if err != nil {
+				return fmt.Errorf("tail: %s over %s: %w", cl.name, proto, err)
+			}
+			fmt.Fprintf(out, "| %s | %s | %v | %v | %v | %v | %.1f | %.3f | %.3f |\n", cl.desc, proto, round(r.p(0.5)), round(r.p(0.99)), round(r.p(0.999)), round(r.p(1)),
+				float64(r.p(0.99))/float64(r.p(0.5)), r.load, r.conns)
 		}
-		fmt.Fprintf(out, "| %s | %v | %v | %v | %v | %.3f | %.3f |\n", cl.desc, round(r.p(0.5)), round(r.p(0.99)), round(r.p(0.999)), round(r.p(1)), r.load, r.conns)
 	}
+	fmt.Fprintf(out, "\nload average after: %s\n", loadavg())
 	return nil
+}
+
+// loadavg returns the machine's load averages (1, 5 and 15 min), or "?"
+// where /proc/loadavg cannot be read.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if err != nil || len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// protocols returns the protocols of one side for proto: HTTP/1.1 only,
+// or unencrypted HTTP/2 only (prior knowledge: no upgrade round trip).
+func protocols(proto string) *http.Protocols {
+	p := new(http.Protocols)
+	if proto == "h2" {
+		p.SetUnencryptedHTTP2(true)
+	} else {
+		p.SetHTTP1(true)
+	}
+	return p
 }
 
 // result is one client's measurement.
@@ -145,14 +187,15 @@ func round(d time.Duration) time.Duration {
 
 // measure runs the warm-up and the measured calls of one client against
 // a server of its own.
-func measure(c config, mk func(http.RoundTripper) http.RoundTripper) (result, error) {
-	srv, err := newServer(c)
+func measure(c config, proto string, mk func(http.RoundTripper) http.RoundTripper) (result, error) {
+	srv, err := newServer(c, proto)
 	if err != nil {
 		return result{}, err
 	}
 	defer srv.close()
 	base := cleanhttp.DefaultPooledTransport()
 	base.MaxIdleConnsPerHost = 64
+	base.Protocols = protocols(proto)
 	defer base.CloseIdleConnections()
 	hc := &http.Client{Transport: mk(base)}
 
@@ -222,7 +265,7 @@ type server struct {
 	done     chan struct{}
 }
 
-func newServer(c config) (*server, error) {
+func newServer(c config, proto string) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -246,7 +289,7 @@ func newServer(c config) (*server, error) {
 			io.WriteString(w, "ok")
 		case <-r.Context().Done(): // a hedge's loser, cancelled
 		}
-	}), ConnState: func(_ net.Conn, st http.ConnState) {
+	}), Protocols: protocols(proto), ConnState: func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			s.conns.Add(1)
 		}

@@ -12,7 +12,7 @@ import (
 // servers, connections and hedges must all be over when run returns.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// A short run prints a row per client; the plain client sends one request
+// A short run prints a row per client and protocol; the plain client sends one request
 // per call, the hedging ones more (200 calls at 5 % slow answers have at
 // least one slow one with probability 1 − 0.95²⁰⁰ > 0.9999, and it is
 // hedged once the warm-up has taught the delay). Timings are printed, not
@@ -27,17 +27,17 @@ func TestRunShort(t *testing.T) {
 	load := map[string]float64{}
 	for _, line := range strings.Split(out.String(), "\n") {
 		cells := strings.Split(line, "|")
-		if len(cells) != 9 || strings.HasPrefix(strings.TrimSpace(cells[1]), "client") || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
+		if len(cells) != 11 || strings.HasPrefix(strings.TrimSpace(cells[1]), "client") || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
 			continue
 		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(cells[6]), 64)
+		f, err := strconv.ParseFloat(strings.TrimSpace(cells[8]), 64)
 		if err != nil {
-			t.Fatalf("load %q: %v", cells[6], err)
+			t.Fatalf("load %q: %v", cells[8], err)
 		}
-		load[strings.TrimSpace(cells[1])] = f
+		load[strings.TrimSpace(cells[1])+" over "+strings.TrimSpace(cells[2])] = f
 	}
-	if len(load) != len(clients) {
-		t.Fatalf("%d rows, want %d", len(load), len(clients))
+	if len(load) != 2*len(clients) {
+		t.Fatalf("%d rows, want %d (every client over h1 and h2)", len(load), 2*len(clients))
 	}
 	for name, l := range load {
 		switch {
@@ -56,7 +56,7 @@ func TestRunShort(t *testing.T) {
 }
 
 func TestRunRefusesBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-clients", "nope"}, {"-calls", "0"}, {"-slow-share", "2"}} {
+	for _, args := range [][]string{{"-clients", "nope"}, {"-calls", "0"}, {"-slow-share", "2"}, {"-proto", "h3"}} {
 		if err := run(args, &strings.Builder{}); err == nil {
 			t.Errorf("%v: no error", args)
 		}
