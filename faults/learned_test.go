@@ -1,15 +1,21 @@
 package faults
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rebound-http/rebound"
 	"github.com/rebound-http/rebound/budget"
+	"github.com/rebound-http/rebound/classify"
 	"github.com/rebound-http/rebound/transport"
 )
 
@@ -77,4 +83,127 @@ func TestToxiproxyStallLearnedTimeout(t *testing.T) {
 		}
 	}
 	checkConnections(t, cs)
+}
+
+// TestLearnedTimeoutLatencyShift: a real loopback server answers in 10 ms,
+// then, 3 s in, in 300 ms for good (a host slower for a good reason); 20
+// workers call it with 450 ms deadlines (1.5 times the new latency)
+// through the chain with learned timeouts (defaults), a failed caller
+// pausing 10 ms. From 2 s after the shift at least 95 % of calls succeed,
+// and over the shift's first 3 s the server receives at most 1.5 requests
+// per call sent. Known cost, logged: the calls in flight at the shift are
+// cut at the old timeout and their retries end at the deadline, which the
+// breaker counts as failures; it opens, and refuses calls, unsent, for
+// about a second. Before cut
+// and deadline-ended attempts were learned from, no call succeeded after
+// the shift: attempts were cut at the old timeout (200 ms) and the last
+// ran into the deadline.
+func TestLearnedTimeoutLatencyShift(t *testing.T) {
+	var slow atomic.Bool
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		d := 10 * time.Millisecond
+		if slow.Load() {
+			d = 300 * time.Millisecond
+		}
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	rt := rebound.NewTransport(nil, rebound.WithPolicy(rebound.Policy{Retry: transport.Config{LearnedTimeout: &transport.LearnedTimeoutConfig{}}}))
+	defer rt.CloseIdleConnections()
+	client := &http.Client{Transport: rt}
+
+	type call struct {
+		start, end  time.Time
+		ok, refused bool
+	}
+	var (
+		mu    sync.Mutex
+		calls []call
+		fails = map[string]int{}
+	)
+	begin := time.Now()
+	shiftAt := begin.Add(3 * time.Second)
+	end := shiftAt.Add(5 * time.Second)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), 450*time.Millisecond)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+				resp, err := client.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				cancel()
+				mu.Lock()
+				calls = append(calls, call{start, time.Now(), err == nil, errors.Is(err, classify.ErrNotSent)})
+				if err != nil {
+					fails[failure(err)]++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(10 * time.Millisecond) // a failed caller does not spin
+				}
+			}
+		})
+	}
+	time.Sleep(time.Until(shiftAt))
+	before := requests.Load()
+	slow.Store(true)
+	time.Sleep(3 * time.Second)
+	during := requests.Load() - before
+	wg.Wait()
+
+	var inShift, refused, after, afterOK, warmOK, warm int
+	for _, c := range calls {
+		if c.end.After(shiftAt) && c.start.Before(shiftAt.Add(3*time.Second)) {
+			if c.refused {
+				refused++ // sent nothing: not a call's worth of requests
+			} else {
+				inShift++
+			}
+		}
+		switch {
+		case c.end.Before(shiftAt):
+			warm++
+			if c.ok {
+				warmOK++
+			}
+		case !c.start.Before(shiftAt.Add(2 * time.Second)):
+			after++
+			if c.ok {
+				afterOK++
+			}
+		}
+	}
+	t.Logf("before the shift %d of %d calls ok; from 2 s after it %d of %d (%.1f %%); over its first 3 s %d requests for %d calls sent (%.2f per call), %d calls refused unsent",
+		warmOK, warm, afterOK, after, 100*float64(afterOK)/float64(max(after, 1)), during, inShift, float64(during)/float64(max(inShift, 1)), refused)
+	t.Logf("failures: %v", fails)
+	if warmOK < warm*9/10 {
+		t.Skipf("NOT JUDGED: %d of %d calls succeeded before the shift, at 10 ms with 450 ms deadlines: the machine is too loaded", warmOK, warm)
+	}
+	if after == 0 || float64(afterOK) < 0.95*float64(after) {
+		t.Errorf("from 2 s after the shift %d of %d calls succeeded, want at least 95 %%", afterOK, after)
+	}
+	if float64(during) > 1.5*float64(inShift) {
+		t.Errorf("over the shift's first 3 s the server got %d requests for %d calls, want at most 1.5 per call", during, inShift)
+	}
+}
+
+// failure names a failed call's cause briefly: the loop's stop and reason.
+func failure(err error) string {
+	var e *transport.Error
+	if errors.As(err, &e) {
+		return e.Stop + ": " + e.Reason
+	}
+	return err.Error()
 }
