@@ -197,6 +197,11 @@ func (a *Admission) take(st *state, req *http.Request, now, deadline time.Time) 
 		if lim == LimitNone {
 			lim = ilim
 		}
+		if ilim == LimitQuota && at.After(st.quotaEnd) && !st.quotaEnd.Before(now) {
+			// The quota's pace ends with its window: at the reset the
+			// queue goes on the new window's turns.
+			at = maxTime(st.quotaEnd, st.pauseUntil)
+		}
 	}
 	if lim == LimitNone {
 		lim = st.why(now)
@@ -320,8 +325,9 @@ func (t *Turn) done(resp *http.Response, err error) {
 	a.sweep(now)
 }
 
-// Busy reports whether req's key is paused, paced or has calls waiting:
-// a hedge toward it would spend turns others wait for.
+// Busy reports whether req's key is paused, paced, has calls waiting, or
+// was throttled in the last 10 s: a hedge toward it would spend turns
+// others wait for, or add load to a server that has just asked for less.
 func (a *Admission) Busy(req *http.Request) bool {
 	if a == nil || a.states.Load() == 0 {
 		return false
@@ -343,7 +349,7 @@ func (a *Admission) Busy(req *http.Request) bool {
 	}
 	at, _ := st.earliest(now)
 	iv, _ := st.interval(now)
-	return len(st.queue) > 0 || at.After(now) || iv > 0
+	return len(st.queue) > 0 || at.After(now) || iv > 0 || !st.lastT.IsZero() && now.Sub(st.lastT) < paceIdle
 }
 
 // credHeaders are the headers whose values tell callers apart by default.
@@ -468,6 +474,13 @@ func (a *Admission) drop(st *state) {
 	}
 	a.n--
 	a.states.Store(int32(a.n))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // spreadCap is the largest spread added to a pause of d.

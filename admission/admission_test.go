@@ -55,14 +55,22 @@ func TestHintPausesKeyWhenNothingAdmitted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := New(Config{})
 		start := time.Now()
+		// One throttle delays only its own call.
 		_, err := send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
 			return answer(r, 503, "Retry-After", "5")
 		})
 		require.NoError(t, err)
-
+		// The next attempt is given by the key's new state; its throttle,
+		// with nothing admitted, pauses the key.
+		_, err = send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
+			return answer(r, 503, "Retry-After", "5")
+		})
+		require.NoError(t, err)
+		assert.Zero(t, time.Since(start), "the second attempt was not held by the first throttle")
+		var wait time.Duration
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
-		_, wait, err := a.Take(get(t, ctx, "api.test", ""))
+		_, wait, err = a.Take(get(t, ctx, "api.test", ""))
 		var re *RefusedError
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, "api.test", re.Host)
@@ -107,9 +115,14 @@ func TestLimiterRefusingExcessPacesInsteadOfPausing(t *testing.T) {
 			return answer(r, 429)
 		})
 		require.NoError(t, err)
-		for range 100 {
+		for i := range 100 {
 			time.Sleep(10 * time.Millisecond)
-			_, err := send(a, get(t, t.Context(), "api.test", ""), ok)
+			_, err := send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
+				if i%3 == 0 {
+					return answer(r, 429) // a third refused: worth a pace
+				}
+				return answer(r, 200)
+			})
 			require.NoError(t, err)
 		}
 		r := get(t, t.Context(), "api.test", "")
@@ -132,10 +145,7 @@ func TestLimiterRefusingExcessPacesInsteadOfPausing(t *testing.T) {
 func TestQueueIsFIFO(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := New(Config{})
-		_, err := send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
-			return answer(r, 429, "Retry-After", "2")
-		})
-		require.NoError(t, err)
+		pause(t, a, func() *http.Request { return get(t, t.Context(), "api.test", "") }, 429, "Retry-After", "2")
 		var (
 			mu    sync.Mutex
 			order []int
@@ -217,25 +227,15 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
 
 // A call whose turn fits its deadline waits and goes; one whose turn, queue
 // position included, does not is refused at once.
 func TestDeadlinesJudgedWithTheQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := New(Config{})
-		_, err := send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
-			return answer(r, 429, "Retry-After", "1")
-		})
-		require.NoError(t, err)
-		// The pause ends within 1.1 s; the release pace is 10/s (nothing
-		// was ever admitted and callers ask little), so the k-th waiter
-		// goes about k·100 ms after it.
+		pause(t, a, func() *http.Request { return get(t, t.Context(), "api.test", "") }, 429, "Retry-After", "1")
+		// Ten calls queue behind the pause; the eleventh's turn is the
+		// pause's end plus ten turns of the release pace.
 		var wg sync.WaitGroup
 		for range 10 {
 			wg.Go(func() {
@@ -244,17 +244,26 @@ func TestDeadlinesJudgedWithTheQueue(t *testing.T) {
 			})
 		}
 		synctest.Wait()
-		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
-		defer cancel()
+		a.mu.Lock()
+		st := a.hosts["api.test"].creds[0]
+		end, _ := st.pause()
+		iv, _ := st.interval(time.Now())
+		queued := len(st.queue)
+		a.mu.Unlock()
+		require.Equal(t, 10, queued)
+		require.Positive(t, iv, "the release is paced")
+		turn := end.Add(10 * iv)
 		start := time.Now()
-		_, _, err = a.Take(get(t, ctx, "api.test", ""))
-		assert.ErrorIs(t, err, ErrHint, "eleventh in line: its turn is after 1.5 s")
-		assert.Zero(t, time.Since(start))
-		ctx2, cancel2 := context.WithTimeout(t.Context(), 5*time.Second)
+		ctx, cancel := context.WithDeadline(t.Context(), turn.Add(-iv/2))
+		defer cancel()
+		_, _, err := a.Take(get(t, ctx, "api.test", ""))
+		assert.ErrorIs(t, err, ErrHint, "eleventh in line: its turn is after its deadline")
+		assert.Zero(t, time.Since(start), "refused at once")
+		ctx2, cancel2 := context.WithDeadline(t.Context(), turn.Add(iv/2))
 		defer cancel2()
 		at, err := send(a, get(t, ctx2, "api.test", ""), ok)
 		require.NoError(t, err, "a deadline the queue fits")
-		assert.GreaterOrEqual(t, at.Sub(start), time.Second)
+		assert.False(t, at.Before(end), "not before the pause's end")
 		wg.Wait()
 	})
 }
@@ -264,10 +273,7 @@ func TestDeadlinesJudgedWithTheQueue(t *testing.T) {
 func TestTenantsAreSeparateButAHostPauseIsShared(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := New(Config{})
-		_, err := send(a, get(t, t.Context(), "api.test", "alice"), func(r *http.Request) *http.Response {
-			return answer(r, 429, "Retry-After", "30")
-		})
-		require.NoError(t, err)
+		pause(t, a, func() *http.Request { return get(t, t.Context(), "api.test", "alice") }, 429, "Retry-After", "30")
 		_, wait, err := a.Take(get(t, t.Context(), "api.test", "bob"))
 		require.NoError(t, err)
 		assert.Zero(t, wait, "bob is not slowed by alice's 429")
@@ -277,10 +283,7 @@ func TestTenantsAreSeparateButAHostPauseIsShared(t *testing.T) {
 	})
 	synctest.Test(t, func(t *testing.T) {
 		a := New(Config{})
-		_, err := send(a, get(t, t.Context(), "api.test", "alice"), func(r *http.Request) *http.Response {
-			return answer(r, 503, "Retry-After", "30")
-		})
-		require.NoError(t, err)
+		pause(t, a, func() *http.Request { return get(t, t.Context(), "api.test", "alice") }, 503, "Retry-After", "30")
 		_, wait, err := a.Take(get(t, t.Context(), "api.test", "bob"))
 		require.NoError(t, err)
 		assert.GreaterOrEqual(t, wait, 30*time.Second, "the host said it is unavailable")
@@ -294,10 +297,11 @@ func TestTenantsAreSeparateButAHostPauseIsShared(t *testing.T) {
 func TestKeyFunction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := New(Config{Key: func(r *http.Request) string { return r.Header.Get("X-Tenant") }})
-		r1 := get(t, t.Context(), "api.test", "one")
-		r1.Header.Set("X-Tenant", "t1")
-		_, err := send(a, r1, func(r *http.Request) *http.Response { return answer(r, 429, "Retry-After", "30") })
-		require.NoError(t, err)
+		pause(t, a, func() *http.Request {
+			r := get(t, t.Context(), "api.test", "one")
+			r.Header.Set("X-Tenant", "t1")
+			return r
+		}, 429, "Retry-After", "30")
 		r2 := get(t, t.Context(), "api.test", "two") // another credential, same tenant
 		r2.Header.Set("X-Tenant", "t1")
 		_, wait, err := a.Take(r2)

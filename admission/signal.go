@@ -81,6 +81,13 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 		if sig.hasHint && sig.hint > a.cfg.MaxWait {
 			break // over the cap: the call that got it gives up; nothing is paused
 		}
+		if granted.Before(st.created) {
+			// A turn given before the key had a state (the throttle that
+			// made it, and others already in flight): there is no history
+			// to judge it by, and one throttle is not a pattern. It delays
+			// only its own call.
+			break
+		}
 		_, admitted, _ := st.rates(now)
 		switch {
 		case sig.hasHint && admitted == 0:
@@ -94,8 +101,11 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 				st.pauseUntil, st.pauseLimit = end, LimitHint
 			}
 			st.release(end, now)
-		case !a.cfg.DisablePace:
-			// Others were admitted: a limiter refusing the excess.
+		case a.cfg.DisablePace:
+		case st.rate > 0 || st.throttledShare() >= paceShare:
+			// Others were admitted: a limiter refusing the excess, and
+			// enough of it to be worth a pace (a few refusals of bursts
+			// under the limit cost less than making every call wait).
 			st.cut(granted, now)
 		}
 	case responded:

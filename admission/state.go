@@ -14,9 +14,10 @@ const (
 	cubicBeta = 0.8
 	// cubicC is CUBIC's scaling constant, relative to Rmax: the curve
 	// R = Rmax·(1 + cubicC·(t − K)³) regains Rmax after K = ∛((1−β)/C) =
-	// 1.7 s whatever the rate (TCP's C = 0.4 is in segments, and in
-	// requests per second would take 8 s to regain 1,000/s).
-	cubicC = 0.04
+	// 2.7 s whatever the rate, and is 1 %, 8 % and 27 % over it one, two
+	// and three seconds later (TCP's C = 0.4 is in segments: in requests
+	// per second it takes 8 s to regain 1,000/s, and 0.8 s to regain 1/s).
+	cubicC = 0.01
 	// bucketLen is the span of one measuring bucket; rates are measured
 	// over the current bucket and the one before it.
 	bucketLen = 500 * time.Millisecond
@@ -28,6 +29,9 @@ const (
 	// releaseFloor is the release pace after a pause of a key that never
 	// had a response admitted, when its callers ask for less.
 	releaseFloor = 10.0
+	// paceShare is the least share of throttled attempts that sets a pace
+	// on a key that has none.
+	paceShare = 0.1
 	// cutRound is the least time between two cuts of the pace.
 	cutRound = 200 * time.Millisecond
 	// floorShare is the share of the admitted rate (good) a cut never goes
@@ -35,7 +39,7 @@ const (
 	floorShare = 0.5
 	// probeAfter: a pace with calls waiting that has met no throttle for
 	// this long probes (doubles every 200 ms) until the next throttle.
-	probeAfter = 2 * time.Second
+	probeAfter = 4 * time.Second
 	// probeStep is what each admitted response adds to a probing pace, in
 	// turns per second: the pace doubles every 1/probeStep seconds.
 	probeStep = 5.0
@@ -127,6 +131,16 @@ func (st *state) rates(now time.Time) (asked, admitted float64, throttled float6
 	}
 	span := max(now.Sub(start), minSpan).Seconds()
 	return a / span, ad / span, th
+}
+
+// throttledShare is the share of the last buckets' reported attempts that
+// were throttled.
+func (st *state) throttledShare() float64 {
+	n := st.cur.admitted + st.cur.throttled + st.prev.admitted + st.prev.throttled
+	if n == 0 {
+		return 0
+	}
+	return (st.cur.throttled + st.prev.throttled) / n
 }
 
 // pause returns the instant before which no turn goes, and why.
@@ -237,15 +251,19 @@ func (st *state) cut(granted, now time.Time) {
 	}
 	_, admitted, _ := st.rates(now)
 	var base float64
+	first := st.rate == 0
 	switch {
-	case st.rate > 0:
+	case !first:
 		base = st.rate // the pace that met the limit
 	case admitted > 0:
 		base = admitted // the first cut: what the server took
 	default:
 		base = st.sentRate(now)
 	}
-	st.probe = false
+	// The first pace is measured over the key's short history and may be
+	// far below what the server admits: it probes up until its next
+	// throttle, as TCP's slow start does. A later cut follows the curve.
+	st.probe = first
 	base = max(base, MinRate)
 	st.rmax = base
 	st.k = math.Cbrt((1 - cubicBeta) / cubicC)

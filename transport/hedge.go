@@ -187,6 +187,9 @@ func (t *Transport) sendAttempt(turn *admission.Turn, req, out *http.Request, re
 // (a hedge never waits for a turn: a host that makes turns wait is paused,
 // paced or has calls queued, and a hedge would take a turn they wait for).
 func (t *Transport) hedgeTurn(req *http.Request) (*admission.Turn, bool) {
+	if t.busy(req) {
+		return nil, false // throttled lately, paused, paced or queued
+	}
 	turn, wait, err := t.adm.Take(req)
 	if err != nil {
 		return nil, false

@@ -41,11 +41,12 @@ func TestHedgeRacerHintStopsHedges(t *testing.T) {
 		resp, err := rt.RoundTrip(reqTo(t, "/x"))
 		require.NoError(t, err)
 		assert.Equal(t, "from attempt 1", readAll(t, resp))
-		settle()
+		time.Sleep(time.Second) // every racer has ended
+		synctest.Wait()
 		assert.Len(t, stub.attempts(), 2, "no hedge after the racer's 429 asked for 5 s of quiet")
 
 		// The loser's hint was recorded at once, though its call won:
-		// the host's admission now paces it, and the next slow call is
+		// the host was throttled a second ago, and the next slow call is
 		// not hedged.
 		resp, err = rt.RoundTrip(reqTo(t, "/z"))
 		require.NoError(t, err)

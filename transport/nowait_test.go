@@ -59,22 +59,25 @@ func TestNoWait(t *testing.T) {
 }
 
 // With NoWait a hint holds no host: the next call goes out at once. Without
-// it, the same call waits for the hold.
+// it, the same call waits for the pause (two throttles with nothing
+// admitted: one is not a pattern).
 func TestNoWaitHoldsNoHost(t *testing.T) {
 	for _, noWait := range []bool{true, false} {
 		synctest.Test(t, func(t *testing.T) {
 			base := &stub{respond: func(n int, req *http.Request) (*http.Response, error) {
-				if n == 1 {
+				if n <= 2 {
 					return response(req, 429, "slow down", "Retry-After", "30"), nil
 				}
 				return response(req, 200, "ok"), nil
 			}}
 			rt := transport.New(base, transport.Config{NoWait: noWait, MaxAttempts: 1})
-			resp, err := rt.RoundTrip(get(t, t.Context()))
-			require.NoError(t, err)
-			readBody(t, resp)
+			for range 2 {
+				resp, err := rt.RoundTrip(get(t, t.Context()))
+				require.NoError(t, err)
+				readBody(t, resp)
+			}
 			start := time.Now()
-			resp, err = rt.RoundTrip(get(t, t.Context()))
+			resp, err := rt.RoundTrip(get(t, t.Context()))
 			require.NoError(t, err)
 			assert.Equal(t, "ok", readBody(t, resp))
 			if noWait {

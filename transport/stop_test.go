@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -176,8 +177,9 @@ func TestErrorZeroValueMatchesNoStop(t *testing.T) {
 func TestStopHeldRetryAfterAnErrorKeepsBoth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Call B's first attempt is refused at the dial; during its
-		// 100 ms backoff call A gets a 5 s hint, which holds the host past
-		// B's deadline: B ends with its own error and the hold.
+		// 100 ms backoff calls A get 5 s hints (the second, with nothing
+		// admitted since the first, pauses the host past B's deadline): B
+		// ends with its own error and the pause.
 		refused := refusedDial()
 		base := &stub{respond: func(_ int, req *http.Request) (*http.Response, error) {
 			if req.URL.Path == "/a" {
@@ -190,10 +192,17 @@ func TestStopHeldRetryAfterAnErrorKeepsBoth(t *testing.T) {
 		doneA := make(chan struct{})
 		time.AfterFunc(50*time.Millisecond, func() {
 			defer close(doneA)
-			req, _ := http.NewRequestWithContext(ctxA, http.MethodGet, "http://api.test/a", nil)
-			if resp, err := rt.RoundTrip(req); err == nil {
-				resp.Body.Close()
+			var wg sync.WaitGroup
+			for i := range 2 {
+				time.Sleep(time.Duration(i) * 10 * time.Millisecond)
+				wg.Go(func() {
+					req, _ := http.NewRequestWithContext(ctxA, http.MethodGet, "http://api.test/a", nil)
+					if resp, err := rt.RoundTrip(req); err == nil {
+						resp.Body.Close()
+					}
+				})
 			}
+			wg.Wait()
 		})
 		defer func() { cancelA(); <-doneA }()
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
