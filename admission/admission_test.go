@@ -227,7 +227,6 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-
 // A call whose turn fits its deadline waits and goes; one whose turn, queue
 // position included, does not is refused at once.
 func TestDeadlinesJudgedWithTheQueue(t *testing.T) {
