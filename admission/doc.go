@@ -37,36 +37,42 @@
 //
 // # Pause or pace
 //
-// A throttle with a hint pauses the key until the hint ends only when the
+// One throttle is not a pattern: the throttle that makes a key's state
+// (and any other answer to an attempt sent before the key had one) delays
+// only its own call; a burst under a limit meets the odd 429. A later
+// throttle with a hint pauses the key until the hint ends only when the
 // key's recent traffic (the last second) shows nothing admitted: the
 // server is refusing everything. When some requests were admitted, the
-// server is a limiter refusing the excess, and the throttle lowers the
-// key's rate instead; the call that received the hint still waits for it
-// (the retry loop does that), so no attempt ever goes before its own hint.
-// A throttle scoped to the host (a 5xx with a hint: "unavailable") pauses
-// every credential of the host; a 429 or a quota is scoped to the
-// credential (rate limits are almost always per API key), so one tenant's
-// 429 never slows another.
+// server is a limiter refusing the excess, and once a tenth of the key's
+// attempts are throttled the throttle lowers the key's pace instead; the
+// call that received the hint still waits for it (the retry loop does
+// that), so no attempt ever goes before its own hint. A throttle scoped to
+// the host (a 5xx with a hint: "unavailable") pauses every credential of
+// the host; a 429 or a quota is scoped to the credential (rate limits are
+// almost always per API key), so one tenant's 429 never slows another. A
+// pause ends early at the first admitted response.
 //
-// The learned rate follows the CUBIC window curve (RFC 9438), as the AWS
-// SDKs' adaptive retry mode does: on a throttle at t₀ the rate falls to
-// β·Rmax (β = 0.8, Rmax the rate in force, or the admitted rate measured
-// when the key was not limited yet), then climbs R = Rmax·(1 + C·(t − t₀ −
-// K)³) (C = 0.04, K = ∛((1−β)/C) = 1.7 s at any rate), never below half
-// the rate the key was admitted at, and capped at 1.5 times the rate
-// callers ask for (retries and queued calls included). One cut per round:
-// a throttle of a turn given before the last cut, or within 200 ms after
-// it, does not cut again. A pace with calls waiting that meets no throttle
-// for 2 s probes: it doubles every 200 ms until the next throttle, so a
-// lifted limit is found quickly. A key that is not throttled for 10 s while
-// its rate is 1.5 times what callers ask goes back to no limit. An announced quota sets the
-// rate to what is left over the time left (never more than the learned
-// rate), with a tenth of it allowed at once; a quota of zero pauses the
-// key until its reset.
+// The first pace is what the server admitted over the key's short history,
+// and probes up (doubling every 200 ms) until the next throttle, as TCP's
+// slow start does. After that the pace follows the CUBIC window curve (RFC
+// 9438), as the AWS SDKs' adaptive retry mode does, relative to the rate:
+// on a throttle at t₀ the pace falls to β·Rmax (β = 0.8, Rmax the pace in
+// force), then climbs R = Rmax·(1 + C·(t − t₀ − K)³) (C = 0.01,
+// K = ∛((1−β)/C) = 2.7 s at any rate), never below half the rate the key
+// was admitted at, and capped at 1.5 times the rate callers ask for
+// (retries and queued calls included). One cut per round: a throttle of a
+// turn given before the last cut, or within 200 ms after it, does not cut
+// again. A pace with calls waiting that meets no throttle for 4 s probes
+// again (the limit may be gone). A key that is not throttled for 10 s
+// while its pace is 1.5 times what callers ask goes back to no limit. An
+// announced quota sets the pace to what is left over the time left (never
+// more than the learned pace), with a tenth of it allowed at once, its
+// reset taken as the earliest seen in its window (servers round it up to
+// whole seconds); a quota of zero pauses the key until its reset.
 //
 // After a pause the queue is released at the rate the key was admitting
-// before it (or twice the rate callers ask, when it never admitted
-// anything), never all at once.
+// before it (or twice the rate callers ask, at least 10/s, when it never
+// admitted anything), never all at once.
 //
 // # Deadlines and refusals
 //
