@@ -30,11 +30,11 @@ import (
 
 // rateLimitGoodput: a rebound chain gets most of a live rate limiter's
 // capacity (issue 19). Its bounds are the loose ones of checkGoodput, and
-// no wait under the limit (TestRateLimitOpenLoop). Not landed: against the
-// limiters without a burst (nginx burst 0, the leaky bucket) the default
-// chain got 17-64 % of the limit in the runs of docs/backpressure-results.md,
-// below the loose 60 %; the failures are logged as known until admission
-// gets there (REBOUND_FAULTS_STRICT=1 fails on them).
+// no wait under the limit (TestRateLimitOpenLoop). Not landed: in the
+// runs of docs/backpressure-results.md the default chain fell below the
+// loose 60 % in some runs of nginx's burst 0 (49 %), the leaky bucket
+// (33 %) and nginx's own 429 (55 %); the failures are logged as known
+// until admission holds them (REBOUND_FAULTS_STRICT=1 fails on them).
 var rateLimitGoodput = fix{"issue 19: a live rate limiter's capacity used", false}
 
 // The limit every scenario's limiter enforces, per client.
