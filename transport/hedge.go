@@ -145,7 +145,7 @@ type racer struct {
 	req    *http.Request // with the racer's own context
 	n      int           // attempt number
 	cancel context.CancelCauseFunc
-	turn   *admission.Turn // its turn at the host's admission, reported when its result comes
+	turn   admission.Turn // its turn at the host's admission, reported when its result comes
 	sent   *hedgeSent      // a hedge's event, emitted once it is sent; nil for the race's first attempt
 	done   bool
 }
@@ -186,19 +186,19 @@ func (t *Transport) sendAttempt(turn *admission.Turn, req, out *http.Request, re
 // hedgeTurn takes a turn for a hedge of req: one given at once, or none
 // (a hedge never waits for a turn: a host that makes turns wait is paused,
 // paced or has calls queued, and a hedge would take a turn they wait for).
-func (t *Transport) hedgeTurn(req *http.Request) (*admission.Turn, bool) {
+func (t *Transport) hedgeTurn(req *http.Request) (admission.Turn, bool) {
 	if t.busy(req) {
-		return nil, false // throttled lately, paused, paced or queued
+		return admission.Turn{}, false // throttled lately, paused, paced or queued
 	}
 	turn, wait, err := t.adm.Take(req)
 	if err != nil {
-		return nil, false
+		return admission.Turn{}, false
 	}
 	if wait > 0 {
 		turn.Cancel()
-		return nil, false
+		return admission.Turn{}, false
 	}
-	return &turn, true
+	return turn, true
 }
 
 // race sends attempt n (out), on turn, and hedges it every delay while it,
@@ -211,7 +211,7 @@ func (t *Transport) race(turn *admission.Turn, req, out *http.Request, rec *reco
 	most := raceSize(n, maxAttempts, t.lat.hedge.MaxHedges)
 	results := make(chan raceResult, most-n+1)
 	racers := make([]racer, 0, most-n+1)
-	launch := func(r *http.Request, num int, tn *admission.Turn, sent *hedgeSent) {
+	launch := func(r *http.Request, num int, tn admission.Turn, sent *hedgeSent) {
 		ctx := r.Context()
 		if sent != nil {
 			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GetConn: func(string) { sent.emit() }})
@@ -219,14 +219,15 @@ func (t *Transport) race(turn *admission.Turn, req, out *http.Request, rec *reco
 		actx, cancel := context.WithCancelCause(ctx)
 		ar := r.WithContext(actx)
 		i := len(racers)
+		// racers never grows past its capacity: &racers[i] is stable.
 		racers = append(racers, racer{req: ar, n: num, cancel: cancel, turn: tn, sent: sent})
 		go func() {
 			resp, err := t.sendTracked(req, ar, h, num, maxAttempts, configured)
 			results <- raceResult{i: i, resp: resp, err: err}
 		}()
 	}
-	first := new(admission.Turn)
-	*first, *turn = *turn, admission.Turn{} // the race reports it; the loop's report is then a no-op
+	first := *turn
+	*turn = admission.Turn{} // the race reports it; the loop's report is then a no-op
 	raceStart := time.Now()
 	launch(out, n, first, nil)
 	timer := time.NewTimer(delay)
