@@ -403,3 +403,43 @@ type okStub struct{}
 func (okStub) RoundTrip(*http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("ok")), Header: http.Header{}}, nil
 }
+
+// The hedges counter counts a hedge only when it was sent: against a real
+// server's own count, with a retry budget that refuses most hedges.
+func TestHedgesCounterMatchesServer(t *testing.T) {
+	var hedges atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Attempt") != "1" {
+			hedges.Add(1)
+			return
+		}
+		select { // the first attempt is slow: it is hedged
+		case <-r.Context().Done():
+		case <-time.After(80 * time.Millisecond):
+		}
+	}))
+	defer srv.Close()
+	h := newHarness()
+	rt, err := reboundotel.New(nil, h.cfg, rebound.WithPolicy(rebound.Policy{
+		DisableBreaker: true,
+		Budget:         budget.Config{Ratio: budget.RatioConfig{Ratio: 0.1, MinPerSecond: -1}},
+		Retry:          transport.Config{AttemptHeader: "X-Attempt", Hedge: &transport.HedgeConfig{Delay: 20 * time.Millisecond}},
+	}))
+	require.NoError(t, err)
+	defer rt.CloseIdleConnections()
+	for range 20 {
+		_, err := get(t, rt, context.Background(), srv.URL)
+		require.NoError(t, err)
+	}
+	var counted int64
+	assert.Eventually(t, func() bool {
+		counted = 0
+		for _, v := range sums(t, h.metric(t, "rebound.client.hedges"), "server.address") {
+			counted += v
+		}
+		return counted == hedges.Load()
+	}, 5*time.Second, 10*time.Millisecond)
+	t.Logf("the server saw %d hedges, the counter says %d", hedges.Load(), counted)
+	assert.Positive(t, counted)
+	assert.Less(t, counted, int64(20), "the budget refused some hedges, and they are not counted")
+}

@@ -9,11 +9,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/budget"
 	"github.com/rebound-http/rebound/classify"
 	reboundprom "github.com/rebound-http/rebound/prometheus"
 	"github.com/rebound-http/rebound/transport"
@@ -276,4 +278,44 @@ func TestDurations(t *testing.T) {
 	}
 	assert.Equal(t, rebound.MaxStatsHosts+1, testutil.CollectAndCount(d), "one series per host, and one for the rest")
 	assert.Equal(t, 10.0, values(t, d)[`rebound_attempt_duration_seconds{host="(other)"}`])
+}
+
+// rebound_hedges_total and rebound_attempts_total count a hedge only when
+// it was sent: against a real server's own count, with a retry budget
+// that refuses most hedges.
+func TestCollectorHedgesMatchServer(t *testing.T) {
+	var requests, hedges atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.Header.Get("X-Attempt") != "1" {
+			hedges.Add(1)
+			return
+		}
+		select { // the first attempt is slow: it is hedged
+		case <-r.Context().Done():
+		case <-time.After(80 * time.Millisecond):
+		}
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	rt := rebound.NewTransport(nil, rebound.WithPolicy(rebound.Policy{
+		DisableBreaker: true,
+		Budget:         budget.Config{Ratio: budget.RatioConfig{Ratio: 0.1, MinPerSecond: -1}},
+		Retry:          transport.Config{AttemptHeader: "X-Attempt", Hedge: &transport.HedgeConfig{Delay: 20 * time.Millisecond}},
+	}))
+	defer rt.CloseIdleConnections()
+	for range 20 {
+		call(t, rt, http.MethodGet, srv.URL+"/")
+	}
+	c := reboundprom.NewCollector(rt)
+	var got map[string]float64
+	assert.Eventually(t, func() bool {
+		got = values(t, c)
+		return got[fmt.Sprintf(`rebound_hedges_total{host=%q}`, host)] == float64(hedges.Load()) &&
+			got[fmt.Sprintf(`rebound_attempts_total{host=%q}`, host)] == float64(requests.Load())
+	}, 5*time.Second, 10*time.Millisecond)
+	t.Logf("the server saw %d requests, %d hedges; the collector says %v attempts, %v hedges", requests.Load(), hedges.Load(),
+		got[fmt.Sprintf(`rebound_attempts_total{host=%q}`, host)], got[fmt.Sprintf(`rebound_hedges_total{host=%q}`, host)])
+	assert.Positive(t, hedges.Load())
+	assert.Less(t, hedges.Load(), int64(20), "the budget refused some hedges")
 }
