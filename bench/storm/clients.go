@@ -17,7 +17,8 @@ import (
 // Library is one way a client process calls the server: New builds, for
 // one process, the chain in front of the process's connection to the
 // server. Every process gets its own chain, so its own breaker, budget
-// and admission, as separate machines would.
+// and admission, as separate machines would. The zero value is not
+// usable (New is nil).
 type Library struct {
 	// Name is the short name used in tables and file names.
 	Name string

@@ -10,6 +10,7 @@ import (
 )
 
 // Grid is a set of cells: every library × load × fleet size × trigger.
+// The zero value has no cells.
 type Grid struct {
 	Libraries []Library
 	Rhos      []float64

@@ -7,7 +7,8 @@ import (
 // Window is the width of the windows over which recovery is judged.
 const Window = 500 * time.Millisecond
 
-// Result is what one cell measured.
+// Result is what one cell measured, made by Run. The zero value
+// describes no run.
 type Result struct {
 	Cell Cell
 	// Ran is the virtual time the cell ran.
