@@ -7,12 +7,15 @@ import (
 	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +26,7 @@ import (
 	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/percall"
 	"github.com/rebound-http/rebound/transport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,6 +56,15 @@ type matrixRow struct {
 	// what transport.Outcome says.
 	status int
 	stop   error
+	// answered: the response came back as it was, and transport.Outcome
+	// reports nothing (ok false).
+	answered bool
+
+	// why is the plain-words reason (transport.Why*) that the error's
+	// Why, or the message of the stop transport.Outcome reports, carries.
+	why string
+	// retryWhy is the Why of the call's retry events, as logged.
+	retryWhy string
 }
 
 // TestErrorMatrix provokes each way a call can end and checks what the
@@ -244,7 +257,24 @@ func TestErrorMatrix(t *testing.T) {
 			is:       []error{transport.ErrFinal, context.DeadlineExceeded},
 			timeout:  true,
 			attempts: 1,
-			msg:      `Get "URL": rebound: 1 attempt, final outcome (deadline exceeded): context deadline exceeded`,
+			why:      transport.WhyCallerDeadline,
+			msg:      `Get "URL": rebound: 1 attempt, the caller's deadline; set Retry.AttemptTimeout to retry hung attempts (deadline exceeded): context deadline exceeded`,
+		},
+		{
+			name: "caller's deadline during an attempt, with an attempt timeout",
+			call: func(t *testing.T) (*http.Response, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), d)
+				t.Cleanup(cancel)
+				retry := noWait
+				retry.AttemptTimeout = time.Minute
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, matrixHungServer(t), nil)
+				return matrixClient(t, rebound.Policy{Retry: retry}).Do(req)
+			},
+			is:       []error{transport.ErrFinal, context.DeadlineExceeded},
+			timeout:  true,
+			attempts: 1,
+			why:      transport.WhyCallerDeadlineCut,
+			msg:      `Get "URL": rebound: 1 attempt, the caller's deadline (deadline exceeded): context deadline exceeded`,
 		},
 		{
 			name: "http.Client.Timeout",
@@ -256,7 +286,8 @@ func TestErrorMatrix(t *testing.T) {
 			is:        []error{context.DeadlineExceeded},
 			timeout:   true,
 			attempts:  1,
-			msg:       `Get "URL": rebound: 1 attempt, final outcome (deadline exceeded): context deadline exceeded`,
+			why:       transport.WhyCallerDeadline,
+			msg:       `Get "URL": rebound: 1 attempt, the caller's deadline; set Retry.AttemptTimeout to retry hung attempts (deadline exceeded): context deadline exceeded`,
 			flattened: true,
 		},
 		{
@@ -285,18 +316,110 @@ func TestErrorMatrix(t *testing.T) {
 			attempts: 2,
 			msg:      `Get "URL": rebound: 2 attempts, attempts exhausted (timeout): classify: attempt timed out`,
 		},
+		{
+			name: "POST 503 toward a host not keys_honored",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusServiceUnavailable, "")
+				return matrixClient(t, rebound.Policy{Retry: noWait}).Post(url, "text/plain", strings.NewReader("charge"))
+			},
+			status: http.StatusServiceUnavailable, attempts: 1, stop: transport.ErrFinal,
+			why: transport.WhyNotRepeatedKey,
+		},
+		{
+			name: "POST 503 with the caller's key toward a host not keys_honored",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusServiceUnavailable, "")
+				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("charge"))
+				req.Header.Set("Idempotency-Key", "caller-key-1")
+				return matrixClient(t, rebound.Policy{Retry: noWait}).Do(req)
+			},
+			status: http.StatusServiceUnavailable, attempts: 1, stop: transport.ErrFinal,
+			why: transport.WhyNotRepeatedKey,
+		},
+		{
+			name: "POST 503 without keys",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusServiceUnavailable, "")
+				return matrixClient(t, rebound.Policy{Retry: noWait, DisableIdempotencyKeys: true}).Post(url, "text/plain", strings.NewReader("charge"))
+			},
+			status: http.StatusServiceUnavailable, attempts: 1, stop: transport.ErrFinal,
+			why: transport.WhyNotRepeated,
+		},
+		{
+			name: "POST 503 with the caller's key toward a keys_honored host",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusServiceUnavailable, "")
+				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("charge"))
+				req.Header.Set("Idempotency-Key", "caller-key-2")
+				return matrixClient(t, rebound.Policy{Retry: noWait, KeysHonored: true}).Do(req)
+			},
+			status: http.StatusServiceUnavailable, attempts: 4, stop: transport.ErrAttemptsExhausted,
+			retryWhy: transport.WhyCallerKey,
+		},
+		{
+			name: "GET 404",
+			call: func(t *testing.T) (*http.Response, error) {
+				return matrixClient(t, rebound.Policy{Retry: noWait}).Get(matrixStatusServer(t, http.StatusNotFound, ""))
+			},
+			status: http.StatusNotFound, answered: true,
+		},
+		{
+			name: "GET 501",
+			call: func(t *testing.T) (*http.Response, error) {
+				return matrixClient(t, rebound.Policy{Retry: noWait}).Get(matrixStatusServer(t, http.StatusNotImplemented, ""))
+			},
+			status: http.StatusNotImplemented, answered: true,
+		},
+		{
+			name: "POST 404",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusNotFound, "")
+				return matrixClient(t, rebound.Policy{Retry: noWait}).Post(url, "text/plain", strings.NewReader("charge"))
+			},
+			status: http.StatusNotFound, answered: true,
+		},
+		{
+			name: "POST on a dropped connection",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixDropServer(t)
+				return matrixClient(t, rebound.Policy{Retry: noWait}).Post(url, "text/plain", strings.NewReader("charge"))
+			},
+			is:       []error{transport.ErrFinal, io.EOF},
+			isNot:    []error{classify.ErrNotSent, transport.ErrAttemptsExhausted},
+			attempts: 1,
+			why:      transport.WhyNotRepeatedKey,
+			msg:      `Post "URL": rebound: 1 attempt, not repeated: a non-idempotent request to a host not declared keys_honored (see Policy.KeysHonored) (unexpected eof): EOF`,
+		},
+		{
+			name: "503 with one attempt allowed",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusServiceUnavailable, "")
+				req, _ := http.NewRequestWithContext(percall.NoRetry(context.Background()), http.MethodGet, url, nil)
+				return matrixClient(t, rebound.Policy{Retry: noWait}).Do(req)
+			},
+			status: http.StatusServiceUnavailable, attempts: 1, stop: transport.ErrAttemptsExhausted,
+			why: transport.WhyOneAttempt,
+		},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			resp, err := row.call(t)
+			defer matrixAgree(t, resp, err, row.retryWhy)
 			if row.status != 0 {
 				require.NoError(t, err)
 				defer resp.Body.Close()
 				assert.Equal(t, row.status, resp.StatusCode)
 				attempts, stop, ok := transport.Outcome(resp)
+				if row.answered {
+					assert.False(t, ok, "transport.Outcome: handed back as it came")
+					return
+				}
 				require.True(t, ok, "transport.Outcome knows why the loop stopped")
 				assert.Equal(t, row.attempts, attempts, "attempts")
 				assert.ErrorIs(t, stop, row.stop)
+				if row.why != "" {
+					assert.Equal(t, "transport: "+row.why, stop.Error())
+				}
 				return
 			}
 			require.Error(t, err)
@@ -317,6 +440,7 @@ func TestErrorMatrix(t *testing.T) {
 			var te *transport.Error
 			if errors.As(err, &te) {
 				assert.Equal(t, row.attempts, te.Attempts, "attempts sent")
+				assert.Equal(t, row.why, te.Why, "Error.Why")
 			} else {
 				assert.True(t, row.flattened, "errors.As reaches the *transport.Error")
 			}
@@ -382,7 +506,131 @@ func matrixClient(t *testing.T, p rebound.Policy, base ...func(*http.Transport))
 		f(b)
 	}
 	t.Cleanup(b.CloseIdleConnections)
-	return &http.Client{Transport: rebound.NewTransport(b, rebound.WithPolicy(p))}
+	log := &matrixLog{}
+	matrixLogs.Store(t, log)
+	t.Cleanup(func() { matrixLogs.Delete(t) })
+	return &http.Client{Transport: rebound.NewTransport(b, rebound.WithPolicy(p),
+		rebound.WithObserver(rebound.LogObserver(slog.New(log))))}
+}
+
+// matrixLogs holds the log of each test's matrixClient.
+var matrixLogs sync.Map // *testing.T -> *matrixLog
+
+// matrixLog is a slog.Handler that keeps every record, at every level.
+type matrixLog struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *matrixLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *matrixLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *matrixLog) WithGroup(string) slog.Handler            { return h }
+func (h *matrixLog) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.records = append(h.records, r.Clone())
+	h.mu.Unlock()
+	return nil
+}
+
+// lines returns the records logged so far, each as its message and its
+// attributes' values as text.
+func (h *matrixLog) lines() []matrixLine {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]matrixLine, 0, len(h.records))
+	for _, r := range h.records {
+		l := matrixLine{msg: r.Message, attrs: map[string]string{}}
+		r.Attrs(func(a slog.Attr) bool {
+			l.attrs[a.Key] = a.Value.String()
+			return true
+		})
+		out = append(out, l)
+	}
+	return out
+}
+
+type matrixLine struct {
+	msg   string
+	attrs map[string]string
+}
+
+// matrixAgree checks that the log of the test's last call says what the
+// call's error, or transport.Outcome of its response, says: a call given
+// up is logged "give up" (or, refused before anything was sent, "refused")
+// with the same attempts, stop and why; a response handed back as it came
+// is not logged as a give-up; the retries carry retryWhy.
+func matrixAgree(t *testing.T, resp *http.Response, err error, retryWhy string) {
+	t.Helper()
+	v, ok := matrixLogs.Load(t)
+	require.True(t, ok, "the row used matrixClient")
+	lines := v.(*matrixLog).lines()
+	// The row's own call is the last: find its ending line.
+	var end *matrixLine
+	for i := len(lines) - 1; i >= 0; i-- {
+		switch lines[i].msg {
+		case "rebound: give up", "rebound: refused", "rebound: final response, not retried":
+			end = &lines[i]
+		}
+		if end != nil {
+			break
+		}
+	}
+	if retryWhy != "" {
+		var n int
+		for _, l := range lines {
+			if l.msg == "rebound: retry" {
+				n++
+				assert.Equal(t, retryWhy, l.attrs["why"], "the retry line says what licensed it")
+			}
+		}
+		assert.Positive(t, n, "retries were logged")
+	}
+	var (
+		attempts  int
+		stop, why string
+	)
+	if err != nil {
+		te, ok := errors.AsType[*transport.Error](err)
+		if !ok {
+			return // flattened by http.Client.Timeout: nothing to compare
+		}
+		attempts, stop, why = te.Attempts, te.Stop, te.Why
+	} else {
+		n, s, ok := transport.Outcome(resp)
+		if !ok || s == nil {
+			if end != nil {
+				assert.NotEqual(t, "rebound: give up", end.msg, "Outcome says nothing was given up; so must the log")
+			}
+			return
+		}
+		attempts, stop = n, matrixStopLabel(s)
+		if w := strings.TrimPrefix(s.Error(), "transport: "); !strings.HasPrefix(w, stop) {
+			why = w
+		}
+	}
+	require.NotNil(t, end, "the give-up is logged")
+	if attempts == 0 {
+		assert.Equal(t, "rebound: refused", end.msg)
+	} else {
+		assert.Equal(t, "rebound: give up", end.msg)
+		assert.Equal(t, strconv.Itoa(attempts), end.attrs["attempts"], "attempts")
+	}
+	assert.Equal(t, stop, end.attrs["stop"], "stop")
+	assert.Equal(t, why, end.attrs["why"], "why")
+}
+
+// matrixStopLabel returns the Stop constant whose sentinel stop matches.
+func matrixStopLabel(stop error) string {
+	for _, s := range []error{transport.ErrRefused, transport.ErrFinal, transport.ErrAttemptsExhausted, transport.ErrDeadline,
+		transport.ErrHintOverCap, transport.ErrBodyNotReplayable, transport.ErrResponseTooLarge, transport.ErrCanceledWhileWaiting} {
+		if errors.Is(stop, s) {
+			if s == transport.ErrRefused && errors.Is(stop, transport.ErrHeld) {
+				return transport.StopHeld
+			}
+			return strings.TrimPrefix(s.Error(), "transport: ")
+		}
+	}
+	return ""
 }
 
 // matrixStatusServer answers every request with code and, when retryAfter is

@@ -22,13 +22,20 @@ import (
 //     the host, method and path (never the query string or userinfo), the
 //     attempt, the reason and the wait as a readable duration ("1.2s").
 //   - Give-ups are logged at Warn, except a final 4xx response (the server
-//     answered; nothing failed), which is logged at Debug.
+//     answered; nothing failed), which is logged at Debug, with the stop
+//     and, when the loop gives one, "why" in plain words (see
+//     transport.Error.Why): the words the error and transport.Outcome
+//     give. A first attempt's response the loop does not retry for any
+//     method (a 404, a 501) is not a give-up, as transport.Outcome says:
+//     it is logged at Debug as "final response, not retried". A retry
+//     licensed only by the request's idempotency key carries why too.
 //   - Refusals (an open circuit, a host held by the server's wait hint, the
 //     retry budget) are aggregated per host: the first refusal of a quiet
 //     host is logged at once, then at most one line per host per second
 //     says how many calls were refused in that second ("refused 1243 calls
 //     in the last 1s", with a count per gate). A storm of refused calls
-//     writes about one line a second, not one per call.
+//     writes about one line a second, not one per call. A refused retry,
+//     after attempts were sent, reads "give up", with the attempts sent.
 //   - Every circuit state change is one line: Warn when it opens, Info
 //     otherwise.
 //
@@ -53,24 +60,36 @@ func LogObserver(l *slog.Logger) Observer {
 						slog.String("delay", e.Delay.String()))...)
 					return
 				}
-				l.LogAttrs(ctx, slog.LevelInfo, "rebound: retry", append(requestAttrs(e.Request),
+				attrs := append(requestAttrs(e.Request),
 					slog.Int("attempt", e.Attempt), slog.String("reason", e.Reason),
-					slog.String("delay", e.Delay.String()), slog.Bool("server_hint", e.FromServer))...)
+					slog.String("delay", e.Delay.String()), slog.Bool("server_hint", e.FromServer))
+				if e.Why != "" {
+					attrs = append(attrs, slog.String("why", e.Why))
+				}
+				l.LogAttrs(ctx, slog.LevelInfo, "rebound: retry", attrs...)
 			case transport.EventGiveUp:
 				if gate := refusedBy(e); gate != "" {
 					agg.refused(ctx, eventHost(e.Request), gate, e)
 					return
 				}
-				level := slog.LevelWarn
-				if e.Err == nil && e.StatusCode >= 400 && e.StatusCode < 500 && e.Stop == transport.StopFinal {
+				level, msg := slog.LevelWarn, "rebound: give up"
+				switch {
+				case answered(e):
+					// Handed back as it came: transport.Outcome
+					// reports nothing given up, and so does the log.
+					level, msg = slog.LevelDebug, "rebound: final response, not retried"
+				case e.Err == nil && e.StatusCode >= 400 && e.StatusCode < 500 && e.Stop == transport.StopFinal:
 					level = slog.LevelDebug
 				}
 				attrs := append(requestAttrs(e.Request), slog.Int("attempts", e.Attempt),
 					slog.String("reason", e.Reason), slog.String("stop", e.Stop))
+				if e.Why != "" {
+					attrs = append(attrs, slog.String("why", e.Why))
+				}
 				if e.Err != nil {
 					attrs = append(attrs, slog.String("error", e.Err.Error()))
 				}
-				l.LogAttrs(ctx, level, "rebound: give up", attrs...)
+				l.LogAttrs(ctx, level, msg, attrs...)
 			}
 		},
 		Breaker: func(c breaker.StateChange) {
@@ -87,6 +106,13 @@ func LogObserver(l *slog.Logger) Observer {
 		// Budget refusals reach the log through the loop's give-up event
 		// of the refused call (refusedBy), counted once per call.
 	}
+}
+
+// answered reports whether e ends a call whose first attempt's response
+// was handed back as it came, a status the loop does not retry for any
+// method (404, 501): nothing was given up.
+func answered(e transport.Event) bool {
+	return e.Err == nil && e.StatusCode != 0 && e.Attempt <= 1 && e.Stop == transport.StopFinal && e.Why == ""
 }
 
 // requestAttrs describes req without its query string or userinfo.
@@ -170,10 +196,17 @@ func (a *refusalLog) refused(ctx context.Context, host, gate string, e transport
 	time.AfterFunc(a.every, func() { a.flush(host) })
 
 	attrs := append(requestAttrs(e.Request), slog.String("gate", gate), slog.String("stop", e.Stop))
+	msg := "rebound: refused"
+	if e.Attempt > 0 {
+		// Attempts were sent and the retry was refused: the call gives
+		// up on the last attempt's outcome, as transport.Outcome says.
+		msg = "rebound: give up"
+		attrs = append(attrs, slog.Int("attempts", e.Attempt), slog.String("reason", e.Reason))
+	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))
 	}
-	a.l.LogAttrs(ctx, slog.LevelWarn, "rebound: refused", attrs...)
+	a.l.LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
 }
 
 // flush ends host's window: it logs the refusals counted in it and opens

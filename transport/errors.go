@@ -124,6 +124,11 @@ type Error struct {
 	// Stop says why the loop ended: one of the Stop constants, whose
 	// sentinel (ErrFinal, ErrAttemptsExhausted ...) the error matches.
 	Stop string
+	// Why says in plain words what ended the call and what setting
+	// changes it, when Stop alone does not (one of the Why constants:
+	// WhyNotRepeated, WhyCallerDeadline, WhyOneAttempt ...); empty
+	// otherwise. The message shows it in place of Stop.
+	Why string
 	// Err is the last attempt's error, or the refusal when no attempt was
 	// sent.
 	Err error
@@ -137,6 +142,8 @@ type Error struct {
 
 // Error returns a message such as
 // "rebound: 4 attempts, attempts exhausted (connection refused): dial tcp ...",
+// with Why in place of Stop when it is set
+// ("rebound: 1 attempt, not repeated: POST or PATCH ... (unexpected eof): EOF"),
 // or, when a gate refused a retry,
 // "rebound: 1 attempt, refused by gate: budget: retry budget exhausted; last attempt (connection refused): dial tcp ...".
 func (e *Error) Error() string {
@@ -145,7 +152,10 @@ func (e *Error) Error() string {
 		noun = "attempt"
 	}
 	msg := fmt.Sprintf("rebound: %d %s", e.Attempts, noun)
-	if e.Stop != "" {
+	switch {
+	case e.Why != "":
+		msg += ", " + e.Why
+	case e.Stop != "":
 		msg += ", " + e.Stop
 	}
 	if e.Refusal != nil && e.Attempts > 0 {

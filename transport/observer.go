@@ -76,7 +76,9 @@ type Event struct {
 	Kind EventKind
 	// Request is the caller's request (never modify it).
 	Request *http.Request
-	// Attempt is the number of the attempt the event is about, from 1.
+	// Attempt is the number of the attempt the event is about, from 1;
+	// for EventGiveUp, the number of attempts sent (0 when the first was
+	// refused or held), as Error.Attempts and Outcome say.
 	Attempt int
 	// Reason is the classification reason of the attempt's outcome
 	// (classify.Verdict.Reason); empty for EventAttempt.
@@ -93,6 +95,11 @@ type Event struct {
 	FromServer bool
 	// Stop says why the loop ended (EventGiveUp); one of the Stop constants.
 	Stop string
+	// Why says in plain words what ended the call and what setting
+	// changes it (EventGiveUp), when Stop alone does not, as Error.Why
+	// and Outcome do; for an EventRetry of a POST or PATCH, WhyCallerKey
+	// when only its idempotency key licenses the retry. Empty otherwise.
+	Why string
 	// Limit names what limited the host's admission: for EventHold what
 	// the attempt waits for, for an EventGiveUp with StopHeld what gave
 	// the call no turn before its deadline (the server's wait hint, its

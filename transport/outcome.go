@@ -25,7 +25,10 @@ import (
 //
 // ok is false when the loop handed back its first attempt's response as it
 // came (a success, or a status it does not retry, such as 404): one
-// attempt, nothing given up. Such responses, the healthy path, cost
+// attempt, nothing given up. A response that would have been retried but
+// for its method (a POST answered 503, with no idempotency key that
+// licenses a repeat) is reported with a stop that matches ErrFinal and
+// reads WhyNotRepeated or WhyNotRepeatedKey (see Error.Why). Such responses, the healthy path, cost
 // nothing; ok is also false for a response that did not come from a retry
 // loop. Outcome needs no Observer, and it works whatever wraps the body
 // (http.Client.Timeout, decompression, tracing middleware): the loop
@@ -86,13 +89,29 @@ func forget(key weak.Pointer[http.Response]) {
 }
 
 // stopOf returns the error Outcome reports for stop: its sentinel, or,
-// when refusal is set, the refusal, matching ErrRefused.
-func stopOf(stop string, refusal error) error {
+// when refusal is set, the refusal, matching ErrRefused, or, when why is
+// set, the sentinel saying why.
+func stopOf(stop, why string, refusal error) error {
 	if refusal != nil {
 		return &refusedStop{stop: stop, refusal: refusal}
 	}
+	if why != "" {
+		return &whyStop{sentinel: stopSentinel(stop), why: why}
+	}
 	return stopSentinel(stop)
 }
+
+// whyStop is the stop of a response the loop gave up on for a reason its
+// sentinel does not say (see Error.Why): it reads "transport: " + why and
+// matches the sentinel.
+type whyStop struct {
+	sentinel error
+	why      string
+}
+
+func (s *whyStop) Error() string { return "transport: " + s.why }
+
+func (s *whyStop) Unwrap() error { return s.sentinel }
 
 // refusedStop is the stop of a response returned because a gate or a
 // host hold refused the next attempt. It matches ErrRefused and what the

@@ -86,7 +86,7 @@ func TestClientTimeoutGivesOneReason(t *testing.T) {
 	for i := range 40 {
 		_, err := client.Get(srv.URL)
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "rebound: 1 attempt, final outcome (deadline exceeded): context deadline exceeded", "call %d", i)
+		assert.Contains(t, err.Error(), "rebound: 1 attempt, "+transport.WhyCallerDeadline+" (deadline exceeded): context deadline exceeded", "call %d", i)
 		assert.ErrorIs(t, err, context.DeadlineExceeded, "call %d", i)
 		assert.True(t, os.IsTimeout(err), "call %d", i)
 	}

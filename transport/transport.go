@@ -171,9 +171,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			// An inner gate refused this retry: the caller gets the
 			// previous attempt's real outcome.
 			if cfg.Observer != nil {
-				cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: n, Reason: classify.ReasonNotSent, Err: err, Stop: StopRefused})
+				cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: n - 1, Reason: classify.ReasonNotSent,
+					StatusCode: statusOf(prev.resp), Err: err, Stop: StopRefused})
 			}
-			return t.finish(prev, n-1, StopRefused, err)
+			return t.finish(prev, n-1, StopRefused, "", err)
 		}
 		turn.Done(resp, err)
 		cur := outcome{resp: resp, err: err}
@@ -191,7 +192,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				// A gate refused the first attempt: nothing was sent.
 				return t.giveUp(req, cur, n-1, StopRefused, err)
 			}
-			if cur.verdict.Outcome == classify.Final && (err != nil || cfg.Observer != nil) {
+			if cur.verdict.Outcome == classify.Final && (err != nil || cfg.Observer != nil || !classify.IdempotentMethod(req.Method)) {
 				return t.giveUp(req, cur, n, StopFinal, nil)
 			}
 			if n > 1 {
@@ -249,7 +250,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		prev = cur
 		if cfg.Observer != nil {
 			cfg.Observer.Observe(Event{Kind: EventRetry, Request: req, Attempt: n, Reason: cur.verdict.Reason,
-				StatusCode: statusOf(resp), Err: err, Delay: wait, FromServer: fromServer})
+				StatusCode: statusOf(resp), Err: err, Delay: wait, FromServer: fromServer, Why: retryWhy(req, cur)})
 		}
 		if err := sleep(ctx, wait); err != nil {
 			release(prev, cfg.MaxResponseBytes)
@@ -421,16 +422,20 @@ func setAttemptHeader(req *http.Request, name string, n int) {
 // the number of attempts sent; refusal, when not nil, is the gate's or the
 // hold's error that refused the next one.
 func (t *Transport) giveUp(req *http.Request, cur outcome, attempts int, stop string, refusal error) (*http.Response, error) {
+	var why string
+	if refusal == nil {
+		why = t.why(req, cur, attempts, stop)
+	}
 	if t.cfg.Observer != nil && (cur.err != nil || cur.verdict.Outcome != classify.Success) {
 		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: attempts, Reason: cur.verdict.Reason,
-			StatusCode: statusOf(cur.resp), Err: cur.err, Stop: stop, Limit: admission.LimitOf(refusal)})
+			StatusCode: statusOf(cur.resp), Err: cur.err, Stop: stop, Why: why, Limit: admission.LimitOf(refusal)})
 	}
-	return t.finish(cur, attempts, stop, refusal)
+	return t.finish(cur, attempts, stop, why, refusal)
 }
 
 // finish hands an outcome to the caller: the response, or the error wrapped
 // in an *Error.
-func (t *Transport) finish(o outcome, attempts int, stop string, refusal error) (*http.Response, error) {
+func (t *Transport) finish(o outcome, attempts int, stop, why string, refusal error) (*http.Response, error) {
 	if o.err != nil {
 		err := o.err
 		if o.verdict.Reason == classify.ReasonRequestBody && !errors.Is(err, classify.ErrRequestBody) {
@@ -443,12 +448,13 @@ func (t *Transport) finish(o outcome, attempts int, stop string, refusal error) 
 			// first (see classify.Classify): say so the same way.
 			err = &deadlineError{err}
 		}
-		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Err: err, Refusal: refusal}
+		return nil, &Error{Attempts: attempts, Reason: o.verdict.Reason, Stop: stop, Why: why, Err: err, Refusal: refusal}
 	}
-	if o.resp != nil && (attempts > 1 || stop != StopFinal) {
-		// Given up, or retried: say why (see Outcome). A first
-		// attempt's final status is handed back as it came, for free.
-		remember(o.resp, attempts, stopOf(stop, refusal))
+	if o.resp != nil && (attempts > 1 || stop != StopFinal || why != "") {
+		// Given up, or retried, or not repeated: say why (see Outcome).
+		// A first attempt's final status is otherwise handed back as
+		// it came, for free.
+		remember(o.resp, attempts, stopOf(stop, why, refusal))
 	}
 	return o.resp, nil
 }
