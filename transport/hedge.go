@@ -146,7 +146,7 @@ type racer struct {
 	n      int           // attempt number
 	cancel context.CancelCauseFunc
 	turn   admission.Turn // its turn at the host's admission, reported when its result comes
-	sent   *hedgeSent      // a hedge's event, emitted once it is sent; nil for the race's first attempt
+	sent   *hedgeSent     // a hedge's event, emitted once it is sent; nil for the race's first attempt
 	done   bool
 }
 

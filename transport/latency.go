@@ -50,9 +50,11 @@ const (
 	// slots).
 	latSlot = 5 * time.Second
 	// latStreak censored attempts in a row (cut, or ended by their
-	// caller's deadline, with no success between) suspend the learned
-	// timeout for one to two slots (see LearnedTimeoutConfig). A host
-	// stalling half its connections does that once in 65,536 attempts.
+	// caller's deadline, with no success between), over at least the
+	// learned timeout, suspend the learned timeout for one to two slots
+	// (see LearnedTimeoutConfig). A host stalling half its connections
+	// does that once in 65,536 attempts; a pause of the client (its
+	// attempts all cut at once, their retries answered) never does.
 	latStreak = 16
 
 	// maxLatencyHosts bounds the hosts one Transport tracks.
@@ -105,6 +107,7 @@ type hostLatency struct {
 	// most recent attempts were cut or ended by their caller's deadline.
 	// Kept per slot of latSlot, over the current and the previous slot.
 	streak   atomic.Int64 // censored attempts since the last success
+	since    atomic.Int64 // when the streak's first censored attempt ended (mono)
 	slotHint atomic.Int64 // the current slot's index, for a lock-free check
 	succHint atomic.Int64 // the current slot's longest success, for a lock-free check
 	slot     int64        // guarded by mu, as are the fields below
@@ -203,7 +206,9 @@ func (l *latencies) censored(h *hostLatency, d, now int64) {
 	if h == nil || l.timeout == nil || d < 0 {
 		return
 	}
-	h.streak.Add(1)
+	if h.streak.Add(1) == 1 {
+		h.since.Store(now)
+	}
 	l.evidence(h, d, true, now)
 	if now-h.born.Load() > int64(latWindowAge) {
 		l.rotate(h, now)
@@ -233,7 +238,7 @@ func (l *latencies) evidence(h *hostLatency, d int64, cut bool, now int64) {
 		changed = true
 	}
 	h.succHint.Store(h.succMax[0])
-	if cut && h.streak.Load() >= latStreak && !h.suspend[0] {
+	if cut && h.streak.Load() >= latStreak && now-h.since.Load() >= h.timeout.Load() && !h.suspend[0] {
 		h.suspend[0] = true
 		h.streak.Store(0)
 		changed = true

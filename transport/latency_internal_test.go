@@ -185,3 +185,32 @@ func BenchmarkHealthyPath(b *testing.B) {
 		})
 	}
 }
+
+// Censored attempts suspend the learned timeout only as a streak that
+// lasts at least the timeout: a pause of the client that cuts every
+// attempt in flight at once does not, the same attempts cut again one
+// timeout later (the host is slower for everyone) do, and an answer
+// between ends the streak.
+func TestCensoredStreak(t *testing.T) {
+	l := &latencies{timeout: LearnedTimeoutConfig{}.normalize()}
+	h := &hostLatency{}
+	now := int64(time.Hour)
+	for range 200 {
+		l.record(h, int64(time.Millisecond), now)
+	}
+	learned := h.timeout.Load()
+	check(t, learned == int64(DefaultLearnedMin), "learned %v", time.Duration(learned))
+	for range 20 {
+		l.censored(h, learned, now+learned)
+	}
+	check(t, h.timeout.Load() == learned, "20 cuts at one instant suspended the timeout: %v", time.Duration(h.timeout.Load()))
+	l.record(h, int64(time.Millisecond), now+learned+1)
+	for range 20 {
+		l.censored(h, learned, now+2*learned)
+	}
+	check(t, h.timeout.Load() == learned, "an answer ended the streak, and 20 cuts at one instant followed: %v", time.Duration(h.timeout.Load()))
+	for range 20 {
+		l.censored(h, learned, now+3*learned)
+	}
+	check(t, h.timeout.Load() == int64(DefaultLearnedMax), "40 cuts in a row over one timeout suspend it: %v", time.Duration(h.timeout.Load()))
+}

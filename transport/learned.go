@@ -58,8 +58,10 @@ const (
 //     histogram (a host stalling a share of its connections, the fault
 //     learned timeouts are for, would raise its own timeout with every
 //     cut); but 16 censored attempts in a row, with no answer between,
-//     mean the host is slower than the timeout for everyone, not stalling
-//     some connections: the learned timeout is suspended (Config.
+//     over at least the learned timeout (so a pause of the client, which
+//     cuts every attempt in flight at once, is not one), mean the host is
+//     slower than the timeout for everyone, not stalling some
+//     connections: the learned timeout is suspended (Config.
 //     AttemptTimeout alone applies) for 5 to 10 s, while the answers of
 //     the uncut attempts set the floor and fill the histogram. A host
 //     stalling half its connections makes such a streak once in 65,536
@@ -69,8 +71,8 @@ const (
 // default settings, deadlines 1.5 times the new latency): after a host
 // goes from 10 ms to 300 ms, or to 2 s, every call started 2 s after the
 // shift succeeds, and over the shift's first ten new latencies the host
-// sees 1.09 attempts per call (the calls in flight at the shift pay one
-// cut attempt each). Called one at a time, a host ten times slower than it
+// sees 1.09 (300 ms) and 1.19 (2 s) attempts per call (the calls in
+// flight at the shift pay one or two cut attempts each). Called one at a time, a host ten times slower than it
 // was is cut on one call (its first three attempts; its last, uncut,
 // answers and sets the floor), then not again
 // (TestLearnedTimeoutFollowsSlowerHost).
