@@ -83,6 +83,17 @@ func (t *Transport) wouldRepeat(req *http.Request, cur outcome) bool {
 	if classify.Idempotent(req) {
 		return false
 	}
+	if cur.err == nil {
+		// A status outside the retryable set is final for every
+		// method: no need to ask again (nor to allocate).
+		set := t.cfg.Classifier.Retryable
+		if set == nil {
+			set = &classify.DefaultRetryable
+		}
+		if cur.resp == nil || !set.Has(cur.resp.StatusCode) {
+			return false
+		}
+	}
 	probe := new(http.Request)
 	*probe = *req
 	probe.Method = http.MethodPut
