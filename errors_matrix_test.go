@@ -604,6 +604,14 @@ func matrixAgree(t *testing.T, resp *http.Response, err error, retryWhy string) 
 			return
 		}
 		attempts, stop = n, matrixStopLabel(s)
+		defer func() {
+			if end == nil {
+				return
+			}
+			if st, ok := end.attrs["status"]; ok {
+				assert.Equal(t, strconv.Itoa(resp.StatusCode), st, "the status logged is the one returned")
+			}
+		}()
 		if w := strings.TrimPrefix(s.Error(), "transport: "); !strings.HasPrefix(w, stop) {
 			why = w
 		}

@@ -202,6 +202,9 @@ func (a *refusalLog) refused(ctx context.Context, host, gate string, e transport
 		// up on the last attempt's outcome, as transport.Outcome says.
 		msg = "rebound: give up"
 		attrs = append(attrs, slog.Int("attempts", e.Attempt), slog.String("reason", e.Reason))
+		if e.StatusCode != 0 {
+			attrs = append(attrs, slog.Int("status", e.StatusCode)) // of the last attempt, returned
+		}
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))

@@ -83,7 +83,9 @@ type Event struct {
 	// Reason is the classification reason of the attempt's outcome
 	// (classify.Verdict.Reason); empty for EventAttempt.
 	Reason string
-	// StatusCode is the attempt's response status, or 0 after an error.
+	// StatusCode is the attempt's response status, or 0 after an error;
+	// for an EventGiveUp of a retry refused by a gate, the status of the
+	// last attempt sent, whose response the caller gets.
 	StatusCode int
 	// Err is the attempt's transport error, if any.
 	Err error
