@@ -150,10 +150,10 @@ func (t *Turn) Limit() Limit {
 //   - err != nil: refused, unsent, a *RefusedError: the wait would end
 //     after the deadline of req's context or exceed Config.MaxWait.
 func (a *Admission) Take(req *http.Request) (Turn, time.Duration, error) {
-	if a == nil || a.states.Load() == 0 {
-		return Turn{a: a, req: req}, 0, nil // inlined: one atomic load
+	if a != nil && a.states.Load() != 0 {
+		return a.takeSlow(req)
 	}
-	return a.takeSlow(req)
+	return Turn{a: a, req: req}, 0, nil // no state anywhere: one atomic load
 }
 
 // takeSlow is Take for an Admission that has states.
@@ -279,18 +279,26 @@ func (t *Turn) Cancel() {
 // no response came. An err matching classify.ErrNotSent (a gate below
 // refused the attempt) gives the turn back, as Cancel does.
 func (t *Turn) Done(resp *http.Response, err error) {
-	if t.ended || t.a == nil {
-		return
-	}
-	if t.tk == nil && resp != nil && t.a.states.Load() == 0 && !t.a.mayTell(resp) {
+	if t.tk == nil && resp != nil && resp.StatusCode < 400 && t.a.idle() && !t.a.quotaIn(resp.Header) {
 		t.ended = true
 		return // the fast path: nothing to learn, no clock read
 	}
 	t.done(resp, err)
 }
 
+// idle reports whether a has no state (a nil Admission has none).
+func (a *Admission) idle() bool { return a == nil || a.states.Load() == 0 }
+
+// quotaIn reports whether h may carry a quota a reads.
+func (a *Admission) quotaIn(h http.Header) bool {
+	return a != nil && !a.cfg.DisableQuota && hasQuota(h)
+}
+
 // done is Done past its fast path.
 func (t *Turn) done(resp *http.Response, err error) {
+	if t.ended || t.a == nil {
+		return
+	}
 	if resp == nil && err != nil && classify.NotSent(err) {
 		t.Cancel()
 		return
