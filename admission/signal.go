@@ -90,7 +90,7 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 		}
 		_, admitted, _ := st.rates(now)
 		switch {
-		case sig.hasHint && admitted == 0 && !st.admittedWithin(now):
+		case sig.hasHint && admitted == 0:
 			// Nothing admitted: the server asks for a pause.
 			end := now.Add(sig.hint + spread(sig.hint, a.cfg.Spread))
 			if sig.hostWide {
@@ -110,7 +110,6 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 		}
 	case responded:
 		st.cur.admitted++
-		st.lastA = now
 		st.unpause(now)
 		st.grow(now)
 	}

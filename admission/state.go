@@ -18,8 +18,6 @@ const (
 	// and three seconds later (TCP's C = 0.4 is in segments: in requests
 	// per second it takes 8 s to regain 1,000/s, and 0.8 s to regain 1/s).
 	cubicC = 0.01
-	// cubicTurns is the fewest turns over which the curve regains Rmax.
-	cubicTurns = 10.0
 	// bucketLen is the span of one measuring bucket; rates are measured
 	// over the current bucket and the one before it.
 	bucketLen = 500 * time.Millisecond
@@ -60,10 +58,8 @@ type state struct {
 	rate  float64   // learned pace, turns per second; 0: none
 	rmax  float64   // CUBIC: the rate at the last cut
 	k     float64   // CUBIC: seconds from the cut back to rmax
-	c     float64   // CUBIC: the curve's constant (cubicC, less below cubicTurns turns per K)
 	t0    time.Time // the last cut
 	lastT time.Time // the last throttle
-	lastA time.Time // the last admitted response
 	probe bool      // no throttle since the pace was set without evidence: grow fast
 
 	quotaEnd   time.Time // the announced quota's reset
@@ -253,8 +249,6 @@ func (st *state) cut(granted, now time.Time) {
 	if st.rate > 0 && granted.Before(st.t0.Add(cutRound)) {
 		return
 	}
-	oldIv, _ := st.interval(now)
-	defer st.reschedule(oldIv, now)
 	_, admitted, _ := st.rates(now)
 	var base float64
 	first := st.rate == 0
@@ -272,39 +266,13 @@ func (st *state) cut(granted, now time.Time) {
 	st.probe = first
 	base = max(base, MinRate)
 	st.rmax = base
-	st.k, st.c = math.Cbrt((1-cubicBeta)/cubicC), cubicC
-	if kmin := cubicTurns / base; st.k < kmin {
-		// At a turn or two a second the curve would regain Rmax within a
-		// few turns, and a cut would never take the pace below the rate
-		// that met the limit: stretch the climb over cubicTurns turns.
-		st.k, st.c = kmin, (1-cubicBeta)/(kmin*kmin*kmin)
-	}
+	st.k = math.Cbrt((1 - cubicBeta) / cubicC)
 	// Never below half of what the server has been taking: a limiter that
 	// refuses everything for a while (a spent fixed window) would
 	// otherwise cut the pace at every refusal down to MinRate, and CUBIC
 	// takes seconds to climb back.
 	st.rate = max(cubicBeta*base, floorShare*st.good, MinRate)
 	st.t0 = now
-}
-
-// reschedule moves the next turn, booked at the spacing oldIv, to the
-// spacing in force, so that the first turn after a cut goes at the new
-// pace, not at the one that met the limit.
-func (st *state) reschedule(oldIv time.Duration, now time.Time) {
-	iv, _ := st.interval(now)
-	if oldIv > 0 && st.next.After(now) {
-		st.next = st.next.Add(iv - oldIv)
-	}
-}
-
-// admittedWithin reports whether a response was admitted within the last
-// two turns of the pace in force: at a turn a second or less, the last
-// second's count says nothing of whether the server takes requests.
-func (st *state) admittedWithin(now time.Time) bool {
-	if st.rate <= 0 || st.lastA.IsZero() {
-		return false
-	}
-	return now.Sub(st.lastA) < time.Duration(2*float64(time.Second)/st.rate)
 }
 
 // sentRate is the rate of turns reported over the last buckets.
@@ -328,8 +296,7 @@ func (st *state) grow(now time.Time) {
 		return
 	}
 	asked, _, _ := st.rates(now)
-	quiet := max(probeAfter, time.Duration(cubicTurns/st.rate*float64(time.Second))) // and cubicTurns turns
-	if !st.probe && len(st.queue) > 0 && now.Sub(st.lastT) > quiet && now.Sub(st.t0) > quiet {
+	if !st.probe && len(st.queue) > 0 && now.Sub(st.lastT) > probeAfter && now.Sub(st.t0) > probeAfter {
 		// Calls wait and the server has refused nothing for a while: its
 		// limit may be gone. Probe for it fast rather than along the curve.
 		st.probe = true
@@ -339,13 +306,10 @@ func (st *state) grow(now time.Time) {
 		r = st.rate + probeStep
 	} else {
 		t := now.Sub(st.t0).Seconds() - st.k
-		r = st.rmax * (1 + st.c*t*t*t)
+		r = st.rmax * (1 + cubicC*t*t*t)
 	}
 	if asked > 0 {
-		// A backlog goes at most half again as fast as callers ask; the
-		// cap stops growth, it never cuts (asks fall while calls sleep
-		// their backoff, and the pace would be lost just as they return).
-		r = min(r, max(st.rate, 1.5*asked))
+		r = min(r, 1.5*asked) // a backlog goes at most half again as fast as callers ask
 	}
 	st.rate = max(r, MinRate)
 	if now.Sub(st.lastT) > paceIdle && now.Sub(st.t0) > paceIdle && st.rate >= 1.5*asked && len(st.queue) == 0 {
@@ -367,7 +331,7 @@ func (st *state) release(end, now time.Time) {
 	if st.rate > 0 && st.rate <= r {
 		return
 	}
-	st.rate, st.rmax, st.k, st.c, st.t0, st.probe = r, r, 0, cubicC, end, probe
+	st.rate, st.rmax, st.k, st.t0, st.probe = r, r, 0, end, probe
 }
 
 // unpause ends a pause early: a response was admitted, so the server is
