@@ -14,6 +14,10 @@ import (
 // ErrNilRequest is returned by Transport.RoundTrip for a nil request.
 var ErrNilRequest = errors.New("idempotency: nil request")
 
+// ErrNoNext is returned, without sending anything, by every request
+// through a Transport that was not made by NewTransport (the zero value).
+var ErrNoNext = errors.New("idempotency: Transport has nothing to send through: create it with idempotency.NewTransport")
+
 // Config configures the client link. The zero value adds an
 // Idempotency-Key holding a fresh UUIDv4 to every POST and PATCH that has
 // no key, without declaring that the server honours it (see KeysHonored);
@@ -101,7 +105,7 @@ type Config struct {
 // in Go's map layout). A key from Config.NewKey or WithKey adds its own.
 //
 // A Transport is safe for concurrent use. Create one with NewTransport; the
-// zero value is not usable.
+// zero value fails every request, unsent, with ErrNoNext.
 type Transport struct {
 	next      http.RoundTripper
 	methods   []string      // nil: POST and PATCH
@@ -180,6 +184,9 @@ func (t *Transport) CloseIdleConnections() {
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil {
 		return nil, ErrNilRequest
+	}
+	if t.next == nil {
+		return nil, ErrNoNext
 	}
 	return t.send(t.keyed(req))
 }

@@ -20,6 +20,10 @@ var ErrHeld = admission.ErrNotAdmitted
 // ErrNilRequest is returned for a nil request; nothing is sent.
 var ErrNilRequest = errors.New("transport: nil request")
 
+// ErrZeroTransport is the error, in an *Error, of every call through a
+// Transport that was not made by New (the zero value): nothing is sent.
+var ErrZeroTransport = errors.New("transport: Transport has nothing to send through: create it with transport.New")
+
 // ErrNoResponse is the cause reported when the next RoundTripper returned
 // neither a response nor an error, which the RoundTripper contract forbids.
 var ErrNoResponse = errors.New("transport: next RoundTripper returned neither response nor error")

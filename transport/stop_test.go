@@ -252,3 +252,16 @@ func TestOverflowingHintEndsTheLoop(t *testing.T) {
 		})
 	}
 }
+
+// The zero Transport fails every request with a clear error, unsent; it
+// never panics.
+func TestZeroTransportFailsClearly(t *testing.T) {
+	var rt transport.Transport
+	req, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
+	var resp *http.Response
+	var err error
+	require.NotPanics(t, func() { resp, err = rt.RoundTrip(req) })
+	assert.Nil(t, resp)
+	require.ErrorIs(t, err, transport.ErrZeroTransport)
+	assert.Contains(t, err.Error(), "create it with transport.New")
+}

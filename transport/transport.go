@@ -56,7 +56,8 @@ import (
 // carries nothing, so a call that succeeds at once costs no allocation.
 //
 // A Transport is safe for concurrent use. Create one with New; the zero
-// value is not usable.
+// value fails every request, unsent, with an *Error matching
+// ErrZeroTransport.
 type Transport struct {
 	next http.RoundTripper
 	cfg  Config
@@ -105,6 +106,9 @@ type outcome struct {
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil {
 		return nil, &Error{Attempts: 0, Reason: classify.ReasonInvalidRequest, Stop: StopFinal, Err: ErrNilRequest}
+	}
+	if t.next == nil {
+		return nil, &Error{Attempts: 0, Reason: classify.ReasonInvalidRequest, Stop: StopFinal, Err: ErrZeroTransport}
 	}
 	cfg := &t.cfg
 	ctx := req.Context()
