@@ -296,9 +296,12 @@ func (st *state) grow(now time.Time) {
 		return
 	}
 	asked, _, _ := st.rates(now)
-	if !st.probe && len(st.queue) > 0 && now.Sub(st.lastT) > probeAfter && now.Sub(st.t0) > probeAfter {
-		// Calls wait and the server has refused nothing for a while: its
-		// limit may be gone. Probe for it fast rather than along the curve.
+	if !st.probe && len(st.queue) > 0 && asked > 1.25*st.rate && now.Sub(st.lastT) > probeAfter && now.Sub(st.t0) > probeAfter {
+		// Calls arrive faster than the pace lets them go, and the server
+		// has refused nothing for a while: its limit may be gone. Probe
+		// for it fast rather than along the curve. (Closed-loop callers,
+		// who ask again only when served, ask at the pace: they never
+		// trigger it, and a bursty limiter is not overshot every 4 s.)
 		st.probe = true
 	}
 	var r float64
