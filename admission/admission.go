@@ -181,6 +181,38 @@ func (a *Admission) takeSlow(req *http.Request) (Turn, time.Duration, error) {
 	return a.take(st, req, now, deadline)
 }
 
+// TryTake gives a turn for an attempt of req only if it is free now: the
+// key is not paused, its pace has a turn now and nobody waits. It never
+// queues and does not count as an ask in the key's demand, so an optional
+// attempt (a hedge) that does not go leaves no trace. ok false means no
+// turn: the zero Turn.
+func (a *Admission) TryTake(req *http.Request) (turn Turn, ok bool) {
+	if a.idle() {
+		return Turn{a: a, req: req}, true
+	}
+	host := hostname.FromURL(req.URL)
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := a.hosts[host]
+	if h == nil {
+		return Turn{a: a, req: req}, true
+	}
+	st := h.creds[a.cred(req)]
+	if st == nil {
+		if now.Before(h.pauseUntil) {
+			return Turn{}, false
+		}
+		return Turn{a: a, req: req}, true
+	}
+	if at, _ := st.earliest(now); len(st.queue) > 0 || at.After(now) {
+		return Turn{}, false
+	}
+	st.used = now
+	iv := st.grant(now)
+	return Turn{a: a, req: req, tk: &ticket{st: st, granted: now, iv: iv}}, true
+}
+
 // take gives, queues or refuses a turn of st. Called with a.mu held.
 func (a *Admission) take(st *state, req *http.Request, now, deadline time.Time) (Turn, time.Duration, error) {
 	st.roll(now)

@@ -436,3 +436,32 @@ func TestTableIsBounded(t *testing.T) {
 		assert.Equal(t, 1, states)
 	})
 }
+
+// TryTake gives a turn only when one is free now: it never queues, and a
+// refused try leaves the key's demand and queue as they were.
+func TestTryTakeNeverQueues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := New(Config{})
+		turn, ok := a.TryTake(get(t, t.Context(), "api.test", ""))
+		require.True(t, ok, "no state: free")
+		turn.Done(answer(turn.req, 200), nil)
+		pause(t, a, func() *http.Request { return get(t, t.Context(), "api.test", "") }, 429, "Retry-After", "5")
+		a.mu.Lock()
+		st := a.hosts["api.test"].creds[0]
+		asked := st.cur.asked + st.prev.asked
+		a.mu.Unlock()
+		_, ok = a.TryTake(get(t, t.Context(), "api.test", ""))
+		assert.False(t, ok, "paused: no turn")
+		a.mu.Lock()
+		assert.Equal(t, asked, st.cur.asked+st.prev.asked, "a refused try is not an ask")
+		assert.Empty(t, st.queue)
+		a.mu.Unlock()
+		time.Sleep(6 * time.Second)
+		turn, ok = a.TryTake(get(t, t.Context(), "api.test", ""))
+		require.True(t, ok, "the pause is over")
+		turn.Done(answer(turn.req, 200), nil)
+		q, in, _ := a.idleForTest()
+		assert.Zero(t, q)
+		assert.Zero(t, in)
+	})
+}

@@ -190,15 +190,7 @@ func (t *Transport) hedgeTurn(req *http.Request) (admission.Turn, bool) {
 	if t.busy(req) {
 		return admission.Turn{}, false // throttled lately, paused, paced or queued
 	}
-	turn, wait, err := t.adm.Take(req)
-	if err != nil {
-		return admission.Turn{}, false
-	}
-	if wait > 0 {
-		turn.Cancel()
-		return admission.Turn{}, false
-	}
-	return turn, true
+	return t.adm.TryTake(req) // a hedge never waits for a turn
 }
 
 // race sends attempt n (out), on turn, and hedges it every delay while it,
