@@ -1,8 +1,11 @@
 package admission
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/rebound-http/rebound/internal/spread"
 
 	"github.com/rebound-http/rebound/classify"
 )
@@ -88,11 +91,11 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 			// only its own call.
 			break
 		}
-		_, admitted, _ := st.rates(now)
+		_, admitted := st.rates(now)
 		switch {
 		case sig.hasHint && admitted == 0:
 			// Nothing admitted: the server asks for a pause.
-			end := now.Add(sig.hint + spread(sig.hint, a.cfg.Spread))
+			end := now.Add(sig.hint + spread.Hint(sig.hint, a.cfg.Spread, rand.Float64()))
 			if sig.hostWide {
 				if end.After(st.host.pauseUntil) {
 					st.host.pauseUntil = end

@@ -2,7 +2,6 @@ package admission
 
 import (
 	"math"
-	"math/rand/v2"
 	"time"
 )
 
@@ -117,20 +116,19 @@ func (st *state) roll(now time.Time) {
 	st.cur = bucket{start: now}
 }
 
-// rates returns what the key asked, sent and had admitted per second over
-// the last one to two buckets.
-func (st *state) rates(now time.Time) (asked, admitted float64, throttled float64) {
+// rates returns what the key asked and had admitted per second over the
+// last one to two buckets.
+func (st *state) rates(now time.Time) (asked, admitted float64) {
 	st.roll(now)
 	start := st.cur.start
-	a, ad, th := st.cur.asked, st.cur.admitted, st.cur.throttled
+	a, ad := st.cur.asked, st.cur.admitted
 	if !st.prev.start.IsZero() {
 		start = st.prev.start
 		a += st.prev.asked
 		ad += st.prev.admitted
-		th += st.prev.throttled
 	}
 	span := max(now.Sub(start), minSpan).Seconds()
-	return a / span, ad / span, th
+	return a / span, ad / span
 }
 
 // throttledShare is the share of the last buckets' reported attempts that
@@ -249,7 +247,7 @@ func (st *state) cut(granted, now time.Time) {
 	if st.rate > 0 && granted.Before(st.t0.Add(cutRound)) {
 		return
 	}
-	_, admitted, _ := st.rates(now)
+	_, admitted := st.rates(now)
 	var base float64
 	first := st.rate == 0
 	switch {
@@ -295,7 +293,7 @@ func (st *state) grow(now time.Time) {
 	if st.rate == 0 {
 		return
 	}
-	asked, _, _ := st.rates(now)
+	asked, _ := st.rates(now)
 	if !st.probe && len(st.queue) > 0 && asked > 1.25*st.rate && now.Sub(st.lastT) > probeAfter && now.Sub(st.t0) > probeAfter {
 		// Calls arrive faster than the pace lets them go, and the server
 		// has refused nothing for a while: its limit may be gone. Probe
@@ -325,7 +323,7 @@ func (st *state) grow(now time.Time) {
 // (at least releaseFloor) when it never admitted anything; never all at
 // once.
 func (st *state) release(end, now time.Time) {
-	asked, _, _ := st.rates(now)
+	asked, _ := st.rates(now)
 	r, probe := st.good, false
 	if r <= 0 {
 		r, probe = max(2*asked, releaseFloor), true
@@ -371,10 +369,4 @@ func (st *state) setQuota(remaining int64, reset, maxWait time.Duration, now tim
 	st.quotaRate = avail / end.Sub(now).Seconds()
 	st.quotaBurst = max(1, math.Floor(avail/10))
 	st.quotaEnd = end
-}
-
-// spread returns a random spread for a pause of d: up to the larger of d/10
-// and base.
-func spread(d, base time.Duration) time.Duration {
-	return time.Duration(rand.Float64() * float64(max(d/10, base)))
 }

@@ -1,6 +1,10 @@
 package transport
 
-import "time"
+import (
+	"time"
+
+	"github.com/rebound-http/rebound/internal/spread"
+)
 
 // Backoff returns the full-jitter wait before retry n (n ≥ 1 counts the
 // failed attempts so far): r·min(max, base·2^(n-1)), where r in [0, 1) is a
@@ -40,7 +44,7 @@ func DecorrelatedBackoff(prev, base, max time.Duration, r float64) time.Duration
 // so that clients told the same value do not return in lockstep: r times
 // the larger of a tenth of the hint and base.
 func HintSpread(hint, base time.Duration, r float64) time.Duration {
-	return scale(max(hint/10, base), r)
+	return spread.Hint(hint, base, r)
 }
 
 // scale returns d·r for r clamped to [0, 1).
