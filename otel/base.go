@@ -66,7 +66,7 @@ func (b *base) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	host := hostname.FromURL(req.URL)
 	attrs := make([]attribute.KeyValue, 0, 10)
-	attrs = append(attrs, methodAttrs(req.Method)...)
+	attrs = append(attrs, b.in.methodAttrs(req.Method)...)
 	attrs = append(attrs, semconv.URLScheme(req.URL.Scheme))
 	metricAttrs := append(attrs[:len(attrs):len(attrs)], b.in.hosts.metricAttrs(host, req.URL.Scheme)...)
 	attrs = append(attrs, hostAttrs(host, req.URL.Scheme)...)
@@ -77,7 +77,10 @@ func (b *base) RoundTrip(req *http.Request) (*http.Response, error) {
 		attrs = append(attrs, semconv.HTTPRequestResendCount(a.N-1))
 	}
 	name := req.Method
-	if _, known := knownMethods[req.Method]; !known {
+	if name == "" {
+		name = http.MethodGet // as net/http sends it
+	}
+	if _, known := b.in.known[name]; !known {
 		name = "HTTP"
 	}
 	ctx, span := b.in.tracer.Start(req.Context(), name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
@@ -156,25 +159,28 @@ func (b *spanBody) end(err error) {
 	})
 }
 
-var knownMethods = map[string]attribute.KeyValue{
-	http.MethodConnect: semconv.HTTPRequestMethodConnect,
-	http.MethodDelete:  semconv.HTTPRequestMethodDelete,
-	http.MethodGet:     semconv.HTTPRequestMethodGet,
-	http.MethodHead:    semconv.HTTPRequestMethodHead,
-	http.MethodOptions: semconv.HTTPRequestMethodOptions,
-	http.MethodPatch:   semconv.HTTPRequestMethodPatch,
-	http.MethodPost:    semconv.HTTPRequestMethodPost,
-	http.MethodPut:     semconv.HTTPRequestMethodPut,
-	http.MethodTrace:   semconv.HTTPRequestMethodTrace,
+// defaultMethods are the methods the semantic conventions know by
+// default (see Config.KnownMethods).
+var defaultMethods = map[string]attribute.KeyValue{
+	http.MethodConnect:   semconv.HTTPRequestMethodConnect,
+	http.MethodDelete:    semconv.HTTPRequestMethodDelete,
+	http.MethodGet:       semconv.HTTPRequestMethodGet,
+	http.MethodHead:      semconv.HTTPRequestMethodHead,
+	http.MethodOptions:   semconv.HTTPRequestMethodOptions,
+	http.MethodPatch:     semconv.HTTPRequestMethodPatch,
+	http.MethodPost:      semconv.HTTPRequestMethodPost,
+	http.MethodPut:       semconv.HTTPRequestMethodPut,
+	classify.MethodQuery: semconv.HTTPRequestMethodQuery,
+	http.MethodTrace:     semconv.HTTPRequestMethodTrace,
 }
 
 // methodAttrs is http.request.method, "_OTHER" with
-// http.request.method_original for a method the conventions do not know.
-func methodAttrs(method string) []attribute.KeyValue {
+// http.request.method_original for a method not in Config.KnownMethods.
+func (in *Instrumentation) methodAttrs(method string) []attribute.KeyValue {
 	if method == "" {
 		method = http.MethodGet
 	}
-	if kv, ok := knownMethods[method]; ok {
+	if kv, ok := in.known[method]; ok {
 		return []attribute.KeyValue{kv}
 	}
 	return []attribute.KeyValue{semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method)}

@@ -44,6 +44,7 @@ import (
 	"github.com/rebound-http/rebound"
 	"github.com/rebound-http/rebound/internal/hostname"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -64,6 +65,18 @@ type Config struct {
 	// Propagator writes the trace context into each attempt's headers.
 	// Nil means the global one.
 	Propagator propagation.TextMapPropagator
+	// KnownMethods are the request methods reported as themselves in
+	// http.request.method and the span name; any other method is
+	// reported as "_OTHER", with http.request.method_original, and its
+	// span is named "HTTP", as the semantic conventions require (they
+	// bound the attribute's values). Nil means the conventions' default:
+	// the methods of RFC 9110 (GET, HEAD, POST, PUT, DELETE, CONNECT,
+	// OPTIONS, TRACE), PATCH (RFC 5789) and QUERY (RFC 10008). A non-nil
+	// list replaces the default entirely, as the conventions'
+	// OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS does (this package does
+	// not read that variable). Methods match exactly (upper case, as
+	// net/http sends them).
+	KnownMethods []string
 }
 
 // Instrumentation holds the tracer and the instruments that Base,
@@ -73,6 +86,7 @@ type Instrumentation struct {
 	tracer     trace.Tracer
 	meter      metric.Meter
 	propagator propagation.TextMapPropagator
+	known      map[string]attribute.KeyValue // http.request.method of each known method
 
 	duration  metric.Float64Histogram // http.client.request.duration
 	waits     metric.Float64Histogram // rebound.client.wait.duration
@@ -103,6 +117,13 @@ func NewInstrumentation(cfg Config) (*Instrumentation, error) {
 		tracer:     tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL)),
 		meter:      mp.Meter(ScopeName, metric.WithSchemaURL(semconv.SchemaURL)),
 		propagator: prop,
+		known:      defaultMethods,
+	}
+	if cfg.KnownMethods != nil {
+		in.known = make(map[string]attribute.KeyValue, len(cfg.KnownMethods))
+		for _, m := range cfg.KnownMethods {
+			in.known[m] = semconv.HTTPRequestMethodKey.String(m)
+		}
 	}
 	m := in.meter
 	var err error
