@@ -568,7 +568,7 @@ func matrixAgree(t *testing.T, resp *http.Response, err error, retryWhy string) 
 	var end *matrixLine
 	for i := len(lines) - 1; i >= 0; i-- {
 		switch lines[i].msg {
-		case "rebound: give up", "rebound: refused", "rebound: final response, not retried":
+		case "rebound: give up", "rebound: retry refused", "rebound: refused", "rebound: final response, not retried":
 			end = &lines[i]
 		}
 		if end != nil {
@@ -617,9 +617,13 @@ func matrixAgree(t *testing.T, resp *http.Response, err error, retryWhy string) 
 		}
 	}
 	require.NotNil(t, end, "the give-up is logged")
-	if attempts == 0 {
+	switch {
+	case attempts == 0:
 		assert.Equal(t, "rebound: refused", end.msg)
-	} else {
+	case stop == transport.StopRefused || stop == transport.StopHeld:
+		assert.Equal(t, "rebound: retry refused", end.msg, "the retry announced was not made")
+		assert.Equal(t, strconv.Itoa(attempts), end.attrs["attempts"], "attempts")
+	default:
 		assert.Equal(t, "rebound: give up", end.msg)
 		assert.Equal(t, strconv.Itoa(attempts), end.attrs["attempts"], "attempts")
 	}

@@ -34,8 +34,12 @@ import (
 //     host is logged at once, then at most one line per host per second
 //     says how many calls were refused in that second ("refused 1243 calls
 //     in the last 1s", with a count per gate). A storm of refused calls
-//     writes about one line a second, not one per call. A refused retry,
-//     after attempts were sent, reads "give up", with the attempts sent.
+//     writes about one line a second, not one per call.
+//   - A retry refused after attempts were sent (the budget, a circuit
+//     that opened meanwhile, no turn before the deadline) is logged at
+//     Warn as "rebound: retry refused", once per call, with the gate,
+//     the attempts sent and the status returned: the retry its "rebound:
+//     retry" line announced was not made.
 //   - Every circuit state change is one line: Warn when it opens, Info
 //     otherwise.
 //
@@ -69,6 +73,10 @@ func LogObserver(l *slog.Logger) Observer {
 				l.LogAttrs(ctx, slog.LevelInfo, "rebound: retry", attrs...)
 			case transport.EventGiveUp:
 				if gate := refusedBy(e); gate != "" {
+					if e.Attempt > 0 {
+						retryRefused(ctx, l, gate, e)
+						return
+					}
 					agg.refused(ctx, eventHost(e.Request), gate, e)
 					return
 				}
@@ -196,20 +204,29 @@ func (a *refusalLog) refused(ctx context.Context, host, gate string, e transport
 	time.AfterFunc(a.every, func() { a.flush(host) })
 
 	attrs := append(requestAttrs(e.Request), slog.String("gate", gate), slog.String("stop", e.Stop))
-	msg := "rebound: refused"
-	if e.Attempt > 0 {
-		// Attempts were sent and the retry was refused: the call gives
-		// up on the last attempt's outcome, as transport.Outcome says.
-		msg = "rebound: give up"
-		attrs = append(attrs, slog.Int("attempts", e.Attempt), slog.String("reason", e.Reason))
-		if e.StatusCode != 0 {
-			attrs = append(attrs, slog.Int("status", e.StatusCode)) // of the last attempt, returned
-		}
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("error", e.Err.Error()))
+	}
+	a.l.LogAttrs(ctx, slog.LevelWarn, "rebound: refused", attrs...)
+}
+
+// retryRefused logs the end of a call whose retry a gate refused (or
+// admission gave no turn before the deadline) after e.Attempt attempts
+// were sent: the retry its "rebound: retry" line announced was not made,
+// and the caller gets the last attempt's outcome, as transport.Outcome
+// says. One line per call, as a give-up is: the call already logged its
+// retry, so this at most doubles its lines, and a reader of that retry
+// line finds what became of it.
+func retryRefused(ctx context.Context, l *slog.Logger, gate string, e transport.Event) {
+	attrs := append(requestAttrs(e.Request), slog.String("gate", gate),
+		slog.Int("attempts", e.Attempt), slog.String("stop", e.Stop))
+	if e.StatusCode != 0 {
+		attrs = append(attrs, slog.Int("status", e.StatusCode)) // of the last attempt, returned
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))
 	}
-	a.l.LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
+	l.LogAttrs(ctx, slog.LevelWarn, "rebound: retry refused", attrs...)
 }
 
 // flush ends host's window: it logs the refusals counted in it and opens

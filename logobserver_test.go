@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rebound-http/rebound"
+	"github.com/rebound-http/rebound/budget"
 	"github.com/rebound-http/rebound/transport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -146,4 +147,49 @@ func TestLogObserverLevelsAndContext(t *testing.T) {
 	for _, v := range seen {
 		assert.Equal(t, "req-42", v, "every line carries the request's context")
 	}
+}
+
+// TestLogObserverRefusedRetry: a retry the budget refuses after the first
+// attempt was sent is logged as refused, call by call, not left as a
+// "retry" line that reads as if it was made (nor folded into the
+// per-second count of refused calls).
+func TestLogObserverRefusedRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var out syncBuffer
+		logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		base := &countingBase{status: http.StatusBadGateway, hits: map[string]int{}}
+		none := budget.Config{Ratio: budget.RatioConfig{Ratio: -1, MinPerSecond: -1}}
+		rt := rebound.NewTransport(base,
+			rebound.WithPolicy(rebound.Policy{Retry: transport.Config{NoWait: true}, Budget: none}),
+			rebound.WithObserver(rebound.LogObserver(logger)))
+		const calls = 3
+		for range calls {
+			req, _ := http.NewRequest(http.MethodGet, "http://flaky.test/x", nil)
+			resp, err := rt.RoundTrip(req)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusBadGateway, resp.StatusCode, "the caller gets the attempt sent")
+			resp.Body.Close()
+		}
+		require.Equal(t, calls, base.hits["flaky.test/x"], "no retry was sent")
+		time.Sleep(3 * time.Second) // any window of refusals closes
+
+		var retries, refused int
+		for line := range strings.SplitSeq(strings.TrimSpace(out.String()), "\n") {
+			switch {
+			case strings.Contains(line, `msg="rebound: retry"`):
+				retries++
+			case strings.Contains(line, `msg="rebound: retry refused"`):
+				refused++
+				assert.Contains(t, line, "level=WARN")
+				assert.Contains(t, line, "gate=budget")
+				assert.Contains(t, line, "attempts=1")
+				assert.Contains(t, line, "status=502")
+				assert.Contains(t, line, `error="budget: retry budget exhausted"`)
+			default:
+				t.Errorf("unexpected line: %s", line)
+			}
+		}
+		assert.Equal(t, calls, retries, "each call scheduled one retry")
+		assert.Equal(t, calls, refused, "and each was refused, in a line of its own")
+	})
 }
