@@ -357,6 +357,25 @@ func TestErrorMatrix(t *testing.T) {
 			retryWhy: transport.WhyCallerKey,
 		},
 		{
+			name: "POST 503 with a generated key toward a keys_honored host",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusServiceUnavailable, "")
+				return matrixClient(t, rebound.Policy{Retry: noWait, KeysHonored: true}).Post(url, "text/plain", strings.NewReader("charge"))
+			},
+			status: http.StatusServiceUnavailable, attempts: 4, stop: transport.ErrAttemptsExhausted,
+			retryWhy: transport.WhyGeneratedKey,
+		},
+		{
+			name: "POST 503 with the caller's key given with WithKey toward a keys_honored host",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusServiceUnavailable, "")
+				req, _ := http.NewRequestWithContext(percall.Key(t.Context(), "caller-key-3"), http.MethodPost, url, strings.NewReader("charge"))
+				return matrixClient(t, rebound.Policy{Retry: noWait, KeysHonored: true}).Do(req)
+			},
+			status: http.StatusServiceUnavailable, attempts: 4, stop: transport.ErrAttemptsExhausted,
+			retryWhy: transport.WhyCallerKey,
+		},
+		{
 			name: "GET 404",
 			call: func(t *testing.T) (*http.Response, error) {
 				return matrixClient(t, rebound.Policy{Retry: noWait}).Get(matrixStatusServer(t, http.StatusNotFound, ""))

@@ -28,7 +28,8 @@ import (
 //     give. A first attempt's response the loop does not retry for any
 //     method (a 404, a 501) is not a give-up, as transport.Outcome says:
 //     it is logged at Debug as "final response, not retried". A retry
-//     licensed only by the request's idempotency key carries why too.
+//     licensed only by the request's idempotency key carries why too,
+//     saying whether the caller set the key or rebound generated it.
 //   - Refusals (an open circuit, a host held by the server's wait hint, the
 //     retry budget) are aggregated per host: the first refusal of a quiet
 //     host is logged at once, then at most one line per host per second

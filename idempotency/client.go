@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/keymark"
 )
 
 // ErrNilRequest is returned by Transport.RoundTrip for a nil request.
@@ -95,14 +96,17 @@ type Config struct {
 // lower case), but the header map lookups of classify and of net/http's
 // replay rule do not see it, and the request is retried only as a keyless
 // one would be. Inner links that look for the key should use ResponseKey's
-// rule, not Header.Get.
+// rule, not Header.Get. A generated key is also marked in the context of
+// the request passed on, so that a retry it licenses is reported as
+// transport.WhyGeneratedKey, not transport.WhyCallerKey.
 //
 // The caller's request is never modified: a keyed request is a shallow copy
 // with a copy of the header map (the header values are shared, capped so
 // an append cannot write into the caller's arrays). On a POST with up to
 // seven headers a generated key costs three allocations: the request (with
-// the key's bytes and one-element value slice inside it) and the map (two,
-// in Go's map layout). A key from Config.NewKey or WithKey adds its own.
+// the key's bytes, its one-element value slice and its mark inside it) and
+// the map (two, in Go's map layout). A key from Config.NewKey or WithKey
+// adds its own.
 //
 // A Transport is safe for concurrent use. Create one with NewTransport; the
 // zero value fails every request, unsent, with ErrNoNext.
@@ -212,7 +216,7 @@ func (t *Transport) keyed(req *http.Request) *http.Request {
 		}
 		key = t.newKey()
 	}
-	out := withHeader(req, name, key)
+	out := withHeader(req, name, key, !ok)
 	if t.onKey != nil {
 		t.onKey(out, key)
 	}
@@ -268,36 +272,55 @@ func (t *Transport) hasKey(h http.Header) bool {
 	return ok
 }
 
-// keyedRequest is a request copy, its key's one-element value slice and,
-// for a key generated in place, the key's bytes, allocated together: one
-// allocation where the parts would take three.
+// keyedRequest is a request copy, its key's one-element value slice, for
+// a generated key the mark that says so (its context), and, for a key
+// generated in place, the key's bytes, allocated together: one allocation
+// where the parts would take four.
 type keyedRequest struct {
-	req http.Request
-	val [1]string
-	buf [uuidLen]byte
+	req  http.Request
+	val  [1]string
+	mark keymark.Ctx
+	buf  [uuidLen]byte
 }
 
 // withHeader returns a shallow copy of req whose header map is a copy of
-// req's with name set to value.
-func withHeader(req *http.Request, name, value string) *http.Request {
-	k := &keyedRequest{req: *req}
+// req's with name set to value. generated marks the key as the link's own
+// in the copy's context, so that the retry loop can say that a generated
+// key, not the caller, licensed a retry (keymark).
+func withHeader(req *http.Request, name, value string, generated bool) *http.Request {
+	k := new(keyedRequest)
+	k.copy(req, value, generated)
 	k.val[0] = value
 	k.req.Header = headerWith(req.Header, name, k.val[:])
 	return &k.req
 }
 
-// withNewKey is withHeader with a fresh UUIDv4 as the value, written into
+// withNewKey is withHeader of a generated key, a fresh UUIDv4 written into
 // the copy's own buffer so that the key costs no allocation of its own. It
 // returns the copy and the key.
 func withNewKey(req *http.Request, name string) (*http.Request, string) {
-	k := &keyedRequest{req: *req}
+	k := new(keyedRequest)
 	encodeUUID(&k.buf, newV4())
 	// The buffer is never written again, and the string keeps the whole
 	// keyedRequest reachable, so the string is as immutable as any other.
 	key := unsafe.String(&k.buf[0], len(k.buf))
+	k.copy(req, key, true)
 	k.val[0] = key
 	k.req.Header = headerWith(req.Header, name, k.val[:])
 	return &k.req, key
+}
+
+// copy makes k's request a shallow copy of req; generated puts the mark of
+// key in its context.
+func (k *keyedRequest) copy(req *http.Request, key string, generated bool) {
+	if !generated {
+		k.req = *req
+		return
+	}
+	k.mark = keymark.Ctx{Context: req.Context(), Key: key}
+	// WithContext is the only way to set a request's context; the copy
+	// it makes does not escape, so it costs no allocation.
+	k.req = *req.WithContext(&k.mark)
 }
 
 // headerWith returns a copy of h with name set to v. Value slices are

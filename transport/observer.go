@@ -99,8 +99,9 @@ type Event struct {
 	Stop string
 	// Why says in plain words what ended the call and what setting
 	// changes it (EventGiveUp), when Stop alone does not, as Error.Why
-	// and Outcome do; for an EventRetry of a POST or PATCH, WhyCallerKey
-	// when only its idempotency key licenses the retry. Empty otherwise.
+	// and Outcome do; for an EventRetry of a POST or PATCH that only its
+	// idempotency key licenses, whose key it was: WhyCallerKey or
+	// WhyGeneratedKey. Empty otherwise.
 	Why string
 	// Limit names what limited the host's admission: for EventHold what
 	// the attempt waits for, for an EventGiveUp with StopHeld what gave

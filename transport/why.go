@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/keymark"
 )
 
 // Why a call ended, in words a user can act on: the loop puts one of these
@@ -35,10 +36,15 @@ const (
 	// single attempt (Config.MaxAttempts 1, or NoRetry for the call).
 	WhyOneAttempt = "no retry: one attempt allowed (MaxAttempts 1 or NoRetry)"
 	// WhyCallerKey is the Why of an EventRetry of a POST or PATCH whose
-	// repeat is licensed by the idempotency key it carries (a key the
-	// caller set, or one rebound generated toward a host declared
-	// keys_honored).
-	WhyCallerKey = "licensed by the request's Idempotency-Key"
+	// repeat is licensed only by the idempotency key the caller set (in
+	// the header, or with idempotency.WithKey): the caller vouches that
+	// the server deduplicates by it.
+	WhyCallerKey = "licensed by the caller's Idempotency-Key"
+	// WhyGeneratedKey is the Why of an EventRetry of a POST or PATCH whose
+	// repeat is licensed only by the key the client link generated toward
+	// a host declared keys_honored (idempotency.Config.KeysHonored,
+	// Policy.KeysHonored): the configuration vouches for the server.
+	WhyGeneratedKey = "licensed by a generated Idempotency-Key toward a host declared keys_honored"
 )
 
 // why returns the words for a call of req that ends on cur after attempts
@@ -110,8 +116,9 @@ func lowerKey(h http.Header) bool {
 	return ok
 }
 
-// retryWhy returns the Why of an EventRetry of req: WhyCallerKey when only
-// its key licenses the repeat.
+// retryWhy returns the Why of an EventRetry of req when only its key
+// licenses the repeat: WhyGeneratedKey when the client link generated it
+// (its mark in the context, keymark), else WhyCallerKey.
 func retryWhy(req *http.Request, cur outcome) string {
 	if req == nil || classify.IdempotentMethod(req.Method) || !classify.HasIdempotencyKey(req.Header) {
 		return ""
@@ -119,5 +126,20 @@ func retryWhy(req *http.Request, cur outcome) string {
 	if cur.verdict.NotSent || (cur.resp != nil && cur.resp.StatusCode == http.StatusTooManyRequests) {
 		return "" // repeated as a keyless request would be
 	}
+	if keymark.Generated(req.Context(), headerKey(req.Header)) {
+		return WhyGeneratedKey
+	}
 	return WhyCallerKey
+}
+
+// headerKey returns the key that licenses a repeat of a request with
+// header h: its Idempotency-Key, else its X-Idempotency-Key.
+func headerKey(h http.Header) string {
+	if vs := h[classify.HeaderIdempotencyKey]; len(vs) > 0 && vs[0] != "" {
+		return vs[0]
+	}
+	if vs := h[classify.HeaderXIdempotencyKey]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
