@@ -155,6 +155,8 @@ func refusedBy(e transport.Event) string {
 		return "breaker"
 	case errors.Is(e.Err, budget.ErrExhausted), errors.Is(e.Err, budget.ErrThrottled):
 		return "budget"
+	case errors.Is(e.Err, ErrIsolated):
+		return GateIsolated
 	case e.Stop == transport.StopHeld, errors.Is(e.Err, transport.ErrHeld):
 		switch e.Limit {
 		case admission.LimitHint:

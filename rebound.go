@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/breaker"
@@ -91,11 +92,12 @@ type Policy struct {
 type Option func(*options)
 
 type options struct {
-	policy   Policy
-	hosts    []hostOption // in the order given
-	observer Observer     // every WithObserver, joined
-	noStats  bool
-	edits    []func(pattern string, p *Policy) // EditPolicies, run last
+	policy      Policy
+	hosts       []hostOption // in the order given
+	observer    Observer     // every WithObserver, joined
+	hasObserver bool         // WithObserver given (Reload keeps the old ones otherwise)
+	noStats     bool
+	edits       []func(pattern string, p *Policy) // EditPolicies, run last
 }
 
 // hostOption is one WithHostPolicy, checked by New.
@@ -140,7 +142,7 @@ func WithHostPolicy(pattern string, p Policy) Option {
 // WithObserver reports every decision of the chain to obs. Given more
 // than once, it reports to every observer, in the order given.
 func WithObserver(obs Observer) Option {
-	return func(o *options) { o.observer = o.observer.join(obs) }
+	return func(o *options) { o.observer, o.hasObserver = o.observer.join(obs), true }
 }
 
 // Transport is the rebound chain returned by NewTransport: an
@@ -149,12 +151,21 @@ func WithObserver(obs Observer) Option {
 // the default chain over go-cleanhttp's pooled transport, as
 // NewTransport(nil) returns it, built on its first use.
 type Transport struct {
-	once   sync.Once         // builds the zero value's chain; done in New
+	once  sync.Once            // builds the zero value's chain; done in New
+	live  atomic.Pointer[live] // the configuration in force; see Reload
+	mu    sync.Mutex           // serialises Reload, Isolate and Reset
+	base  http.RoundTripper
+	stats *statsTable // nil with WithoutStats
+	obs   atomic.Pointer[Observer]
+}
+
+// live is one configuration of a Transport, replaced whole by Reload and
+// Isolate: calls load it once and finish under it.
+type live struct {
 	rt     http.RoundTripper // the default chain, the router, or failing
-	base   http.RoundTripper
 	def    *chain
-	router *router     // nil without host policies
-	stats  *statsTable // nil with WithoutStats
+	router *router               // nil without host policies
+	iso    map[string]*isolation // isolated hosts; nil when none
 }
 
 // chain is one policy's assembled links.
@@ -162,8 +173,10 @@ type chain struct {
 	pattern string // "" for the default policy
 	policy  Policy // as given
 	rt      http.RoundTripper
-	breaker *breaker.Transport // nil when disabled
-	budget  *budget.Transport  // nil when disabled
+	breaker *breaker.Transport   // nil when disabled
+	budget  *budget.Transport    // nil when disabled
+	retry   *transport.Transport // nil in a failing Transport
+	obs     transport.Observer   // the retry loop's observer: counts, then reports
 }
 
 // New wraps base in the rebound chain configured by opts, or returns the
@@ -199,27 +212,55 @@ func New(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	if !o.noStats {
 		t.stats = newStatsTable()
 	}
-	t.def = build(base, "", o.policy, o.observer, t.stats)
-	t.rt = t.def.rt
-	if len(routes) == 0 {
-		return t, nil
-	}
-	r := &router{exact: make(map[string]*chain), fallback: t.def}
-	for _, rt := range routes {
-		r.add(rt, build(base, rt.pattern, rt.policy, o.observer, t.stats))
-	}
-	// Longest first, and of one suffix the pattern with a port first;
-	// patterns are distinct, so no two suffixes of one length and port
-	// can match one host.
-	sort.SliceStable(r.suffixes, func(i, j int) bool {
-		a, b := r.suffixes[i], r.suffixes[j]
-		if len(a.dotSuffix) != len(b.dotSuffix) {
-			return len(a.dotSuffix) > len(b.dotSuffix)
-		}
-		return a.port != "" && b.port == ""
-	})
-	t.router, t.rt = r, r
+	obs := o.observer
+	t.obs.Store(&obs)
+	l, _ := t.assemble(o.policy, routes, nil)
+	t.live.Store(l)
 	return t, nil
+}
+
+// assemble builds the chains of a configuration: the default policy's
+// and one per route, reusing what it can of old's (see Reload). It
+// returns the configuration and, for Reload, what happened to each
+// chain.
+func (t *Transport) assemble(def Policy, routes []route, old *live) (*live, []chainChange) {
+	var changes []chainChange
+	var prev map[string]*chain
+	if old != nil {
+		prev = old.chainsByKey()
+	}
+	mk := func(key, pattern string, p Policy) *chain {
+		c, ch := t.build(pattern, p, prev[key])
+		changes = append(changes, ch)
+		delete(prev, key)
+		return c
+	}
+	l := &live{def: mk("", "", def)}
+	l.rt = l.def.rt
+	if len(routes) > 0 {
+		r := &router{exact: make(map[string]*chain), fallback: l.def}
+		for _, rt := range routes {
+			r.add(rt, mk(patternKey(rt.name, rt.port, rt.wildcard), rt.pattern, rt.policy))
+		}
+		// Longest first, and of one suffix the pattern with a port first;
+		// patterns are distinct, so no two suffixes of one length and port
+		// can match one host.
+		sort.SliceStable(r.suffixes, func(i, j int) bool {
+			a, b := r.suffixes[i], r.suffixes[j]
+			if len(a.dotSuffix) != len(b.dotSuffix) {
+				return len(a.dotSuffix) > len(b.dotSuffix)
+			}
+			return a.port != "" && b.port == ""
+		})
+		l.router, l.rt = r, r
+	}
+	for _, c := range prev {
+		changes = append(changes, chainChange{pattern: c.pattern, removed: true, hosts: c.hosts()})
+	}
+	if old != nil {
+		l.iso = old.iso
+	}
+	return l, changes
 }
 
 // NewTransport is New for a configuration known to be valid, such as one
@@ -238,24 +279,34 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 		if base == nil {
 			base = cleanhttp.DefaultPooledTransport()
 		}
-		f := &Transport{rt: failing{err}, base: base, def: &chain{}}
+		f := &Transport{base: base}
+		f.live.Store(&live{rt: failing{err}, def: &chain{}})
 		f.once.Do(func() {})
 		return f
 	}
 	return t
 }
 
-// init makes the zero value the default chain, once; a Transport from New
-// has it done already, so this is one atomic load.
-func (t *Transport) init() {
+// init returns the configuration in force, making the zero value the
+// default chain on its first use; a Transport from New has it already, so
+// this is one atomic load.
+func (t *Transport) init() *live {
+	if l := t.live.Load(); l != nil {
+		return l
+	}
 	t.once.Do(func() {
-		d, err := New(nil)
-		if err != nil { // no options: cannot happen, but never a nil chain
-			t.rt, t.base, t.def = failing{err}, cleanhttp.DefaultPooledTransport(), &chain{}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.live.Load() != nil {
 			return
 		}
-		t.rt, t.base, t.def, t.router, t.stats = d.rt, d.base, d.def, d.router, d.stats
+		t.base = cleanhttp.DefaultPooledTransport()
+		t.stats = newStatsTable()
+		t.obs.Store(new(Observer))
+		l, _ := t.assemble(Policy{}, nil, nil)
+		t.live.Store(l)
 	})
+	return t.live.Load()
 }
 
 // PolicyFor returns the policy that applies to host (a host name, with or
@@ -269,25 +320,23 @@ func (t *Transport) init() {
 // and the budget's figures, a Hedge's delays ...), as the chain uses
 // them. Hooks and observers are as given.
 func (t *Transport) PolicyFor(host string) (pattern string, p Policy) {
-	t.init()
-	c := t.def
-	if t.router != nil {
-		c = t.router.routeHost(hostname.Name(host), splitPort(host))
-	}
+	c := t.init().chainFor(host)
 	return c.pattern, effective(c.policy)
 }
 
 // RoundTrip sends req through the chain of its host's policy.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	t.init()
-	return t.rt.RoundTrip(req)
+	return t.init().rt.RoundTrip(req)
 }
 
 // CloseIdleConnections closes the base transport's idle connections, when
 // it has that method.
 func (t *Transport) CloseIdleConnections() {
 	t.init()
-	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+	t.mu.Lock()
+	base := t.base
+	t.mu.Unlock()
+	if c, ok := base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
 }
@@ -314,11 +363,7 @@ func (t *Transport) Breakers() []breaker.HostState {
 // dot and Unicode are folded. ok is false when that host's policy has no
 // budget.
 func (t *Transport) RetryBalance(host string) (balance float64, ok bool) {
-	t.init()
-	c := t.def
-	if t.router != nil {
-		c = t.router.routeHost(hostname.Name(host), splitPort(host))
-	}
+	c := t.init().chainFor(host)
 	if c.budget == nil {
 		return 0, false
 	}
@@ -326,23 +371,33 @@ func (t *Transport) RetryBalance(host string) (balance float64, ok bool) {
 }
 
 // chains returns the default chain and every host policy's chain.
-func (t *Transport) chains() []*chain {
-	t.init()
-	cs := []*chain{t.def}
-	if t.router != nil {
-		for _, c := range t.router.exact {
+func (t *Transport) chains() []*chain { return t.init().chains() }
+
+// chains returns l's default chain and every host policy's chain.
+func (l *live) chains() []*chain {
+	cs := []*chain{l.def}
+	if l.router != nil {
+		for _, c := range l.router.exact {
 			cs = append(cs, c)
 		}
-		for _, ports := range t.router.exactPort {
+		for _, ports := range l.router.exactPort {
 			for _, c := range ports {
 				cs = append(cs, c)
 			}
 		}
-		for _, s := range t.router.suffixes {
+		for _, s := range l.router.suffixes {
 			cs = append(cs, s.chain)
 		}
 	}
 	return cs
+}
+
+// chainFor returns the chain of host (a URL host, any spelling).
+func (l *live) chainFor(host string) *chain {
+	if l.router != nil {
+		return l.router.routeHost(hostname.Name(host), splitPort(host))
+	}
+	return l.def
 }
 
 // NewClient returns an http.Client whose Transport is NewTransport(nil,
@@ -352,34 +407,66 @@ func NewClient(opts ...Option) *http.Client {
 	return &http.Client{Transport: NewTransport(nil, opts...)}
 }
 
-// build assembles one policy's chain, innermost first, reporting to obs
-// and counting in stats (when not nil).
-func build(base http.RoundTripper, pattern string, p Policy, obs Observer, stats *statsTable) *chain {
+// build assembles one policy's chain, innermost first, reporting to the
+// Transport's observers and counting in its stats (when on). The links
+// whose configuration is that of old's (when not nil) are old's, with
+// their state; see Reload.
+func (t *Transport) build(pattern string, p Policy, old *chain) (*chain, chainChange) {
+	if old != nil && old.pattern == pattern && old.retry != nil && sameValue(old.policy, p) {
+		return old, chainChange{pattern: pattern, kept: true}
+	}
 	c := &chain{pattern: pattern, policy: p}
-	rt := base
+	ch := chainChange{pattern: pattern, added: old == nil}
+	rt := t.base
 	if !p.DisableBreaker {
-		cfg := p.Breaker
-		cfg.OnStateChange = both(cfg.OnStateChange, obs.Breaker)
-		if stats != nil {
-			cfg.OnStateChange = both(stats.breakerChange, cfg.OnStateChange)
+		if old != nil && old.breaker != nil && sameValue(old.policy.Breaker, p.Breaker) {
+			c.breaker = old.breaker
+		} else {
+			cfg := p.Breaker
+			cfg.OnStateChange = both(cfg.OnStateChange, t.breakerChange)
+			if t.stats != nil {
+				cfg.OnStateChange = both(t.stats.breakerChange, cfg.OnStateChange)
+			}
+			c.breaker = breaker.NewTransport(rt, cfg)
+			if old != nil && old.breaker != nil {
+				ch.reset = append(ch.reset, "breaker")
+			}
 		}
-		c.breaker = breaker.NewTransport(rt, cfg)
 		rt = c.breaker
 	}
 	if !p.DisableBudget {
-		cfg := p.Budget
-		cfg.OnRefuse = both(cfg.OnRefuse, obs.Budget)
-		c.budget = budget.NewTransport(rt, cfg)
+		if old != nil && old.budget != nil && sameValue(old.policy.Budget, p.Budget) {
+			c.budget = old.budget.WithNext(rt)
+		} else {
+			cfg := p.Budget
+			cfg.OnRefuse = both(cfg.OnRefuse, t.budgetRefusal)
+			c.budget = budget.NewTransport(rt, cfg)
+			if old != nil && old.budget != nil {
+				ch.reset = append(ch.reset, "budget")
+			}
+		}
 		rt = c.budget
 	}
+	rt = isolationGate{t: t, next: rt}
 	retry := p.Retry
-	if obs.Retry != nil {
-		retry.Observer = joinObservers(retry.Observer, transport.ObserverFunc(obs.Retry))
+	retry.Observer = joinObservers(retry.Observer, transport.ObserverFunc(t.retryEvent))
+	if t.stats != nil {
+		retry.Observer = t.stats.observer(retry.Observer)
 	}
-	if stats != nil {
-		retry.Observer = stats.observer(retry.Observer)
+	c.obs = retry.Observer
+	if old != nil && old.retry != nil {
+		var kept transport.Kept
+		c.retry, kept = old.retry.Reconfigure(rt, retry)
+		if !kept.Admission {
+			ch.reset = append(ch.reset, "admission")
+		}
+		if !kept.Latency && (old.policy.Retry.Hedge != nil || old.policy.Retry.LearnedTimeout != nil) {
+			ch.reset = append(ch.reset, "latency")
+		}
+	} else {
+		c.retry = transport.New(rt, retry)
 	}
-	rt = transport.New(rt, retry)
+	rt = c.retry
 	keys := p.Idempotency
 	if p.DisableIdempotencyKeys {
 		keys.Disable = true
@@ -388,11 +475,11 @@ func build(base http.RoundTripper, pattern string, p Policy, obs Observer, stats
 	if !keys.KeysHonored && !p.TrustCallerKeys {
 		rt = callerKeys{next: rt}
 	}
-	if stats != nil {
-		keys.OnKey = both2(stats.key, keys.OnKey)
+	if t.stats != nil {
+		keys.OnKey = both2(t.stats.key, keys.OnKey)
 	}
 	c.rt = idempotency.NewTransport(rt, keys)
-	return c
+	return c, ch
 }
 
 // failing is the chain of an invalid configuration: every request fails

@@ -50,6 +50,9 @@ const (
 	//
 	// Deprecated: use GateHint, GateQuota and GatePace.
 	GateHold = "hold"
+	// GateIsolated: the host is isolated by an operator (Transport.Isolate,
+	// ErrIsolated).
+	GateIsolated = "isolated"
 	// GateOther: any other inner link whose error matches
 	// classify.ErrNotSent.
 	GateOther = "gate"
@@ -112,7 +115,8 @@ type HostStats struct {
 	// caller has its response. Nil when there are none.
 	GiveUps map[string]uint64
 	// Refusals counts the calls ended by a gate's refusal, by gate
-	// (GateBreaker, GateBudget, GateHint, GateQuota, GatePace, GateOther);
+	// (GateBreaker, GateBudget, GateHint, GateQuota, GatePace,
+	// GateIsolated, GateOther);
 	// each is also a
 	// give-up, under transport.StopRefused or transport.StopHeld. Nil when
 	// there are none.
@@ -289,7 +293,7 @@ var stops = [...]string{
 // stopOther is the GiveUps key of a stop this version does not know.
 const stopOther = "other"
 
-var gates = [...]string{GateBreaker, GateBudget, GateHint, GateQuota, GatePace, GateOther}
+var gates = [...]string{GateBreaker, GateBudget, GateHint, GateQuota, GatePace, GateIsolated, GateOther}
 
 func (t *statsTable) newHost(name string) *hostCount {
 	c := &hostCount{name: name, shards: make([]countShard, t.shards)}

@@ -33,7 +33,7 @@ const (
 	// StopKey is why the retry loop stopped (transport.Stop*).
 	StopKey = attribute.Key("rebound.stop")
 	// GateKey is the gate that refused (rebound.GateBreaker, GateBudget,
-	// GateHint, GateQuota, GatePace, GateOther).
+	// GateHint, GateQuota, GatePace, GateIsolated, GateOther).
 	GateKey = attribute.Key("rebound.gate")
 )
 
