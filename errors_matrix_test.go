@@ -201,6 +201,20 @@ func TestErrorMatrix(t *testing.T) {
 			msg:      `Get "URL": rebound: 0 attempts, refused by gate (not sent): breaker: circuit open for 127.0.0.1:`,
 		},
 		{
+			name: "host isolated by an operator",
+			call: func(t *testing.T) (*http.Response, error) {
+				url := matrixStatusServer(t, http.StatusOK, "")
+				client := matrixClient(t, rebound.Policy{})
+				require.NoError(t, client.Transport.(*rebound.Transport).Isolate(strings.TrimPrefix(url, "http://"), time.Hour))
+				return client.Get(url)
+			},
+			is:       []error{transport.ErrRefused, rebound.ErrIsolated, classify.ErrNotSent},
+			isNot:    []error{breaker.ErrOpen},
+			as:       []any{new(*rebound.IsolatedError)},
+			attempts: 0,
+			msg:      `Get "URL": rebound: 0 attempts, refused by gate (not sent): rebound: 127.0.0.1:`,
+		},
+		{
 			name: "host held by a wait hint",
 			call: func(t *testing.T) (*http.Response, error) {
 				url := matrixStatusServer(t, http.StatusTooManyRequests, "30")

@@ -43,6 +43,10 @@ import (
 //     retry" line announced was not made.
 //   - Every circuit state change is one line: Warn when it opens, Info
 //     otherwise.
+//   - What an operator did (Observer.Operator) is one line: an isolation
+//     and a failed reload at Warn, a lifted or ended isolation, a reset
+//     and each policy a reload changed at Info (one it kept unchanged at
+//     Debug).
 //
 // Lines about a call are logged with the request's context, so handlers
 // that add trace or request ids from the context keep them.
@@ -114,7 +118,57 @@ func LogObserver(l *slog.Logger) Observer {
 		},
 		// Budget refusals reach the log through the loop's give-up event
 		// of the refused call (refusedBy), counted once per call.
+		Operator: func(ev OperatorEvent) { logOperator(l, ev) },
 	}
+}
+
+// logOperator logs what an operator did: an isolation or a failed reload
+// at Warn, the rest at Info.
+func logOperator(l *slog.Logger, ev OperatorEvent) {
+	level, msg := slog.LevelInfo, "rebound: "+ev.Action
+	switch ev.Action {
+	case ActionIsolate:
+		level, msg = slog.LevelWarn, "rebound: host isolated"
+	case ActionLift:
+		msg = "rebound: isolation lifted"
+	case ActionExpire:
+		msg = "rebound: isolation ended"
+	case ActionReset:
+		msg = "rebound: host reset"
+	case ActionReload:
+		msg = "rebound: policy reloaded"
+		if ev.Err == nil && ev.Detail == detailUnchanged {
+			level = slog.LevelDebug
+		}
+		if ev.Err != nil {
+			level, msg = slog.LevelWarn, "rebound: reload failed"
+		}
+	}
+	var attrs []slog.Attr
+	if ev.Host != "" {
+		attrs = append(attrs, slog.String("host", ev.Host))
+	}
+	if ev.Action == ActionReload && ev.Err == nil || ev.Action == ActionReset {
+		pattern := ev.Pattern
+		if pattern == "" {
+			pattern = "(default)"
+		}
+		attrs = append(attrs, slog.String("policy", pattern))
+	}
+	if !ev.Until.IsZero() && ev.Action == ActionIsolate {
+		attrs = append(attrs, slog.Time("until", ev.Until))
+	}
+	if len(ev.Reset) > 0 {
+		attrs = append(attrs, slog.Any("reset", ev.Reset))
+	}
+	if len(ev.Hosts) > 0 {
+		attrs = append(attrs, slog.Any("hosts", ev.Hosts))
+	}
+	attrs = append(attrs, slog.String("detail", ev.Detail))
+	if ev.Err != nil {
+		attrs = append(attrs, slog.String("error", ev.Err.Error()))
+	}
+	l.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // answered reports whether e ends a call whose first attempt's response

@@ -231,6 +231,9 @@ func (t *Transport) assemble(def Policy, routes []route, old *live) (*live, []ch
 	}
 	mk := func(key, pattern string, p Policy) *chain {
 		c, ch := t.build(pattern, p, prev[key])
+		if len(ch.reset) > 0 {
+			ch.hosts = prev[key].hosts()
+		}
 		changes = append(changes, ch)
 		delete(prev, key)
 		return c

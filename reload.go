@@ -63,7 +63,7 @@ func (t *Transport) Reload(opts ...Option) error {
 		ev := OperatorEvent{Action: ActionReload, Pattern: ch.pattern, Reset: ch.reset}
 		switch {
 		case ch.kept:
-			ev.Detail = "policy unchanged: state kept"
+			ev.Detail = detailUnchanged
 		case ch.added:
 			ev.Detail = "policy added"
 		case ch.removed:
@@ -108,6 +108,10 @@ type chainChange struct {
 	reset   []string // the links whose state was not carried over
 	hosts   []string // the hosts whose state was lost (removed, or reset)
 }
+
+// detailUnchanged is the Detail of a reload's event for a policy given
+// again unchanged.
+const detailUnchanged = "policy unchanged: state kept"
 
 // maxReportedHosts bounds OperatorEvent.Hosts.
 const maxReportedHosts = 100
