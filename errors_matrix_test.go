@@ -219,7 +219,7 @@ func TestErrorMatrix(t *testing.T) {
 			call: func(t *testing.T) (*http.Response, error) {
 				url := matrixStatusServer(t, http.StatusTooManyRequests, "30")
 				client := matrixClient(t, rebound.Policy{Retry: transport.Config{MaxAttempts: 1}})
-				for range 2 { // the second 429, with nothing admitted since the first, pauses the host for 30 s
+				for range 3 { // the third 429, with nothing admitted since the first, pauses the host for 30 s
 					resp, err := client.Get(url)
 					require.NoError(t, err)
 					resp.Body.Close()

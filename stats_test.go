@@ -184,11 +184,11 @@ func TestStatsHold(t *testing.T) {
 	c := &http.Client{Transport: rt}
 
 	// The server asks for 30 s; a call that has 5 s stops at once. The
-	// second such answer, with nothing admitted since the first, pauses
+	// third such answer, with nothing admitted since the first, pauses
 	// the host: the next call, with 5 s too, is not sent.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for range 2 {
+	for range 3 {
 		_, err := do(t, c, ctx, http.MethodGet, srv.URL+"/busy")
 		require.NoError(t, err)
 	}
@@ -196,11 +196,11 @@ func TestStatsHold(t *testing.T) {
 	require.ErrorIs(t, err, transport.ErrHeld)
 
 	h := hostOf(t, rt.Stats(), host)
-	assert.Equal(t, uint64(3), h.Calls)
-	assert.Equal(t, uint64(2), h.Attempts)
+	assert.Equal(t, uint64(4), h.Calls)
+	assert.Equal(t, uint64(3), h.Attempts)
 	assert.Nil(t, h.Retries, "no retry was scheduled")
 	assert.Equal(t, map[string]uint64{rebound.GateHint: 1}, h.Refusals)
-	assert.Equal(t, map[string]uint64{transport.StopDeadline: 2, transport.StopHeld: 1}, h.GiveUps)
+	assert.Equal(t, map[string]uint64{transport.StopDeadline: 3, transport.StopHeld: 1}, h.GiveUps)
 }
 
 // TestStatsQuota: a quota spent for 30 s refuses the next call under

@@ -60,13 +60,16 @@ func TestHintPausesKeyWhenNothingAdmitted(t *testing.T) {
 			return answer(r, 503, "Retry-After", "5")
 		})
 		require.NoError(t, err)
-		// The next attempt is given by the key's new state; its throttle,
-		// with nothing admitted, pauses the key.
-		_, err = send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
-			return answer(r, 503, "Retry-After", "5")
-		})
-		require.NoError(t, err)
-		assert.Zero(t, time.Since(start), "the second attempt was not held by the first throttle")
+		// The next attempts are given by the key's new state; their
+		// throttles, with nothing admitted, pause the key at the
+		// pauseEvidence-th.
+		for range pauseEvidence - 1 {
+			_, err = send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
+				return answer(r, 503, "Retry-After", "5")
+			})
+			require.NoError(t, err)
+		}
+		assert.Zero(t, time.Since(start), "no attempt was held by the throttles before")
 		var wait time.Duration
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
@@ -87,6 +90,32 @@ func TestHintPausesKeyWhenNothingAdmitted(t *testing.T) {
 		require.NoError(t, err)
 		assert.GreaterOrEqual(t, at.Sub(start), 5*time.Second, "never before the hint")
 		assert.LessOrEqual(t, at.Sub(start), 5500*time.Millisecond, "within the spread")
+	})
+}
+
+// A burst refused just after the host admitted calls pauses nothing and
+// paces nothing: the key's state begins at its first throttle, so what
+// the host admitted before is not in it, and two refusals with a hint
+// (open-loop arrivals under a token bucket's rate meet them at random)
+// used to pause every call of the key for the hint.
+func TestBurstRefusedAfterAdmittedCallsDelaysNoOtherCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := New(Config{})
+		for range 5 {
+			_, err := send(a, get(t, t.Context(), "api.test", ""), ok)
+			require.NoError(t, err)
+		}
+		for range 2 {
+			_, err := send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
+				return answer(r, 429, "Retry-After", "1")
+			})
+			require.NoError(t, err)
+		}
+		for range 5 {
+			_, wait, err := a.Take(get(t, t.Context(), "api.test", ""))
+			require.NoError(t, err)
+			assert.Zero(t, wait, "a call the server would admit waits for no one")
+		}
 	})
 }
 

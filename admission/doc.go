@@ -42,9 +42,12 @@
 // only its own call; a burst under a limit meets the odd 429. A later
 // throttle with a hint pauses the key until the hint ends only when the
 // key's recent traffic (the last second) shows nothing admitted: the
-// server is refusing everything. When some requests were admitted, the
-// server is a limiter refusing the excess, and once a tenth of the key's
-// attempts are throttled the throttle lowers the key's pace instead; the
+// server is refusing everything (a state younger than that second does
+// not know what the host admitted just before its first throttle, so
+// there it takes three throttles in a row). When some requests were
+// admitted, the server is a limiter refusing the excess, and once a tenth
+// of the key's attempts (of at least ten) are throttled the throttle
+// lowers the key's pace instead; the
 // call that received the hint still waits for it (the retry loop does
 // that), so no attempt ever goes before its own hint. A throttle scoped to
 // the host (a 5xx with a hint: "unavailable") pauses every credential of
@@ -57,7 +60,9 @@
 // slow start does. After that the pace follows the CUBIC window curve (RFC
 // 9438), as the AWS SDKs' adaptive retry mode does, relative to the rate:
 // on a throttle at t₀ the pace falls to β·Rmax (β = 0.8, Rmax the pace in
-// force), then climbs R = Rmax·(1 + C·(t − t₀ − K)³) (C = 0.01,
+// force, or what the server took when that pace is over 1.5 times it
+// while a fifth of attempts are refused: a pace read from a limiter's
+// burst), then climbs R = Rmax·(1 + C·(t − t₀ − K)³) (C = 0.01,
 // K = ∛((1−β)/C) = 2.7 s at any rate), never below half the rate the key
 // was admitted at, and capped at 1.5 times the rate callers ask for
 // (retries and queued calls included). One cut per round: a throttle of a

@@ -66,13 +66,13 @@ func (a *Admission) idleForTest() (queued, inflight, states int) {
 	return queued, inflight, states
 }
 
-// pause sends two attempts of a key that the server answers with code
-// and header pairs: the first makes the key's state (one throttle is not a
-// pattern: it delays only its own call), the second, given by that state
-// while nothing was admitted, pauses the key.
+// pause sends pauseEvidence attempts of a key that the server answers
+// with code and header pairs: the first makes the key's state (one
+// throttle is not a pattern: it delays only its own call), the last, given
+// by that state while nothing was admitted, pauses the key.
 func pause(t testing.TB, a *Admission, req func() *http.Request, code int, pairs ...string) {
 	t.Helper()
-	for range 2 {
+	for range pauseEvidence {
 		if _, err := send(a, req(), func(r *http.Request) *http.Response { return answer(r, code, pairs...) }); err != nil {
 			t.Fatal(err)
 		}

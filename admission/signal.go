@@ -93,8 +93,13 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 		}
 		_, admitted := st.rates(now)
 		switch {
-		case sig.hasHint && admitted == 0:
-			// Nothing admitted: the server asks for a pause.
+		case sig.hasHint && admitted == 0 && (now.Sub(st.created) >= 2*bucketLen || st.cur.throttled+st.prev.throttled >= pauseEvidence):
+			// Nothing admitted: the server asks for a pause. A state
+			// younger than the second its rates cover does not know what
+			// the host admitted just before its first throttle; there it
+			// takes more than a burst's refusals (two refusals of a burst
+			// that followed admitted calls would otherwise pause every
+			// call for the hint).
 			end := now.Add(sig.hint + spread.Hint(sig.hint, a.cfg.Spread, rand.Float64()))
 			if sig.hostWide {
 				if end.After(st.host.pauseUntil) {
@@ -105,7 +110,7 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 			}
 			st.release(end, now)
 		case a.cfg.DisablePace:
-		case st.rate > 0 || st.throttledShare() >= paceShare:
+		case st.rate > 0 || st.cur.sent+st.prev.sent >= paceSample && st.throttledShare() >= paceShare:
 			// Others were admitted: a limiter refusing the excess, and
 			// enough of it to be worth a pace (a few refusals of bursts
 			// under the limit cost less than making every call wait).

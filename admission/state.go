@@ -31,6 +31,12 @@ const (
 	// paceShare is the least share of throttled attempts that sets a pace
 	// on a key that has none.
 	paceShare = 0.1
+	// paceSample is the fewest reported attempts a throttled share sets
+	// a pace on: the share of two or three is a burst's luck.
+	paceSample = 10
+	// pauseEvidence is the fewest throttles, none admitted, that pause a
+	// key whose state is younger than the second its rates cover.
+	pauseEvidence = 3
 	// cutRound is the least time between two cuts of the pace.
 	cutRound = 200 * time.Millisecond
 	// floorShare is the share of the admitted rate (good) a cut never goes
@@ -247,12 +253,19 @@ func (st *state) cut(granted, now time.Time) {
 	if st.rate > 0 && granted.Before(st.t0.Add(cutRound)) {
 		return
 	}
-	_, admitted := st.rates(now)
+	admitted, ok := st.admittedRate(now)
 	var base float64
 	first := st.rate == 0
 	switch {
+	case !first && ok && st.rate > overshoot*max(admitted, st.good) && st.throttledShare() >= overshootShare:
+		// What the server took, recently or over the last seconds (a
+		// spent fixed window admits nothing for a while), when the pace
+		// is far above it (a first pace read from a burst, a probe's
+		// overshoot, a release): cutting such a pace by β a round at a
+		// time would refuse calls for seconds, each then waiting its hint.
+		base = max(admitted, st.good)
 	case !first:
-		base = st.rate // the pace that met the limit
+		base = st.rate
 	case admitted > 0:
 		base = admitted // the first cut: what the server took
 	default:
@@ -271,6 +284,31 @@ func (st *state) cut(granted, now time.Time) {
 	// takes seconds to climb back.
 	st.rate = max(cubicBeta*base, floorShare*st.good, MinRate)
 	st.t0 = now
+}
+
+// overshoot: a cut starts from the admitted rate rather than from the
+// pace when the pace is more than this many times what was admitted: the
+// pace was never what the server took (a first pace read from a burst, a
+// release), and cutting it by β a round at a time would refuse calls for
+// seconds, each then waiting its hint. Near the limit the admitted rate,
+// which lags a growing pace, says less than the pace does.
+const overshoot = 1.5
+
+// overshootShare is the least share of throttled attempts over the last
+// buckets that shows a pace above the limit rather than one growing past
+// it: a pace ramping up outruns the admitted rate with few refusals.
+const overshootShare = 0.2
+
+// minEvidence is the fewest admitted responses an admitted rate is taken
+// from: below it (a key at a few turns a second) the count says too little.
+const minEvidence = 4
+
+// admittedRate returns the rate the key had admitted over the last buckets
+// and whether enough responses were admitted for it to be evidence.
+func (st *state) admittedRate(now time.Time) (float64, bool) {
+	_, admitted := st.rates(now)
+	n := st.cur.admitted + st.prev.admitted
+	return admitted, n >= minEvidence
 }
 
 // sentRate is the rate of turns reported over the last buckets.

@@ -177,7 +177,7 @@ func TestErrorZeroValueMatchesNoStop(t *testing.T) {
 func TestStopHeldRetryAfterAnErrorKeepsBoth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Call B's first attempt is refused at the dial; during its
-		// 100 ms backoff calls A get 5 s hints (the second, with nothing
+		// 100 ms backoff calls A get 5 s hints (the third, with nothing
 		// admitted since the first, pauses the host past B's deadline): B
 		// ends with its own error and the pause.
 		refused := refusedDial()
@@ -193,7 +193,7 @@ func TestStopHeldRetryAfterAnErrorKeepsBoth(t *testing.T) {
 		time.AfterFunc(50*time.Millisecond, func() {
 			defer close(doneA)
 			var wg sync.WaitGroup
-			for i := range 2 {
+			for i := range 3 {
 				time.Sleep(time.Duration(i) * 10 * time.Millisecond)
 				wg.Go(func() {
 					req, _ := http.NewRequestWithContext(ctxA, http.MethodGet, "http://api.test/a", nil)
