@@ -83,6 +83,10 @@ type client struct {
 	firstTrip string          // the reason of the first trip
 	early     []time.Duration // per early attempt (the first 1,000), how long before its call's hint ended it went out
 	latency   []time.Duration // per call recorded (see call), how long it took
+	// smooth is latency for the calls none of whose attempts the server
+	// asked to wait: what a chain that never paces or queues a call the
+	// server did not refuse adds to a call.
+	smooth []time.Duration
 }
 
 // observer counts the breaker's trips.
@@ -391,7 +395,8 @@ func (c *client) call(parent context.Context, url string, l load, id string) boo
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(parent, l.timeout)
 	defer cancel()
-	ctx = context.WithValue(ctx, callHintsKey{}, new(callHints))
+	hints := new(callHints)
+	ctx = context.WithValue(ctx, callHintsKey{}, hints)
 	var body io.Reader
 	if l.method == http.MethodPost {
 		body = strings.NewReader(id)
@@ -433,6 +438,11 @@ func (c *client) call(parent context.Context, url string, l load, id string) boo
 		c.mu.Lock()
 		if len(c.latency) < 1_000_000 {
 			c.latency = append(c.latency, end.Sub(start))
+			hints.mu.Lock()
+			if hints.until.IsZero() {
+				c.smooth = append(c.smooth, end.Sub(start))
+			}
+			hints.mu.Unlock()
 		}
 		c.mu.Unlock()
 	}
@@ -488,6 +498,20 @@ func (c *client) latencyQuantile(q float64) time.Duration {
 	c.mu.Lock()
 	ls := slices.Clone(c.latency)
 	c.mu.Unlock()
+	return quantile(ls, q)
+}
+
+// smoothQuantile is latencyQuantile over the calls the server never asked
+// to wait (see client.smooth).
+func (c *client) smoothQuantile(q float64) time.Duration {
+	c.mu.Lock()
+	ls := slices.Clone(c.smooth)
+	c.mu.Unlock()
+	return quantile(ls, q)
+}
+
+// quantile returns the q-quantile of ls (which it sorts), -1 for none.
+func quantile(ls []time.Duration, q float64) time.Duration {
 	if len(ls) == 0 {
 		return -1
 	}

@@ -25,6 +25,7 @@ type result struct {
 	Refused  float64 `json:"refused"`
 	P50      float64 `json:"p50_ms"`
 	P99      float64 `json:"p99_ms"`
+	P99Calm  float64 `json:"p99_unrefused_ms"`
 	OK       float64 `json:"ok"`
 	Early    int64   `json:"early"`
 	Target   float64 `json:"target"`
@@ -76,8 +77,8 @@ func main() {
 		}
 		fmt.Printf("### %s\n\nmachine lag: median %.0f ms, worst %.0f ms\n\n", s, median(lags), slices.Max(lags))
 		if open {
-			fmt.Println("| client | runs | calls | ok | refused | p50 | p99 | early (most) |")
-			fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
+			fmt.Println("| client | runs | calls | ok | refused | p50 | p99 | p99, calls never refused | early (most) |")
+			fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 		} else {
 			fmt.Println("| client | runs | goodput/s (min–max) | of limit | attempts/s | refused | p50 | p99 | ok | early (most) |")
 			fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -98,9 +99,10 @@ func main() {
 				gs = append(gs, r.Goodput)
 			}
 			if open {
-				fmt.Printf("| %s | %d | %.0f | %.1f %% | %.1f %% | %s | %s | %d |\n", c, len(rs), col(func(r result) float64 { return r.Attempts }),
+				fmt.Printf("| %s | %d | %.0f | %.1f %% | %.1f %% | %s | %s | %s | %d |\n", c, len(rs), col(func(r result) float64 { return r.Attempts }),
 					100*col(func(r result) float64 { return r.OK }), 100*col(func(r result) float64 { return r.Refused }),
-					msStr(col(func(r result) float64 { return r.P50 })), msStr(col(func(r result) float64 { return r.P99 })), early)
+					msStr(col(func(r result) float64 { return r.P50 })), msStr(col(func(r result) float64 { return r.P99 })),
+					msStr(col(func(r result) float64 { return r.P99Calm })), early)
 				continue
 			}
 			fmt.Printf("| %s | %d | %.1f (%.1f–%.1f) | %.0f %% | %.1f | %.1f %% | %s | %s | %.1f %% | %d |\n", c, len(rs),
