@@ -8,14 +8,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
-	"unsafe"
 
 	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/transport"
@@ -101,9 +99,9 @@ type simResult struct {
 	held        map[string]int // calls admission refused, by limit word
 	otherFailed int            // calls that failed otherwise (the limiter's refusal handed back)
 
-	after admission.SimState // admission's keys once every call returned
-	later admission.SimState // and 70 s later
-	probe int                // the status of one call after the run
+	after simState // admission's keys once every call returned
+	later simState // and 70 s later
+	probe int      // the status of one call after the run
 }
 
 func (r *simResult) goodput() float64 {
@@ -281,14 +279,13 @@ func checkCell(t *testing.T, r *simResult) {
 // runCell runs one cell in the current synctest bubble.
 // onStart, when not nil, is called with the limiter and the admission
 // before the first call.
-func runCell(t *testing.T, c simCell, onStart func(*limiter, *admission.Admission)) *simResult {
+func runCell(t *testing.T, c simCell, onStart func(*limiter, *transport.Transport)) *simResult {
 	buckets := int(c.dur / simBucket)
 	lim := newLimiter(c.kind, c.rate, buckets)
 	tr := transport.New(lim, transport.Config{})
-	adm := admissionOf(t, tr)
 	res := &simResult{cell: c, held: make(map[string]int)}
 	if onStart != nil {
-		onStart(lim, adm)
+		onStart(lim, tr)
 	}
 	var mu sync.Mutex
 	call := func() bool {
@@ -330,11 +327,11 @@ func runCell(t *testing.T, c simCell, onStart func(*limiter, *admission.Admissio
 	}
 	wg.Wait()
 	res.admitted, res.refused = lim.counts(buckets)
-	res.after = adm.SimStateForTest()
+	res.after = simStateOf(tr)
 	// Past any pause (a spent quota's lasts to its reset) and the
 	// limiter's windows: no key is paused, and one call goes through.
 	time.Sleep(transport.DefaultMaxRetryAfter + 10*time.Second)
-	res.later = adm.SimStateForTest()
+	res.later = simStateOf(tr)
 	ctx, cancel := context.WithTimeout(context.Background(), simDeadline)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.example/v1/items", nil)
@@ -369,15 +366,29 @@ func simCall(tr *transport.Transport) (ok bool, limit string) {
 	return false, ""
 }
 
-// admissionOf returns the Admission inside tr. The transport keeps it in
-// an unexported field and the admission package cannot import transport
-// (a cycle), so the simulation reads it by reflection; the field's name
-// and type are checked, and a change fails here, plainly.
-func admissionOf(t *testing.T, tr *transport.Transport) *admission.Admission {
-	t.Helper()
-	f := reflect.ValueOf(tr).Elem().FieldByName("adm")
-	if !f.IsValid() || f.Type() != reflect.TypeFor[*admission.Admission]() {
-		t.Fatal("transport.Transport has no field adm *admission.Admission: update admissionOf")
+// simState is what the simulation reads of a transport's admission after
+// a run, through the operator's snapshot (Transport.Admission): how many
+// keys have a state, and, summed over them, the turns queued and in
+// flight, the keys still paused and those with a learned pace. All zero
+// but States is the idle state a run must return to.
+type simState struct {
+	States, Queued, Inflight, Paused, Paced int
+}
+
+func simStateOf(tr *transport.Transport) simState {
+	var s simState
+	for _, h := range tr.Admission() {
+		for _, k := range h.Keys {
+			s.States++
+			s.Queued += k.Queued
+			s.Inflight += k.InFlight
+			if k.PausedFor > 0 || h.PausedFor > 0 {
+				s.Paused++
+			}
+			if k.Pace > 0 {
+				s.Paced++
+			}
+		}
 	}
-	return *(**admission.Admission)(unsafe.Pointer(f.UnsafeAddr()))
+	return s
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rebound-http/rebound/admission"
+	"github.com/rebound-http/rebound/transport"
 )
 
 // TestSimTrace prints, every 100 ms of virtual time, the learned pace and
@@ -38,16 +39,19 @@ func TestSimTrace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var b strings.Builder
 		done := make(chan struct{})
-		runCell(t, cell, func(l *limiter, adm *admission.Admission) {
+		runCell(t, cell, func(l *limiter, tr *transport.Transport) {
 			go func() {
 				defer close(done)
 				var pa, pr int
 				for i := 1; i <= int(cell.dur/(100*time.Millisecond)); i++ {
 					time.Sleep(100 * time.Millisecond)
 					a, r := l.total()
-					rate, quota, q := adm.SimPaceForTest()
-					fmt.Fprintf(&b, "%6.1f pace %8.2f quota %8.2f queue %3d admitted %4d refused %4d\n",
-						float64(i)/10, rate, quota, q, a-pa, r-pr)
+					var k admission.KeyState
+					if hs := tr.Admission(); len(hs) == 1 && len(hs[0].Keys) == 1 {
+						k = hs[0].Keys[0]
+					}
+					fmt.Fprintf(&b, "%6.1f pace %8.2f quota left %5d reset %6s queue %3d admitted %4d refused %4d\n",
+						float64(i)/10, k.Pace, k.QuotaLeft, k.QuotaReset.Round(time.Millisecond), k.Queued, a-pa, r-pr)
 					pa, pr = a, r
 				}
 			}()
