@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rebound-http/rebound/internal/learnedcut"
 )
 
 // Outcome is what an attempt's result means for the retry loop.
@@ -297,6 +299,17 @@ func deadlinePassed(ctx context.Context) bool {
 // outage, and callers that bound every call with a deadline (as they
 // should) would otherwise never let a circuit breaker see it. A caller's
 // cancellation (context.Canceled) is not: it says nothing of the server.
+//
+// Nor is the caller's deadline ending an attempt that follows a learned
+// cut (the retry loop marks its context): an earlier attempt of its call
+// was cut by a timeout the client learned from the host's latency, a
+// guess, so the time the deadline left this one was cut short by the
+// client, not refused by the server. It is Neutral. A host that merely became slower must not trip
+// its breaker on the cuts of a timeout learned when it was fast; a host
+// that stops answering still counts, on the attempts the learned timeout
+// no longer cuts (the retry loop suspends it after a streak of cuts, see
+// transport.LearnedTimeoutConfig). An attempt timeout the caller set
+// (ErrAttemptTimeout) is a limit, not a guess, and stays Unhealthy.
 // An attempt whose context had already ended before it was sent should not
 // be counted at all; the breaker checks for that before sending.
 func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
@@ -313,10 +326,12 @@ func ServerHealth(req *http.Request, resp *http.Response, err error) Health {
 		}
 		if req != nil {
 			if ctx := req.Context(); ctx.Err() != nil {
-				if deadlinePassed(ctx) {
+				if deadlinePassed(ctx) && !learnedcut.Marked(ctx) {
 					return Unhealthy
 				}
 				return Neutral
+			} else if deadlinePassed(ctx) && learnedcut.Marked(ctx) {
+				return Neutral // the deadline's timer has yet to end ctx
 			}
 		}
 		if errors.Is(err, context.Canceled) {

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/learnedcut"
 )
 
 // timeoutError is a net.Error that reports a timeout, like the errors of a
@@ -240,6 +241,9 @@ func TestClassifyContext(t *testing.T) {
 		return pastDeadlineNotDone{context.Background()}
 	}
 	attemptTimedOut := cancelledWithCause(classify.ErrAttemptTimeout)
+	marked := func(f func() context.Context) func() context.Context {
+		return func() context.Context { return learnedcut.Mark(f()) }
+	}
 	callerCanceled := classify.Verdict{Outcome: final, Reason: classify.ReasonCanceled}
 	callerDeadline := classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline}
 
@@ -276,6 +280,23 @@ func TestClassifyContext(t *testing.T) {
 		{"caller deadline passed, request body", pastDeadline, &classify.RequestBodyError{Err: context.DeadlineExceeded},
 			classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline},
 			classify.Verdict{Outcome: final, Reason: classify.ReasonDeadline}, neutral},
+
+		// An earlier attempt of the call was cut by a learned timeout: the
+		// deadline ending this one is the client's doing, not the
+		// server's; the verdict for the loop is the same.
+		{"caller deadline passed after a learned cut", marked(pastDeadline), context.DeadlineExceeded, callerDeadline, callerDeadline, neutral},
+		{"cancelled at its passed deadline after a learned cut", marked(cancelledAtDeadline), urlErr("Get", context.Canceled),
+			callerDeadline, callerDeadline, neutral},
+		{"deadline passed, not yet done, after a learned cut", marked(deadlinePassedNotDone), errRequestCanceled,
+			callerDeadline, callerDeadline, neutral},
+		// ... but a timeout the caller set, or a network error, still
+		// counts.
+		{"attempt timeout after a learned cut", marked(attemptTimedOut), classify.ErrAttemptTimeout,
+			classify.Verdict{Outcome: retryable, Reason: classify.ReasonTimeout},
+			classify.Verdict{Outcome: final, Reason: classify.ReasonTimeout}, unhealthy},
+		{"live context, refused, after a learned cut", marked(context.Background), dialRefused(),
+			classify.Verdict{Outcome: retryable, Reason: classify.ReasonRefused, NotSent: true},
+			classify.Verdict{Outcome: retryable, Reason: classify.ReasonRefused, NotSent: true}, unhealthy},
 
 		// The retry loop's per-attempt timeout ended the attempt: a retryable
 		// timeout that counts against the server.

@@ -91,13 +91,15 @@ func TestToxiproxyStallLearnedTimeout(t *testing.T) {
 // through the chain with learned timeouts (defaults), a failed caller
 // pausing 10 ms. From 2 s after the shift at least 95 % of calls succeed,
 // and over the shift's first 3 s the server receives at most 1.5 requests
-// per call sent. Known cost, logged: the calls in flight at the shift are
-// cut at the old timeout and their retries end at the deadline, which the
-// breaker counts as failures; it opens, and refuses calls, unsent, for
-// about a second. Before cut
-// and deadline-ended attempts were learned from, no call succeeded after
-// the shift: attempts were cut at the old timeout (200 ms) and the last
-// ran into the deadline.
+// per call sent, and the breaker refuses no call. Known cost, logged: the
+// calls started at the shift are cut at the old timeout (200 ms) and their
+// retries end at the deadline (about 20 calls, one per worker). Before
+// the deadline ending such a retry was excused (classify.WithLearnedCut),
+// the breaker counted those retries as failures in one run of two, opened,
+// and refused about 2,400 calls, unsent, for a second. Before cut and
+// deadline-ended attempts were learned from, no call succeeded after the
+// shift: attempts were cut at the old timeout and the last ran into the
+// deadline.
 func TestLearnedTimeoutLatencyShift(t *testing.T) {
 	var slow atomic.Bool
 	var requests atomic.Int64
@@ -193,6 +195,9 @@ func TestLearnedTimeoutLatencyShift(t *testing.T) {
 	}
 	if after == 0 || float64(afterOK) < 0.95*float64(after) {
 		t.Errorf("from 2 s after the shift %d of %d calls succeeded, want at least 95 %%", afterOK, after)
+	}
+	if refused > 0 {
+		t.Errorf("the breaker refused %d calls, unsent, of a host that only became slower", refused)
 	}
 	if float64(during) > 1.5*float64(inShift) {
 		t.Errorf("over the shift's first 3 s the server got %d requests for %d calls, want at most 1.5 per call", during, inShift)

@@ -14,6 +14,7 @@ import (
 	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/classify"
 	"github.com/rebound-http/rebound/internal/hostname"
+	"github.com/rebound-http/rebound/internal/learnedcut"
 )
 
 // Defaults of a HedgeConfig's zero fields.
@@ -244,7 +245,7 @@ func (t *Transport) race(turn *admission.Turn, req, out *http.Request, rec *reco
 				hedging = false
 				continue
 			}
-			hr, ok := t.hedgeRequest(req, rec, last+1, raceStart)
+			hr, ok := t.hedgeRequest(req, rec, last+1, raceStart, learnedcut.Marked(out.Context()))
 			if !ok {
 				tn.Cancel()
 				hedging = false
@@ -400,8 +401,12 @@ func (t *Transport) busy(req *http.Request) bool {
 // hedgeRequest returns the request for hedge n: a shallow copy of req
 // with the attempt, marked as a hedge, in its context and the whole body.
 // It reports false when the body cannot be sent whole now.
-func (t *Transport) hedgeRequest(req *http.Request, rec *recorder, n int, start time.Time) (*http.Request, bool) {
-	out := req.WithContext(WithAttempt(req.Context(), Attempt{N: n, Start: start, Hedge: true}))
+func (t *Transport) hedgeRequest(req *http.Request, rec *recorder, n int, start time.Time, cut bool) (*http.Request, bool) {
+	ctx := WithAttempt(req.Context(), Attempt{N: n, Start: start, Hedge: true})
+	if cut {
+		ctx = learnedcut.Mark(ctx) // as the attempt it joins is
+	}
+	out := req.WithContext(ctx)
 	switch {
 	case !hasBody(req):
 	case rec != nil:

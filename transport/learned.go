@@ -40,7 +40,13 @@ const (
 // classify.ErrAttemptTimeout, and is retried like any timeout. It does not
 // count against the host's health (the breaker and the budget's throttle
 // see it as neutral): a limit inferred from statistics is a guess, and a
-// host that has merely become slower must not be tripped by it.
+// host that has merely become slower must not be tripped by it. Nor does
+// the caller's deadline ending a later attempt of the same call: the cut
+// spent the time that attempt lacked (see classify.ServerHealth). A host
+// that stops answering still trips its breaker: once the streak below
+// suspends the learned timeout, first attempts wait out the deadline
+// uncut, and count (TestLearnedTimeoutBlackHoleStillTripsBreaker: within
+// a second, 40 callers with 450 ms deadlines).
 //
 // Nor does the timeout stop learning when a host slows down. Three kinds
 // of evidence keep it up to date:
@@ -163,6 +169,15 @@ func (t *Transport) sendTracked(req, out *http.Request, h *hostLatency, n, maxAt
 		t.lat.censored(h, now-began, now)
 	}
 	return resp, err
+}
+
+// cutByLearned reports whether err, an attempt's error, says a learned
+// timeout cut the attempt. The loop then marks the call's later attempts
+// with learnedcut.Mark: the caller's deadline ending one of them
+// does not count against the host (see classify.ServerHealth), since the
+// time it left them was shortened by the cut, a guess.
+func cutByLearned(err error) bool {
+	return errors.Is(err, errLearnedTimeout)
 }
 
 // observe records the latency of an attempt sent at began that returned

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/learnedcut"
 )
 
 // Transport is the retry loop, an http.RoundTripper. For every call it sends
@@ -133,11 +134,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		prev  outcome       // the previous attempt's outcome, kept in case the loop must return it
 		start time.Time     // when the first attempt returned; read lazily: a clock read costs tens of ns
 		delay time.Duration // previous wait, for decorrelated jitter
+		cut   bool          // a learned timeout cut an attempt of this call (see learnedcut.Mark)
 	)
 	for n := 1; ; n++ {
 		if n > 1 {
 			var ok bool
-			out, ok = t.retryRequest(req, rec, n, start)
+			out, ok = t.retryRequest(req, rec, n, start, cut)
 			if !ok {
 				return t.giveUp(req, prev, n-1, StopBodyNotReplay, nil)
 			}
@@ -169,6 +171,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			judged *classify.Verdict // by a hedged race, which asks the Classifier and Decide itself
 		)
 		resp, err, judged, n = t.attempt(&turn, req, out, rec, n, start, maxAttempts, attemptTimeout)
+		if err != nil && !cut && t.lat != nil {
+			cut = cutByLearned(err)
+		}
 
 		if err != nil && prev.verdict.Outcome == classify.Retryable && errors.Is(err, classify.ErrNotSent) {
 			turn.Cancel()
@@ -305,7 +310,7 @@ func (t *Transport) send(req *http.Request, timeout time.Duration) (*http.Respon
 // sendCause is send, whose timeout ends the attempt's context with cause:
 // classify.ErrAttemptTimeout for a configured timeout, errLearnedTimeout
 // for a learned one. Either way the error returned matches
-// classify.ErrAttemptTimeout.
+// classify.ErrAttemptTimeout, and cause.
 func (t *Transport) sendCause(req *http.Request, timeout time.Duration, cause error) (*http.Response, error) {
 	if timeout <= 0 {
 		return checked(t.next.RoundTrip(req))
@@ -324,6 +329,11 @@ func (t *Transport) sendCause(req *http.Request, timeout time.Duration, cause er
 			err = classify.ErrAttemptTimeout
 		case err == nil:
 			err = &attemptTimeoutError{cause}
+		case cause != classify.ErrAttemptTimeout && !errors.Is(err, cause):
+			// The base returned the cancellation without its cause (as
+			// net/http does): keep the cause reachable, so the loop can
+			// tell a learned cut from a limit the caller set.
+			err = &attemptTimeoutError{causeError{err: err, cause: cause}}
 		case !errors.Is(err, classify.ErrAttemptTimeout):
 			err = &attemptTimeoutError{err}
 		}
@@ -379,10 +389,15 @@ func checked(resp *http.Response, err error) (*http.Response, error) {
 }
 
 // retryRequest returns the request for attempt n: a shallow copy of req with
-// the attempt in its context and a fresh body. It reports false when the
-// body cannot be replayed.
-func (t *Transport) retryRequest(req *http.Request, rec *recorder, n int, start time.Time) (*http.Request, bool) {
-	out := req.WithContext(WithAttempt(req.Context(), Attempt{N: n, Start: start}))
+// the attempt in its context and a fresh body; marked with
+// learnedcut.Mark when cut says a learned timeout cut an earlier
+// attempt of the call. It reports false when the body cannot be replayed.
+func (t *Transport) retryRequest(req *http.Request, rec *recorder, n int, start time.Time, cut bool) (*http.Request, bool) {
+	ctx := WithAttempt(req.Context(), Attempt{N: n, Start: start})
+	if cut {
+		ctx = learnedcut.Mark(ctx)
+	}
+	out := req.WithContext(ctx)
 	switch {
 	case rec != nil:
 		body, ok := rec.reader()
@@ -529,6 +544,13 @@ func (e *deadlineError) Error() string { return context.DeadlineExceeded.Error()
 func (e *deadlineError) Unwrap() []error {
 	return []error{context.DeadlineExceeded, e.err}
 }
+
+// causeError is an attempt's error err, read as it is, that also matches
+// cause, the cause its context was ended with.
+type causeError struct{ err, cause error }
+
+func (e causeError) Error() string   { return e.err.Error() }
+func (e causeError) Unwrap() []error { return []error{e.cause, e.err} }
 
 // attemptTimeoutError marks an attempt's error as caused by the per-attempt
 // timeout while keeping the original cause reachable.
