@@ -1,8 +1,10 @@
 // Package reboundtest helps test code that uses rebound: Script, a
 // scripted in-memory RoundTripper that works inside testing/synctest
 // bubbles; NoWait, an option that makes every wait of a chain zero for
-// tests against real servers; and Route, a base transport that sends a
-// production host name to a test server, so host policies apply.
+// tests against real servers; Route, a base transport that sends a
+// production host name to a test server, so host policies apply; and
+// Faults, a base transport that injects failures per host and rate, for
+// rehearsals in a real process.
 //
 // # Recipe: virtual time with a Script
 //
@@ -68,4 +70,23 @@
 //
 // Every link then sees "payments.test": its policy, its breaker, its
 // budget and its admission state, as in production.
+//
+// # Recipe: rehearse failures in staging
+//
+// Faults goes under the chain, in the real process, and stays off (one
+// atomic load an attempt, no allocation) until its rules are set, behind
+// a flag or an admin endpoint of your own:
+//
+//	faults := &reboundtest.Faults{Seed: 1}
+//	client := &http.Client{Transport: rebound.NewTransport(faults)}
+//	...
+//	err := faults.Set(reboundtest.Fault{Host: "payments.internal", Rate: 0.3, Status: 503})
+//	...
+//	faults.Set() // off
+//
+// A rule injects an error (ErrRefused, ErrReset, ErrTimeout), a status
+// with or without a Retry-After hint, latency, or a body cut short, on a
+// share of a host's attempts drawn from the Seed. ExampleFaults_rehearsal
+// replays the phases of rebound's demo (an outage, a rate limit, a flaky
+// host, resets) against a client.
 package reboundtest
