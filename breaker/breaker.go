@@ -175,6 +175,14 @@ type Breaker struct {
 
 	key  hostKey // a Transport's key for the breaker, and its hash
 	hash uint64
+
+	// The URL scheme and host as written by the request that made the
+	// breaker, which a Transport's memo matches a request against
+	// before it computes a canonical form (see registry.forURL); gone
+	// is set when the breaker leaves its registry, so that the memo
+	// stops handing it out.
+	wscheme, whost string
+	gone           atomic.Bool
 }
 
 // gen is one generation of a breaker: a state and the data of that state.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"net/url"
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -204,7 +206,7 @@ func TestKeyOf(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			k, ok := keyOf(req)
+			k, ok := keyOf(req.URL)
 			if ok != tt.ok || k.host != tt.host {
 				t.Fatalf("keyOf = %+v, %v; want %q, %v", k, ok, tt.host, tt.ok)
 			}
@@ -214,7 +216,7 @@ func TestKeyOf(t *testing.T) {
 
 func TestKeyOfLowerCaseHostDoesNotAllocate(t *testing.T) {
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://api.example.com:443/x", nil)
-	if n := testing.AllocsPerRun(100, func() { keyOf(req) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { keyOf(req.URL) }); n != 0 {
 		t.Fatalf("keyOf allocates %v times", n)
 	}
 }
@@ -305,4 +307,55 @@ func TestRoundTripAtCountsAFailureAtItsEnd(t *testing.T) {
 			t.Fatalf("after a hung failure: RoundTrip's tests %x, RoundTripAt's %x", got[0], got[1])
 		}
 	})
+}
+
+// TestMemoFollowsTheRegistry checks the registry's memo of hosts as
+// written (registry.forURL): spellings of one host share its breaker, a
+// scheme whose default port differs does not, and a breaker evicted from
+// the registry is never handed out again by the memo, so its host's next
+// request counts on the breaker the registry tracks.
+func TestMemoFollowsTheRegistry(t *testing.T) {
+	u := func(s string) *url.URL {
+		t.Helper()
+		v, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	r := newRegistry(newSettings(Config{MaxHosts: 1}))
+	a := r.forURL(u("https://a.example/x"))
+	if again := r.forURL(u("https://a.example/y")); again != a {
+		t.Fatal("the same host as written found another breaker")
+	}
+	for _, s := range []string{"https://A.Example./", "https://a.example:443/"} {
+		if got := r.forURL(u(s)); got != a {
+			t.Fatalf("%s: another breaker than https://a.example's", s)
+		}
+	}
+	r2 := newRegistry(newSettings(Config{}))
+	other := r2.forURL(u("http://a.example:443/"))
+	if other == nil || other.Name() != "a.example:443" {
+		t.Fatalf("http://a.example:443 found %v, want a breaker named a.example:443", other)
+	}
+	if got := r2.forURL(u("https://a.example:443/")); got == other || got.Name() != "a.example" {
+		t.Fatal("https://a.example:443 found http://a.example:443's breaker")
+	}
+
+	// The bound is one host: another host, in another slot of the memo,
+	// evicts a.example's breaker.
+	b := "b.example"
+	for i := 0; memoIndex(b) == memoIndex("a.example"); i++ {
+		b = "b" + strconv.Itoa(i) + ".example"
+	}
+	if r.forURL(u("https://"+b+"/")) == nil || r.len() != 1 {
+		t.Fatalf("tracked %d hosts, want 1", r.len())
+	}
+	again := r.forURL(u("https://a.example/x"))
+	if again == a {
+		t.Fatal("the memo handed out a breaker evicted from the registry")
+	}
+	if s := r.snapshot(); len(s) != 1 || s[0].Host != "a.example" || again == nil || again.Name() != "a.example" {
+		t.Fatalf("registry holds %+v after a.example's return", s)
+	}
 }

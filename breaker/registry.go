@@ -4,7 +4,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"math/rand/v2"
-	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -21,13 +21,13 @@ type hostKey struct {
 	host string
 }
 
-// keyOf returns the default key of req: its URL's host in the canonical
-// form of internal/hostname (lower case, no trailing dot, IDNA A-label, no
-// default port), the form the router and the budget use too. It does not
-// allocate for a host already in that form. ok is false when there is no
-// host to key by.
-func keyOf(req *http.Request) (k hostKey, ok bool) {
-	host := hostname.FromURL(req.URL)
+// keyOf returns the default key of a request to u: u's host in the
+// canonical form of internal/hostname (lower case, no trailing dot, IDNA
+// A-label, no default port), the form the router and the budget use too.
+// It does not allocate for a host already in that form. ok is false when
+// there is no host to key by.
+func keyOf(u *url.URL) (k hostKey, ok bool) {
+	host := hostname.FromURL(u)
 	return hostKey{host: host}, host != ""
 }
 
@@ -47,6 +47,18 @@ type registry struct {
 	shards    []shard
 	total     atomic.Int64 // tracked hosts, plus places reserved by inserts
 	untracked atomic.Uint64
+	memo      [memoSlots]memoSlot
+}
+
+// memoSlots is the number of places in a registry's memo (see forURL).
+const memoSlots = 16
+
+// memoSlot is one place of a registry's memo, on a cache line of its
+// own: it is written only when the breaker a host finds there changes,
+// and two hosts that share a slot must not slow down the others.
+type memoSlot struct {
+	b atomic.Pointer[Breaker]
+	_ [56]byte
 }
 
 // shard is one part of a registry, padded to its own cache lines.
@@ -67,8 +79,19 @@ type table struct {
 	slots []atomic.Pointer[Breaker]
 }
 
-// removed marks a slot whose breaker was evicted.
+// removed marks a slot whose breaker was evicted. A slot is set to it
+// only by table.drop, which first marks the breaker gone, so that no memo
+// (see registry.forURL) hands it out again.
 var removed = new(Breaker)
+
+// drop removes the breaker in slot i from t: marked gone, then replaced
+// by the removed marker.
+func (t *table) drop(i int) {
+	if b := t.slots[i].Load(); b != nil && b != removed {
+		b.gone.Store(true)
+	}
+	t.slots[i].Store(removed)
+}
 
 // Shard sizing: large enough that the bound is shared evenly, small enough
 // that the eviction scan stays short.
@@ -113,19 +136,76 @@ func (t *table) find(h uint64, k hostKey) *Breaker {
 	}
 }
 
+// forURL returns the breaker of u's host (the default key), creating it
+// if needed, or nil when u has no host or its shard is full of breakers
+// that must not be evicted.
+//
+// A request's host is usually written as it was the last time: the memo
+// remembers, per slot picked from the host as written, the last breaker
+// found for it, and hands it out again when the request's scheme and
+// host are those of the request that made the breaker, and the breaker
+// is still in the registry. That costs two string comparisons and three
+// atomic loads, where a lookup computes the host's canonical form, hashes
+// it and probes the table.
+func (r *registry) forURL(u *url.URL) *Breaker {
+	slot := &r.memo[memoIndex(u.Host)]
+	if b := slot.b.Load(); b != nil && b.whost == u.Host && b.wscheme == u.Scheme && !b.gone.Load() {
+		return b
+	}
+	k, ok := keyOf(u)
+	if !ok {
+		return nil
+	}
+	b := r.getSpelled(k, u.Scheme, u.Host)
+	if b != nil && b.whost == u.Host && b.wscheme == u.Scheme && slot.b.Load() != b {
+		slot.b.Store(b)
+	}
+	return b
+}
+
+// memoIndex picks host's slot in a registry's memo from its length and
+// its first and last eight bytes, which tell apart the hosts of one
+// client in most cases (a collision costs only a lookup).
+func memoIndex(host string) int {
+	n := len(host)
+	h := uint64(n)
+	if n >= 8 {
+		h ^= word(host) ^ word(host[n-8:])*0x9e3779b97f4a7c15
+	} else {
+		for i := 0; i < n; i++ {
+			h = h<<8 | uint64(host[i])
+		}
+	}
+	return int((h * 0xff51afd7ed558ccd) >> (64 - 4) & (memoSlots - 1))
+}
+
+// word returns the first eight bytes of s (at least eight long) as a
+// little-endian number: one load where the machine allows it.
+func word(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 // get returns the breaker of k, creating it if needed, or nil when k's
 // shard is full of breakers that must not be evicted.
-func (r *registry) get(k hostKey) *Breaker {
+func (r *registry) get(k hostKey) *Breaker { return r.getSpelled(k, "", "") }
+
+// getSpelled is get for a request whose URL writes k's host as written
+// under scheme: a breaker it creates remembers them for the memo (see
+// forURL). Both are "" for a key that is not a URL's host.
+func (r *registry) getSpelled(k hostKey, scheme, written string) *Breaker {
 	h := maphash.String(r.seed, k.host)
 	sh := &r.shards[h>>(64-r.shardBits)&uint64(len(r.shards)-1)]
 	if b := sh.tab.Load().find(h, k); b != nil {
 		return b
 	}
-	return r.insert(sh, h, k)
+	return r.insert(sh, h, k, scheme, written)
 }
 
-// insert adds a breaker for k to sh, making room if the registry is full.
-func (r *registry) insert(sh *shard, h uint64, k hostKey) *Breaker {
+// insert adds a breaker for k to sh, making room if the registry is full;
+// scheme and written are as for getSpelled.
+func (r *registry) insert(sh *shard, h uint64, k hostKey, scheme, written string) *Breaker {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if b := sh.tab.Load().find(h, k); b != nil {
@@ -156,6 +236,20 @@ func (r *registry) insert(sh *shard, h uint64, k hostKey) *Breaker {
 	k.host = name
 	b := newBreaker(name, r.set)
 	b.key, b.hash = k, h
+	if written != "" {
+		b.whost = name
+		if written != name {
+			b.whost = strings.Clone(written)
+		}
+		switch scheme {
+		case "http":
+			b.wscheme = "http"
+		case "https":
+			b.wscheme = "https"
+		default:
+			b.wscheme = strings.Clone(scheme)
+		}
+	}
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		if t.slots[i].Load() == nil {
 			t.slots[i].Store(b)
@@ -262,7 +356,7 @@ func (sh *shard) evictLocked(now time.Duration) bool {
 	if victim < 0 {
 		return false
 	}
-	t.slots[victim].Store(removed)
+	t.drop(victim)
 	sh.live--
 	return true
 }

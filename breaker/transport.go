@@ -193,13 +193,9 @@ func (s *tstate) breakerFor(req *http.Request) *Breaker {
 		if k.host == "" {
 			return nil
 		}
-	} else {
-		var ok bool
-		if k, ok = keyOf(req); !ok {
-			return nil
-		}
+		return s.reg.get(k)
 	}
-	return s.reg.get(k)
+	return s.reg.forURL(req.URL)
 }
 
 // Snapshot returns the state and counts of every tracked host, sorted by
