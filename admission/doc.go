@@ -67,7 +67,7 @@
 // was admitted at, and capped at 1.5 times the rate callers ask for
 // (retries and queued calls included). One cut per round: a throttle of a
 // turn given before the last cut, or within 200 ms after it, does not cut
-// again. A pace with calls waiting that meets no throttle for 4 s, while
+// again. A pace with calls waiting that meets no throttle for 2 s, while
 // calls arrive faster than it lets them go, probes again (the limit may be
 // gone). A key that is not throttled for 10 s
 // while its pace is 1.5 times what callers ask goes back to no limit. An

@@ -44,7 +44,7 @@ const (
 	floorShare = 0.5
 	// probeAfter: a pace with calls waiting that has met no throttle for
 	// this long probes (doubles every 200 ms) until the next throttle.
-	probeAfter = 4 * time.Second
+	probeAfter = 2 * time.Second
 	// probeStep is what each admitted response adds to a probing pace, in
 	// turns per second: the pace doubles every 1/probeStep seconds.
 	probeStep = 5.0
