@@ -88,7 +88,11 @@
 // without queueing, with a *RefusedError naming what limited the key: the
 // server's wait hint (ErrHint), the server's quota (ErrQuota) or
 // rebound's own learned pace (ErrPace). All three match
-// classify.ErrNotSent.
+// classify.ErrNotSent. A call already queued is judged again when a
+// signal moves the turns (a pause, a cut of the pace, a spent quota): if
+// its turn no longer comes before its deadline, Wait returns the same
+// error then, rather than when the deadline ends, and the calls behind it
+// move up.
 //
 // # Memory
 //

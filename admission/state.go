@@ -91,10 +91,12 @@ type bucket struct {
 
 // waiter is a queued turn.
 type waiter struct {
-	ch      chan struct{}
-	granted bool
-	at      time.Time
-	iv      time.Duration
+	ch       chan struct{}
+	granted  bool
+	at       time.Time
+	iv       time.Duration
+	deadline time.Time     // the call's; zero: none
+	refused  *RefusedError // set when a later signal pushed its turn past deadline
 }
 
 // roll starts a new bucket when the current one is full, and folds the
@@ -337,7 +339,7 @@ func (st *state) grow(now time.Time) {
 		// has refused nothing for a while: its limit may be gone. Probe
 		// for it fast rather than along the curve. (Closed-loop callers,
 		// who ask again only when served, ask at the pace: they never
-		// trigger it, and a bursty limiter is not overshot every 4 s.)
+		// trigger it, and a bursty limiter is not overshot every 2 s.)
 		st.probe = true
 	}
 	var r float64
