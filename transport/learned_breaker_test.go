@@ -29,7 +29,7 @@ type shiftRun struct {
 // retry loop with default learned timeouts in front of a default breaker,
 // against a host that answers in 5 to 15 ms for 3 s and then as slow says (a
 // negative slow: never, a black hole), for 5 s more.
-func runShiftWithBreaker(t *testing.T, workers int, slow time.Duration) shiftRun {
+func runShiftWithBreaker(t *testing.T, workers int, slow time.Duration, hedge *transport.HedgeConfig) shiftRun {
 	var run shiftRun
 	var mu sync.Mutex
 	shifted := false
@@ -50,7 +50,7 @@ func runShiftWithBreaker(t *testing.T, workers int, slow time.Duration) shiftRun
 			mu.Unlock()
 		}
 	}})
-	rt := transport.New(br, transport.Config{LearnedTimeout: &transport.LearnedTimeoutConfig{}})
+	rt := transport.New(br, transport.Config{LearnedTimeout: &transport.LearnedTimeoutConfig{}, Hedge: hedge})
 	type call struct {
 		start   time.Time
 		ok      bool
@@ -110,7 +110,7 @@ func runShiftWithBreaker(t *testing.T, workers int, slow time.Duration) shiftRun
 // second: 2,400 calls in the real-loopback test.)
 func TestLearnedTimeoutShiftDoesNotTripBreaker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		run := runShiftWithBreaker(t, 40, 300*time.Millisecond)
+		run := runShiftWithBreaker(t, 40, 300*time.Millisecond, nil)
 		t.Logf("trips %d, refused %d, from 2 s after the shift %d of %d calls ok", run.trips, run.refused, run.afterOK, run.after)
 		assert.Zero(t, run.trips, "a slower host's breaker never opens")
 		assert.Zero(t, run.refused, "no call refused unsent")
@@ -127,10 +127,36 @@ func TestLearnedTimeoutShiftDoesNotTripBreaker(t *testing.T) {
 // (a deadline for the streak, one for the uncut attempts, and a little).
 func TestLearnedTimeoutBlackHoleStillTripsBreaker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		run := runShiftWithBreaker(t, 40, -1)
+		run := runShiftWithBreaker(t, 40, -1, nil)
 		t.Logf("trips %d, first %v after the host went dark, refused %d", run.trips, run.firstTrip, run.refused)
 		require.Positive(t, run.trips, "a black-holed host trips its breaker")
 		assert.LessOrEqual(t, run.firstTrip, time.Second)
 		assert.Positive(t, run.refused)
+	})
+}
+
+// The same shift with hedging on: a hedge of a retry that follows a
+// learned cut carries the retry's mark. (Without the retries' marks, 1
+// trip and 5,200 calls refused; with them but not the hedges', 1 trip and
+// 5,200 to 5,500 refused in each of 3 runs.)
+func TestLearnedTimeoutShiftWithHedgesDoesNotTripBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		run := runShiftWithBreaker(t, 40, 300*time.Millisecond, &transport.HedgeConfig{})
+		t.Logf("trips %d, refused %d, from 2 s after the shift %d of %d calls ok", run.trips, run.refused, run.afterOK, run.after)
+		assert.Zero(t, run.trips, "a slower host's breaker never opens")
+		assert.Zero(t, run.refused, "no call refused unsent")
+		require.Positive(t, run.after)
+		assert.GreaterOrEqual(t, float64(run.afterOK), 0.95*float64(run.after))
+	})
+}
+
+// A black hole trips the breaker with hedging on too (912 ms after the
+// host went dark; 909 ms without hedging).
+func TestLearnedTimeoutBlackHoleWithHedgesStillTripsBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		run := runShiftWithBreaker(t, 40, -1, &transport.HedgeConfig{})
+		t.Logf("trips %d, first %v after the host went dark, refused %d", run.trips, run.firstTrip, run.refused)
+		require.Positive(t, run.trips, "a black-holed host trips its breaker")
+		assert.LessOrEqual(t, run.firstTrip, time.Second)
 	})
 }
