@@ -21,8 +21,10 @@ import (
 //     a GET alone;
 //   - the retry loop counts the attempt (one atomic add), sends it and
 //     judges the status;
-//   - the budget reads the clock once (a sliding window needs the time of
-//     the deposit) and adds one to the current bucket;
+//   - the budget reads the monotonic clock once (a sliding window needs
+//     the time of the deposit; time.Since reads only that clock, where
+//     time.Now reads the wall clock too, two reads) and adds one to the
+//     current bucket;
 //   - the breaker finds its host's state (a sync.Map keyed by the URL's
 //     host, as written: no canonical form), loads it, sends, and adds one
 //     to the host's success count.
@@ -82,9 +84,12 @@ type floorBudget struct {
 	buckets [10]atomic.Int64
 }
 
+// floorEpoch is the origin of the floor budget's clock.
+var floorEpoch = time.Now()
+
 func (l *floorBudget) RoundTrip(req *http.Request) (*http.Response, error) {
-	now := time.Now()
-	l.buckets[uint64(now.UnixNano())/uint64(time.Second)%10].Add(1)
+	now := time.Since(floorEpoch)
+	l.buckets[uint64(now)/uint64(time.Second)%10].Add(1)
 	return l.next.RoundTrip(req)
 }
 
