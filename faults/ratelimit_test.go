@@ -259,7 +259,7 @@ type result struct {
 	P50      float64 `json:"p50_ms"`
 	P99      float64 `json:"p99_ms"`
 	P99Calm  float64 `json:"p99_unrefused_ms,omitempty"` // open loop: p99 of the calls the server never refused
-	OK       float64 `json:"ok"` // share of calls that succeeded
+	OK       float64 `json:"ok"`                         // share of calls that succeeded
 	Early    int64   `json:"early"`
 	Target   float64 `json:"target,omitempty"` // issue 19's goodput target, as a share of the limit
 	Quota    bool    `json:"quota,omitempty"`  // the target also asks ≤ 1 % of attempts refused
