@@ -139,7 +139,10 @@ func appendField(b []byte, s string) []byte {
 // principal should scope by it instead (MiddlewareConfig.Scope).
 // Callers without credentials share one space per host, where the
 // fingerprint check still keeps a key from replaying another request's
-// response.
+// response. Behind a load balancer every instance must receive the same
+// Host: one that rewrites it to each instance's address gives each its
+// own key space, so a retry that lands on another instance runs again,
+// even with a shared store.
 func CallerScope(r *http.Request, apiKeyHeaders []string) string {
 	if apiKeyHeaders == nil {
 		apiKeyHeaders = DefaultAPIKeyHeaders

@@ -37,7 +37,7 @@
 // request was written, ErrRefused before); a Delay longer than the
 // request's deadline or AttemptTimeout makes a server that does not
 // answer in time. Script.Calls shows what each attempt carried (its
-// Idempotency-Key, its body, its attempt number).
+// idempotency key in Call.Key, its body, its attempt number).
 //
 // # Recipe: real servers without the waits
 //

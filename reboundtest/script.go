@@ -86,6 +86,13 @@ type Call struct {
 	Method string
 	URL    string
 	Header http.Header
+	// Key is the idempotency key the request carried, as a server reads
+	// it: its Idempotency-Key, else its X-Idempotency-Key; empty when it
+	// had none. Header.Get may not find it: toward a host not declared
+	// keys_honored, rebound sends a key it generated under the lower-case
+	// header name (see idempotency.Transport), which a server reads as
+	// usual but a lookup of the canonical name misses.
+	Key string
 	// Body is the request body as the Script read it; nil when the
 	// request had none or was not Delivered.
 	Body []byte
@@ -150,7 +157,7 @@ func (s *Script) RoundTrip(req *http.Request) (*http.Response, error) {
 	s.once.Do(s.index)
 	host := hostname.FromURL(req.URL)
 	call := Call{Host: host, Method: req.Method, URL: req.URL.String(), Header: req.Header.Clone(),
-		Attempt: transport.AttemptFrom(req.Context()).N, Step: -1}
+		Key: requestKey(req.Header), Attempt: transport.AttemptFrom(req.Context()).N, Step: -1}
 	key, steps := s.lookup(host)
 
 	s.mu.Lock()
@@ -302,4 +309,15 @@ func wait(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+}
+
+// requestKey returns the idempotency key in h as a server reads it, the
+// header name in any case: Idempotency-Key, else X-Idempotency-Key.
+func requestKey(h http.Header) string {
+	for _, name := range [...]string{classify.HeaderIdempotencyKey, "idempotency-key", classify.HeaderXIdempotencyKey, "x-idempotency-key"} {
+		if vs := h[name]; len(vs) > 0 && vs[0] != "" {
+			return vs[0]
+		}
+	}
+	return ""
 }

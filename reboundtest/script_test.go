@@ -137,6 +137,9 @@ func TestScriptPOSTNotSentAndReset(t *testing.T) {
 		require.Len(t, key, 1)
 		assert.Len(t, key[0], 36)
 		assert.Equal(t, key, calls[1].Header["idempotency-key"])
+		assert.Empty(t, calls[0].Header.Get("Idempotency-Key"), "Header.Get does not find it")
+		assert.Equal(t, key[0], calls[0].Key, "Call.Key does")
+		assert.Equal(t, key[0], calls[1].Key)
 		assert.Equal(t, 1, s.Count("api.test"), "one POST reached the server")
 
 		_, err = do(t, rt, t.Context(), "POST", "http://api.test/orders", `{"sku":8}`)
