@@ -1,6 +1,7 @@
 package rebound
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -261,12 +262,29 @@ type adminLatency struct {
 	Timeout string `json:"attempt_timeout,omitempty"`
 }
 
-// dur writes d as a Go duration, "" for zero.
+// dur writes d as a Go duration to three significant digits ("4.72ms",
+// "14m55s"), "" for zero.
 func dur(d time.Duration) string {
 	if d <= 0 {
 		return ""
 	}
-	return d.Round(time.Millisecond).String()
+	return short(d)
+}
+
+// short rounds d to three significant digits, or to the second from a
+// minute on, and writes it.
+func short(d time.Duration) string {
+	switch {
+	case d >= time.Minute:
+		d = d.Round(time.Second)
+	case d > 0:
+		unit := time.Duration(1)
+		for unit*1000 <= d {
+			unit *= 10
+		}
+		d = d.Round(unit)
+	}
+	return d.String()
 }
 
 func adminJSON(snap []HostSnapshot, now time.Time) any {
@@ -294,7 +312,7 @@ func adminJSON(snap []HostSnapshot, now time.Time) any {
 			}
 		}
 		if x := s.Latency; x != nil {
-			h.Latency = &adminLatency{Samples: x.Samples, P50: x.P50.String(), P90: x.P90.String(), P99: x.P99.String(),
+			h.Latency = &adminLatency{Samples: x.Samples, P50: short(x.P50), P90: short(x.P90), P99: short(x.P99),
 				Hedge: dur(x.Hedge), Timeout: dur(x.Timeout)}
 		}
 		hosts = append(hosts, h)
@@ -309,7 +327,13 @@ func adminJSON(snap []HostSnapshot, now time.Time) any {
 // then the details of the hosts that have any.
 func writeAdminText(w io.Writer, snap []HostSnapshot, now time.Time) {
 	fmt.Fprintf(w, "rebound: %d hosts at %s\n\n", len(snap), now.UTC().Format(time.RFC3339))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer
+	defer func() {
+		for line := range strings.Lines(buf.String()) {
+			io.WriteString(w, strings.TrimRight(line, " \n")+"\n")
+		}
+	}()
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tPOLICY\tCIRCUIT\tRETRY BALANCE\tCALLS\tATTEMPTS\tREFUSED\tP50/P99\tNOTE")
 	for _, s := range snap {
 		pattern := s.Pattern
@@ -326,7 +350,7 @@ func writeAdminText(w io.Writer, snap []HostSnapshot, now time.Time) {
 		}
 		lat := "-"
 		if s.Latency != nil {
-			lat = s.Latency.P50.String() + "/" + s.Latency.P99.String()
+			lat = short(s.Latency.P50) + "/" + short(s.Latency.P99)
 		}
 		var notes []string
 		if s.IsolatedFor > 0 {
