@@ -379,3 +379,21 @@ func TestAdminHandlerServesTheSnapshot(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 }
+
+// A policy that learns timeouts but does not hedge shows its latency in
+// the snapshot (reading it dereferenced the absent hedge configuration).
+func TestSnapshotOfLearnedTimeoutWithoutHedge(t *testing.T) {
+	srv, _ := countingServer(t)
+	rt := operateTransport(t, &operatorLog{}, nil, rebound.WithPolicy(rebound.Policy{
+		Retry: transport.Config{LearnedTimeout: &transport.LearnedTimeoutConfig{}}}))
+	client := &http.Client{Transport: rt}
+	for range 5 {
+		require.NoError(t, get(t, client, srv.URL))
+	}
+	snap := rt.Snapshot()
+	require.Len(t, snap, 1)
+	require.NotNil(t, snap[0].Latency)
+	assert.EqualValues(t, 5, snap[0].Latency.Samples)
+	assert.Zero(t, snap[0].Latency.Hedge)
+	assert.Positive(t, snap[0].Latency.P50)
+}

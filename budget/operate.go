@@ -18,10 +18,6 @@ func (t *Transport) Reset(host string) bool {
 	return t.hosts.forget(hostname.Canonical(host))
 }
 
-// PerHost reports whether each host has a budget of its own; when false,
-// Balance reports the budget every host shares.
-func (t *Transport) PerHost() bool { return t.global == nil }
-
 // WithNext returns a Transport that sends through next and shares every
 // piece of t's state: its budgets, throttles and hooks. Attempts through
 // either count in both. It is how a chain rebuilt around a new inner link

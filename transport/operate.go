@@ -50,9 +50,9 @@ func (t *Transport) Latencies() []Latency {
 			counts[i] = c
 			total += uint64(c)
 		}
-		l := Latency{Host: k.(string), Samples: total, Hedge: t.lat.learnedHedge(h), Timeout: t.lat.learnedTimeout(h)}
-		if t.lat.hedge == nil {
-			l.Hedge = 0
+		l := Latency{Host: k.(string), Samples: total, Timeout: t.lat.learnedTimeout(h)}
+		if t.lat.hedge != nil {
+			l.Hedge = t.lat.learnedHedge(h)
 		}
 		if total > 0 {
 			l.P50 = time.Duration(quantile(&counts, total, 0.5))
