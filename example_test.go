@@ -90,3 +90,41 @@ func ExampleTransport_Breakers() {
 	}
 	// Output: open after 1 trip
 }
+
+// A service in the middle of a stack wraps its handler in Layer and makes
+// its calls below through rebound with the request's context: when those
+// calls spent their retries, its 502 tells the caller above not to retry.
+func ExampleLayer() {
+	below := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+	}))
+	defer below.Close()
+	rt := rebound.NewTransport(nil, rebound.WithRetry(transport.Config{MaxAttempts: 2, BaseDelay: time.Millisecond}))
+	defer rt.CloseIdleConnections()
+	client := &http.Client{Transport: rt}
+
+	svc := httptest.NewServer(rebound.Layer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, below.URL, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			http.Error(w, "below: "+resp.Status, http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})))
+	defer svc.Close()
+
+	resp, err := http.Get(svc.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, "X-Should-Retry:", resp.Header.Get("X-Should-Retry"))
+	// Output: 502 X-Should-Retry: false
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/rebound-http/rebound/admission"
 	"github.com/rebound-http/rebound/classify"
+	"github.com/rebound-http/rebound/internal/layermark"
 	"github.com/rebound-http/rebound/internal/learnedcut"
 )
 
@@ -188,6 +189,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: n - 1, Reason: classify.ReasonNotSent,
 					StatusCode: statusOf(prev.resp), Err: err, Stop: StopRefused})
 			}
+			markSpent(req, StopRefused, n-1, "")
 			return t.finish(prev, n-1, StopRefused, "", err)
 		}
 		turn.Done(resp, err)
@@ -208,6 +210,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			if cur.verdict.Outcome == classify.Final && (err != nil || cfg.Observer != nil || !classify.IdempotentMethod(req.Method)) {
 				return t.giveUp(req, cur, n, StopFinal, nil)
+			}
+			if cur.verdict.Outcome == classify.Final && cur.verdict.Reason == classify.ReasonServerAdvised {
+				markSpent(req, StopFinal, n, cur.verdict.Reason)
 			}
 			if n > 1 {
 				var stop error // success after retries
@@ -283,6 +288,7 @@ func (t *Transport) refuseHeld(req *http.Request, prev outcome, n int, herr erro
 	if t.cfg.Observer != nil {
 		t.cfg.Observer.Observe(Event{Kind: EventGiveUp, Request: req, Attempt: 0, Reason: classify.ReasonNotSent, Err: herr, Stop: StopHeld, Limit: admission.LimitOf(herr)})
 	}
+	markSpent(req, StopHeld, 0, "")
 	return nil, &Error{Attempts: 0, Reason: classify.ReasonNotSent, Stop: StopHeld, Err: herr, Refusal: herr}
 }
 
@@ -446,6 +452,7 @@ func setAttemptHeader(req *http.Request, name string, n int) {
 // the number of attempts sent; refusal, when not nil, is the gate's or the
 // hold's error that refused the next one.
 func (t *Transport) giveUp(req *http.Request, cur outcome, attempts int, stop string, refusal error) (*http.Response, error) {
+	markSpent(req, stop, attempts, cur.verdict.Reason)
 	var why string
 	if refusal == nil {
 		why = t.why(req, cur, attempts, stop)
@@ -455,6 +462,19 @@ func (t *Transport) giveUp(req *http.Request, cur outcome, attempts int, stop st
 			StatusCode: statusOf(cur.resp), Err: cur.err, Stop: stop, Why: why, Limit: admission.LimitOf(refusal)})
 	}
 	return t.finish(cur, attempts, stop, why, refusal)
+}
+
+// markSpent tells the rebound.Layer serving the request req was made for,
+// if any, that this call spent its retries: it gave up after retrying, a
+// gate refused it, or the server below advised against a retry. A call
+// that ended on its first attempt for any other reason (a final status, a
+// body that cannot be replayed, the caller's cancellation) spent nothing.
+func markSpent(req *http.Request, stop string, attempts int, reason string) {
+	switch {
+	case stop == StopAttempts, stop == StopRefused, stop == StopHeld, reason == classify.ReasonServerAdvised,
+		attempts > 1 && stop != StopCanceled:
+		layermark.From(req.Context()).Set()
+	}
 }
 
 // finish hands an outcome to the caller: the response, or the error wrapped

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rebound-http/rebound"
 )
 
 // Defaults of Cell's zero fields.
@@ -54,6 +56,11 @@ type Cell struct {
 	// each layer to the one below. The trigger hits the bottom server,
 	// and the server's measurements (attempts, waste) are the bottom's.
 	Depth int
+	// Layer wraps every middle layer's handling in rebound.Layer: a 502
+	// it returns after its rebound calls below spent their retries tells
+	// the caller above (X-Should-Retry: false) not to retry. Only rebound
+	// clients set and honour it; it changes nothing for the others.
+	Layer bool
 	// Loopback puts real sockets between the fleet and the top server:
 	// the model runs behind an httptest.Server on 127.0.0.1 and every
 	// process has its own http.Transport. For the reality check, in real
@@ -97,6 +104,9 @@ func (c Cell) String() string {
 	if c.Depth > 1 {
 		name += fmt.Sprintf("/depth=%d", c.Depth)
 	}
+	if c.Layer {
+		name += "/layer"
+	}
 	return name
 }
 
@@ -104,6 +114,10 @@ func (c Cell) String() string {
 func (c Cell) horizon() time.Duration {
 	return c.Warmup + c.TriggerFor + c.Patience + c.Stable + c.Deadline + time.Second
 }
+
+// layerRequest is the request a middle layer's handler serves (the model
+// does not look at it).
+var layerRequest = httptest.NewRequest(http.MethodGet, "http://layer.storm/", nil)
 
 // StackInstances is how many processes each middle layer of a stack runs.
 const StackInstances = 10
@@ -119,13 +133,24 @@ func stack(c Cell, bottom *Server) []*Server {
 		for i := range chains {
 			chains[i] = &http.Client{Transport: c.Library.New(below)}
 		}
+		var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), c.Deadline)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://layer.storm/", nil)
+			if !closeOutcome(chains[rand.N(len(chains))].Do(req)) {
+				w.WriteHeader(http.StatusBadGateway)
+			}
+		})
+		if c.Layer {
+			h = rebound.Layer(h)
+		}
 		top = NewServer(ServerConfig{
 			Workers: 200, Service: 5 * time.Millisecond, Seed: c.Server.Seed + uint64(d),
-			Next: func() bool {
-				ctx, cancel := context.WithTimeout(context.Background(), c.Deadline)
-				defer cancel()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://layer.storm/", nil)
-				return closeOutcome(chains[rand.N(len(chains))].Do(req))
+			Next: func() (bool, http.Header) {
+				// The layer's handler, served in memory.
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, layerRequest)
+				return w.Code == http.StatusOK, w.Header()
 			},
 		}, nil)
 		layers = append(layers, top)

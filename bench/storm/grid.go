@@ -160,8 +160,12 @@ func WriteTable(w io.Writer, results []*Result) error {
 		if deep {
 			fmt.Fprintf(&b, "| %d ", c.Depth)
 		}
+		name := c.Library.Name
+		if c.Layer {
+			name += " + Layer"
+		}
 		fmt.Fprintf(&b, "| %s | %.2f | %d | %s | %s | %.2f | %.2f | %.0f %% | %.1f (%.0f) | %d | %d (%d) |\n",
-			c.Library.Name, c.Rho, c.Clients, c.Trigger, r.Verdict(), r.AmpDuring, r.AmpAfter, wasted, r.ProbeRate, r.ProbePeak, r.OpenPeak, r.Local, r.LocalAfter)
+			name, c.Rho, c.Clients, c.Trigger, r.Verdict(), r.AmpDuring, r.AmpAfter, wasted, r.ProbeRate, r.ProbePeak, r.OpenPeak, r.Local, r.LocalAfter)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

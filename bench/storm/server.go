@@ -58,8 +58,9 @@ type ServerConfig struct {
 	// Next, when non-nil, makes the server a middle layer: after its own
 	// service time, a worker calls Next (the layer below, through the
 	// layer's own client chain) and stays busy until it returns; a false
-	// result turns the answer into a 502. Nil serves alone.
-	Next func() bool
+	// result turns the answer into a 502 with the header Next returns.
+	// Nil serves alone.
+	Next func() (ok bool, header http.Header)
 }
 
 func (c ServerConfig) normalized() ServerConfig {
@@ -180,8 +181,9 @@ type job struct {
 	done    chan struct{}
 	err     error // ErrReset when the server went down under it
 	status  int
-	gone    bool      // the client gave up; under Server.mu
-	due     time.Time // the end of its service as scheduled; under Server.mu
+	header  http.Header // a middle layer's failure: its handler's header
+	gone    bool        // the client gave up; under Server.mu
+	due     time.Time   // the end of its service as scheduled; under Server.mu
 }
 
 // NewServer returns a healthy server configured by cfg, recording into
@@ -234,10 +236,12 @@ func (s *Server) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	var header http.Header
 	if j != nil {
 		select {
 		case <-j.done:
 			status, err = j.status, j.err
+			header = j.header
 		case <-ctx.Done():
 			s.mu.Lock()
 			select {
@@ -259,6 +263,9 @@ func (s *Server) RoundTrip(req *http.Request) (*http.Response, error) {
 		Header:  http.Header{},
 		Body:    http.NoBody,
 		Request: req,
+	}
+	for k, v := range header {
+		resp.Header[k] = v
 	}
 	if status == http.StatusServiceUnavailable && s.cfg.RetryAfter > 0 {
 		secs := int64(math.Ceil(s.cfg.RetryAfter.Seconds()))
@@ -332,8 +339,11 @@ func (s *Server) startLocked(j *job, at time.Time) {
 	s.serving[j] = time.AfterFunc(max(j.due.Sub(now), 0), func() {
 		status := http.StatusOK
 		if s.cfg.Next != nil {
-			if !s.cfg.Next() {
+			if ok, h := s.cfg.Next(); !ok {
 				status = http.StatusBadGateway
+				s.mu.Lock()
+				j.header = h
+				s.mu.Unlock()
 			}
 			s.mu.Lock()
 			j.due = time.Now()

@@ -12,7 +12,8 @@ import (
 // TestStormStack runs stacked services (the fleet calls A, A calls B, B
 // calls C; each caller uses the library; the trigger hits C): every
 // library at depth 1 to 3, ρ = 0.5 and 0.9, 10 and 1,000 clients,
-// capacity halved and a full outage. Amplification is C's attempts per
+// capacity halved and a full outage, and rebound again with its middle
+// layers wrapped in rebound.Layer. Amplification is C's attempts per
 // call of the fleet. Run by make storm (STORM_STACK=1); writes stack.md
 // into STORM_OUT.
 func TestStormStack(t *testing.T) {
@@ -28,6 +29,11 @@ func TestStormStack(t *testing.T) {
 		g := Grid{Libraries: Libraries, Rhos: []float64{0.5, 0.9}, Clients: []int{10, 1000},
 			Triggers: []Mode{HalfCapacity, Outage}, Base: Cell{Depth: depth}}
 		cells = append(cells, g.Cells()...)
+		if depth > 1 {
+			// rebound with its middle layers wrapped in rebound.Layer.
+			g.Libraries, g.Base.Layer = []Library{libraryNamed(t, "rebound")}, true
+			cells = append(cells, g.Cells()...)
+		}
 	}
 	start := time.Now()
 	results := runCells(t, cells)
@@ -46,4 +52,16 @@ func TestStormStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", b.String())
+}
+
+// libraryNamed returns the library of Libraries called name.
+func libraryNamed(t *testing.T, name string) Library {
+	t.Helper()
+	for _, l := range Libraries {
+		if l.Name == name {
+			return l
+		}
+	}
+	t.Fatalf("no library %q", name)
+	return Library{}
 }
