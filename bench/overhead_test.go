@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"testing"
 
 	"github.com/rebound-http/rebound"
@@ -178,4 +179,47 @@ func newBenchRequest(tb testing.TB, method string) *http.Request {
 	}
 	tb.Fatalf("unknown method %q", method)
 	return nil
+}
+
+// evictBuf is written over by BenchmarkOverheadEvicted between calls.
+var evictBuf = make([]byte, 1<<20)
+
+// BenchmarkOverheadEvicted is BenchmarkOverheadReused's GET with the
+// CPU's caches pushed out between calls: before each call the loop
+// writes one byte in every 64 of an evict-sized buffer, so that the
+// library's state and code must come back from a farther cache, as they
+// do in a program that does other work between its calls. bare pays for
+// the writes too, so "library − bare" is still the library's cost, now
+// with a cold cache; a library whose figure rises with evict has more
+// state or code on its path. It is not part of make bench:
+//
+//	cd bench && go test -run '^$' -bench OverheadEvicted -count 10 | go run ./cmd/overhead -against gobreaker
+func BenchmarkOverheadEvicted(b *testing.B) {
+	for _, kib := range []int{0, 32, 64, 256} {
+		for _, p := range shuffled(overheadPeers) {
+			if p.name == "failsafe" || p.name == "rebound-nokeys" {
+				continue
+			}
+			b.Run("evict="+strconv.Itoa(kib)+"KiB/lib="+p.name, func(b *testing.B) {
+				req := freshRequest(b, http.MethodGet, "http://api.test/v1/things")
+				rt := p.wrap(newOKStub())
+				buf := evictBuf[:kib<<10]
+				b.ReportAllocs()
+				defer reportCPU(b)()
+				for b.Loop() {
+					for i := 0; i < len(buf); i += 64 {
+						buf[i]++
+					}
+					resp, err := rt.RoundTrip(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if resp.StatusCode != http.StatusOK {
+						b.Fatalf("status %d, want 200", resp.StatusCode)
+					}
+					resp.Body.Close()
+				}
+			})
+		}
+	}
 }
