@@ -176,7 +176,6 @@ type chain struct {
 	breaker *breaker.Transport   // nil when disabled
 	budget  *budget.Transport    // nil when disabled
 	retry   *transport.Transport // nil in a failing Transport
-	obs     transport.Observer   // the retry loop's observer: counts, then reports
 }
 
 // New wraps base in the rebound chain configured by opts, or returns the
@@ -214,7 +213,7 @@ func New(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	}
 	obs := o.observer
 	t.obs.Store(&obs)
-	l, _ := t.assemble(o.policy, routes, nil)
+	l, _ := t.assemble(o.policy, routes, nil, false)
 	t.live.Store(l)
 	return t, nil
 }
@@ -223,14 +222,14 @@ func New(base http.RoundTripper, opts ...Option) (*Transport, error) {
 // and one per route, reusing what it can of old's (see Reload). It
 // returns the configuration and, for Reload, what happened to each
 // chain.
-func (t *Transport) assemble(def Policy, routes []route, old *live) (*live, []chainChange) {
+func (t *Transport) assemble(def Policy, routes []route, old *live, newObservers bool) (*live, []chainChange) {
 	var changes []chainChange
 	var prev map[string]*chain
 	if old != nil {
 		prev = old.chainsByKey()
 	}
 	mk := func(key, pattern string, p Policy) *chain {
-		c, ch := t.build(pattern, p, prev[key])
+		c, ch := t.build(pattern, p, prev[key], newObservers)
 		if len(ch.reset) > 0 {
 			ch.hosts = prev[key].hosts()
 		}
@@ -306,7 +305,7 @@ func (t *Transport) init() *live {
 		t.base = cleanhttp.DefaultPooledTransport()
 		t.stats = newStatsTable()
 		t.obs.Store(new(Observer))
-		l, _ := t.assemble(Policy{}, nil, nil)
+		l, _ := t.assemble(Policy{}, nil, nil, false)
 		t.live.Store(l)
 	})
 	return t.live.Load()
@@ -414,12 +413,13 @@ func NewClient(opts ...Option) *http.Client {
 // Transport's observers and counting in its stats (when on). The links
 // whose configuration is that of old's (when not nil) are old's, with
 // their state; see Reload.
-func (t *Transport) build(pattern string, p Policy, old *chain) (*chain, chainChange) {
-	if old != nil && old.pattern == pattern && old.retry != nil && sameValue(old.policy, p) {
+func (t *Transport) build(pattern string, p Policy, old *chain, newObservers bool) (*chain, chainChange) {
+	same := old != nil && old.pattern == pattern && old.retry != nil && sameValue(old.policy, p)
+	if same && !newObservers {
 		return old, chainChange{pattern: pattern, kept: true}
 	}
 	c := &chain{pattern: pattern, policy: p}
-	ch := chainChange{pattern: pattern, added: old == nil}
+	ch := chainChange{pattern: pattern, added: old == nil, kept: same}
 	rt := t.base
 	if !p.DisableBreaker {
 		if old != nil && old.breaker != nil && sameValue(old.policy.Breaker, p.Breaker) {
@@ -452,11 +452,15 @@ func (t *Transport) build(pattern string, p Policy, old *chain) (*chain, chainCh
 	}
 	rt = isolationGate{t: t, next: rt}
 	retry := p.Retry
-	retry.Observer = joinObservers(retry.Observer, transport.ObserverFunc(t.retryEvent))
+	if o := t.obs.Load(); o != nil && o.Retry != nil {
+		// Fixed at build: a reload with other observers builds the retry
+		// loops again (keeping their state), so a chain without a Retry
+		// observer emits no event it need not.
+		retry.Observer = joinObservers(retry.Observer, transport.ObserverFunc(o.Retry))
+	}
 	if t.stats != nil {
 		retry.Observer = t.stats.observer(retry.Observer)
 	}
-	c.obs = retry.Observer
 	if old != nil && old.retry != nil {
 		var kept transport.Kept
 		c.retry, kept = old.retry.Reconfigure(rt, retry)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/rebound-http/rebound/breaker"
 	"github.com/rebound-http/rebound/budget"
-	"github.com/rebound-http/rebound/transport"
 )
 
 // Reload replaces the Transport's configuration with the one opts give,
@@ -56,7 +55,7 @@ func (t *Transport) Reload(opts ...Option) error {
 		obs := o.observer
 		t.obs.Store(&obs)
 	}
-	l, changes := t.assemble(o.policy, routes, old)
+	l, changes := t.assemble(o.policy, routes, old, o.hasObserver)
 	t.live.Store(l)
 	t.mu.Unlock()
 	for _, ch := range changes {
@@ -149,8 +148,9 @@ func (c *chain) hosts() []string {
 	return hs
 }
 
-// breakerChange, budgetRefusal and retryEvent report to the observers in
-// force: a chain a reload kept reports to the observers it brought.
+// breakerChange and budgetRefusal report to the observers in force: a
+// breaker or budget a reload kept reports to the observers it brought.
+// (The retry loop's observer is fixed when the loop is built.)
 func (t *Transport) breakerChange(ch breaker.StateChange) {
 	if o := t.obs.Load(); o != nil && o.Breaker != nil {
 		o.Breaker(ch)
@@ -160,12 +160,6 @@ func (t *Transport) breakerChange(ch breaker.StateChange) {
 func (t *Transport) budgetRefusal(r budget.Refusal) {
 	if o := t.obs.Load(); o != nil && o.Budget != nil {
 		o.Budget(r)
-	}
-}
-
-func (t *Transport) retryEvent(e transport.Event) {
-	if o := t.obs.Load(); o != nil && o.Retry != nil {
-		o.Retry(e)
 	}
 }
 

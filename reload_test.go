@@ -240,3 +240,30 @@ func mustRequest(t *testing.T, url string) *http.Request {
 	require.NoError(t, err)
 	return req
 }
+
+// A reload that gives new observers keeps every state, and the retry
+// loops report to the new observers from then on.
+func TestReloadWithNewObservers(t *testing.T) {
+	ops := &operatorLog{}
+	rt, url, host := tripped(t, ops)
+	ops.take()
+	var mu sync.Mutex
+	var events []transport.Event
+	obs := rebound.Observer{Retry: func(e transport.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}, Operator: ops.add}
+	pol := rebound.Policy{Retry: transport.Config{MaxAttempts: 1}, DisableBudget: true}
+	require.NoError(t, rt.Reload(rebound.WithPolicy(pol), rebound.WithObserver(obs)))
+	ev := reloads(ops.take())[""]
+	assert.Equal(t, "policy unchanged: state kept", ev.Detail)
+	state, _ := stateOf(rt, host)
+	assert.NotEqual(t, breaker.Closed, state, "the breaker is kept")
+	err := get(t, &http.Client{Transport: rt}, url)
+	require.ErrorIs(t, err, breaker.ErrOpen)
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, events, "the new Retry observer hears the refused call")
+	assert.Equal(t, transport.EventGiveUp, events[len(events)-1].Kind)
+}
