@@ -267,3 +267,24 @@ func TestReloadWithNewObservers(t *testing.T) {
 	require.NotEmpty(t, events, "the new Retry observer hears the refused call")
 	assert.Equal(t, transport.EventGiveUp, events[len(events)-1].Kind)
 }
+
+// An isolation survives a reload, and so do the counters.
+func TestReloadKeepsIsolationsAndCounters(t *testing.T) {
+	srv, hits := countingServer(t)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	rt := operateTransport(t, &operatorLog{}, nil)
+	client := &http.Client{Transport: rt}
+	require.NoError(t, get(t, client, srv.URL))
+	require.NoError(t, rt.Isolate(host, time.Hour))
+	require.NoError(t, rt.Reload(rebound.WithHostPolicy(host, rebound.Policy{Retry: transport.Config{MaxAttempts: 2}})))
+	require.ErrorIs(t, get(t, client, srv.URL), rebound.ErrIsolated)
+	assert.EqualValues(t, 1, hits.Load())
+	st := rt.Stats()
+	require.Len(t, st.Hosts, 1)
+	assert.EqualValues(t, 2, st.Hosts[0].Calls)
+	assert.EqualValues(t, 1, st.Hosts[0].Refusals[rebound.GateIsolated])
+	snap := rt.Snapshot()
+	require.Len(t, snap, 1)
+	assert.Equal(t, host, snap[0].Pattern, "read from the policy serving the host now")
+	assert.Positive(t, snap[0].IsolatedFor)
+}
