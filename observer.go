@@ -106,7 +106,10 @@ type OperatorEvent struct {
 	// be kept. Empty when nothing was lost.
 	Reset []string
 	// Hosts are, for a reload, the hosts the changed or removed policy's
-	// breakers tracked (at most 100): whose state Reset lists as lost.
+	// breakers tracked (at most 100): whose state Reset lists as lost;
+	// and the hosts another policy served before that this one serves now
+	// (a pattern added or removed): they start fresh under it, and Detail
+	// says so.
 	Hosts []string
 	// Detail says in plain words what happened ("policy unchanged: state
 	// kept", "policy removed", "invalid configuration: kept the old one").

@@ -58,6 +58,7 @@ func (t *Transport) Reload(opts ...Option) error {
 	l, changes := t.assemble(o.policy, routes, old, o.hasObserver)
 	t.live.Store(l)
 	t.mu.Unlock()
+	moved := movedHosts(old, l)
 	for _, ch := range changes {
 		ev := OperatorEvent{Action: ActionReload, Pattern: ch.pattern, Reset: ch.reset}
 		switch {
@@ -71,6 +72,12 @@ func (t *Transport) Reload(opts ...Option) error {
 			ev.Detail, ev.Hosts = "policy changed: state reset where its configuration changed", ch.hosts
 		default:
 			ev.Detail = "policy changed: state kept"
+		}
+		if hs := moved[ch.pattern]; len(hs) > 0 && !ch.removed {
+			// Hosts another policy served before: what was learned of
+			// them stays with that policy's links.
+			ev.Detail += "; " + detailMoved
+			ev.Hosts = append(ev.Hosts, hs...)
 		}
 		t.operator(ev)
 	}
@@ -106,6 +113,37 @@ type chainChange struct {
 	removed bool     // a policy no longer given
 	reset   []string // the links whose state was not carried over
 	hosts   []string // the hosts whose state was lost (removed, or reset)
+}
+
+// detailMoved ends the Detail of a reload's event for a policy that now
+// serves hosts another policy served (a pattern added or removed): they
+// start fresh under it, and its event lists them in Hosts.
+const detailMoved = "hosts that were under another policy start fresh"
+
+// movedHosts returns, by the pattern of the policy that now serves them,
+// the hosts old's breakers tracked that l routes to another policy. A nil
+// old moved nothing.
+func movedHosts(old, l *live) map[string][]string {
+	if old == nil {
+		return nil
+	}
+	var moved map[string][]string
+	for _, c := range old.chainsByKey() {
+		for _, h := range c.hosts() {
+			if now := l.chainFor(h); now.pattern != c.pattern {
+				if moved == nil {
+					moved = map[string][]string{}
+				}
+				if len(moved[now.pattern]) < maxReportedHosts {
+					moved[now.pattern] = append(moved[now.pattern], h)
+				}
+			}
+		}
+	}
+	for _, hs := range moved {
+		slices.Sort(hs)
+	}
+	return moved
 }
 
 // detailUnchanged is the Detail of a reload's event for a policy given

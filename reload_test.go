@@ -86,8 +86,12 @@ func TestReloadKeepsTheStateOfWhatDidNotChange(t *testing.T) {
 	client := &http.Client{Transport: rt}
 	hp := pol
 	hp.Retry.MaxAttempts = 1
+	_ = get(t, client, url) // the default policy's new breaker tracks the host
 	require.NoError(t, rt.Reload(rebound.WithPolicy(pol), rebound.WithHostPolicy(host, hp)))
-	assert.Equal(t, "policy added", reloads(ops.take())[host].Detail)
+	ev = reloads(ops.take())[host]
+	assert.Equal(t, "policy added; hosts that were under another policy start fresh", ev.Detail,
+		"the host's breaker was the default policy's: the event says it starts fresh")
+	assert.Equal(t, []string{host}, ev.Hosts)
 	pattern, _ := rt.PolicyFor(host)
 	assert.Equal(t, host, pattern)
 	for i := 0; !open(); i++ {
@@ -95,8 +99,12 @@ func TestReloadKeepsTheStateOfWhatDidNotChange(t *testing.T) {
 		_ = get(t, client, url)
 	}
 	require.NoError(t, rt.Reload(rebound.WithPolicy(pol)))
-	ev = reloads(ops.take())[host]
+	evs = ops.take()
+	ev = reloads(evs)[host]
 	assert.Equal(t, "policy removed: its hosts' state forgotten", ev.Detail)
+	assert.Equal(t, []string{host}, ev.Hosts)
+	ev = reloads(evs)[""]
+	assert.Equal(t, "policy unchanged: state kept; hosts that were under another policy start fresh", ev.Detail)
 	assert.Equal(t, []string{host}, ev.Hosts)
 }
 
