@@ -282,6 +282,17 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 			base = cleanhttp.DefaultPooledTransport()
 		}
 		f := &Transport{base: base}
+		var o options
+		for _, opt := range opts {
+			if opt != nil {
+				opt(&o)
+			}
+		}
+		if !o.noStats {
+			f.stats = newStatsTable() // for when a Reload repairs it
+		}
+		obs := o.observer
+		f.obs.Store(&obs)
 		f.live.Store(&live{rt: failing{err}, def: &chain{}})
 		f.once.Do(func() {})
 		return f

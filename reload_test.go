@@ -240,6 +240,14 @@ func TestReloadOfAFailingTransport(t *testing.T) {
 	srv, _ := countingServer(t)
 	require.NoError(t, rt.Reload())
 	require.NoError(t, get(t, &http.Client{Transport: rt}, srv.URL), "a valid reload repairs it")
+	host := strings.TrimPrefix(srv.URL, "http://")
+	var calls uint64
+	for _, h := range rt.Stats().Hosts {
+		if h.Host == host {
+			calls = h.Calls
+		}
+	}
+	assert.EqualValues(t, 1, calls, "the repaired Transport counts its calls in Stats")
 }
 
 func mustRequest(t *testing.T, url string) *http.Request {
