@@ -242,7 +242,7 @@ func (a *Admission) take(st *state, req *http.Request, now, deadline time.Time) 
 	if wait > a.cfg.MaxWait+a.spreadCap(a.cfg.MaxWait) || !deadline.IsZero() && at.After(deadline) {
 		return Turn{}, 0, &RefusedError{Host: st.host.name, Limit: lim, Wait: wait, Ahead: ahead}
 	}
-	w := &waiter{ch: make(chan struct{}), deadline: deadline}
+	w := &waiter{ch: make(chan struct{})}
 	st.queue = append(st.queue, w)
 	a.dispatch(st, now)
 	if w.granted {
@@ -262,12 +262,6 @@ func (t *Turn) Wait(ctx context.Context) error {
 	w := tk.w
 	select {
 	case <-w.ch:
-		if w.refused != nil {
-			// A signal after the call queued pushed its turn past its
-			// deadline: it was taken out of the queue.
-			tk.w, t.ended = nil, true
-			return w.refused
-		}
 		tk.granted, tk.iv, tk.w = w.at, w.iv, nil
 		return nil
 	case <-ctx.Done():

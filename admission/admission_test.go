@@ -169,65 +169,6 @@ func TestLimiterRefusingExcessPacesInsteadOfPausing(t *testing.T) {
 	})
 }
 
-// A call queued for a turn that fitted its deadline, whose turn a later
-// signal pushes past it (here a spent quota), is refused then, not when
-// its deadline ends: it would wait for nothing. The calls it was ahead of
-// move up.
-func TestQueuedCallsRejudgedWhenASignalPushesTheirTurn(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		a := New(Config{})
-		_, err := send(a, get(t, t.Context(), "api.test", ""), func(r *http.Request) *http.Response {
-			return answer(r, 200, "RateLimit", `"default";r=20;t=2`, "RateLimit-Policy", `"default";q=100;w=2`)
-		})
-		require.NoError(t, err)
-		// 10/s, 2 at once: the first two go, five more queue within 0.5 s.
-		var first []Turn
-		for range 2 {
-			turn, wait, err := a.Take(get(t, t.Context(), "api.test", ""))
-			require.NoError(t, err)
-			require.Zero(t, wait)
-			first = append(first, turn)
-		}
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		defer cancel()
-		var (
-			wg    sync.WaitGroup
-			mu    sync.Mutex
-			ended []time.Duration
-			errs  []error
-		)
-		for range 5 {
-			turn, wait, err := a.Take(get(t, ctx, "api.test", ""))
-			require.NoError(t, err)
-			require.Positive(t, wait)
-			wg.Go(func() {
-				err := turn.Wait(ctx)
-				mu.Lock()
-				ended, errs = append(ended, time.Since(start)), append(errs, err)
-				mu.Unlock()
-				if err == nil {
-					turn.Cancel()
-				}
-			})
-		}
-		synctest.Wait()
-		// The first answer spends the quota until its window's reset, 2 s
-		// away: past every queued call's deadline.
-		first[0].Done(answer(get(t, t.Context(), "api.test", ""), 200, "RateLimit", `"default";r=0;t=2`), nil)
-		first[1].Done(answer(get(t, t.Context(), "api.test", ""), 200), nil)
-		wg.Wait()
-		require.Len(t, errs, 5)
-		for i, err := range errs {
-			assert.ErrorIs(t, err, ErrQuota)
-			assert.Zero(t, ended[i], "refused when the quota was spent, not at the deadline")
-		}
-		q, inflight, _ := a.idleForTest()
-		assert.Zero(t, q)
-		assert.Zero(t, inflight)
-	})
-}
-
 // Calls go in the order they asked, and a call arriving while a queue
 // drains waits behind it.
 func TestQueueIsFIFO(t *testing.T) {

@@ -60,14 +60,12 @@
 // slow start does. After that the pace follows the CUBIC window curve (RFC
 // 9438), as the AWS SDKs' adaptive retry mode does, relative to the rate:
 // on a throttle at t₀ the pace falls to β·Rmax (β = 0.8, Rmax the pace in
-// force, or what the server took when that pace is over 1.5 times it
-// while a fifth of attempts are refused: a pace read from a limiter's
-// burst), then climbs R = Rmax·(1 + C·(t − t₀ − K)³) (C = 0.01,
+// force), then climbs R = Rmax·(1 + C·(t − t₀ − K)³) (C = 0.01,
 // K = ∛((1−β)/C) = 2.7 s at any rate), never below half the rate the key
 // was admitted at, and capped at 1.5 times the rate callers ask for
 // (retries and queued calls included). One cut per round: a throttle of a
 // turn given before the last cut, or within 200 ms after it, does not cut
-// again. A pace with calls waiting that meets no throttle for 2 s, while
+// again. A pace with calls waiting that meets no throttle for 4 s, while
 // calls arrive faster than it lets them go, probes again (the limit may be
 // gone). A key that is not throttled for 10 s
 // while its pace is 1.5 times what callers ask goes back to no limit. An
@@ -88,11 +86,7 @@
 // without queueing, with a *RefusedError naming what limited the key: the
 // server's wait hint (ErrHint), the server's quota (ErrQuota) or
 // rebound's own learned pace (ErrPace). All three match
-// classify.ErrNotSent. A call already queued is judged again when a
-// signal moves the turns (a pause, a cut of the pace, a spent quota): if
-// its turn no longer comes before its deadline, Wait returns the same
-// error then, rather than when the deadline ends, and the calls behind it
-// move up.
+// classify.ErrNotSent.
 //
 // # Memory
 //

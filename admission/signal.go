@@ -124,37 +124,6 @@ func (a *Admission) apply(st *state, sig signal, responded bool, granted, now ti
 	if sig.quota {
 		st.setQuota(sig.remaining, sig.reset, a.cfg.MaxWait, now)
 	}
-	if sig.kind != signalNone {
-		a.rejudge(st, now)
-	}
-}
-
-// rejudge takes out of st's queue, with a RefusedError, every waiter whose
-// turn a throttle (a pause, a cut of the pace) has pushed past its
-// deadline: judged when it asked, it would fit no longer and would wait
-// for nothing but its deadline. The ones behind it move up. Called with
-// a.mu held.
-func (a *Admission) rejudge(st *state, now time.Time) {
-	if len(st.queue) == 0 {
-		return
-	}
-	at, lim := st.earliest(now)
-	iv, ilim := st.interval(now)
-	if lim == LimitNone {
-		lim = ilim
-	}
-	kept := st.queue[:0]
-	for _, w := range st.queue {
-		turn := at.Add(time.Duration(len(kept)) * iv)
-		if w.deadline.IsZero() || !turn.After(w.deadline) {
-			kept = append(kept, w)
-			continue
-		}
-		w.refused = &RefusedError{Host: st.host.name, Limit: lim, Wait: turn.Sub(now), Ahead: len(kept)}
-		close(w.ch)
-	}
-	clear(st.queue[len(kept):])
-	st.queue = kept
 }
 
 // dispatch gives turns to the queue's head while their time has come, and

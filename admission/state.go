@@ -44,7 +44,7 @@ const (
 	floorShare = 0.5
 	// probeAfter: a pace with calls waiting that has met no throttle for
 	// this long probes (doubles every 200 ms) until the next throttle.
-	probeAfter = 2 * time.Second
+	probeAfter = 4 * time.Second
 	// probeStep is what each admitted response adds to a probing pace, in
 	// turns per second: the pace doubles every 1/probeStep seconds.
 	probeStep = 5.0
@@ -91,12 +91,10 @@ type bucket struct {
 
 // waiter is a queued turn.
 type waiter struct {
-	ch       chan struct{}
-	granted  bool
-	at       time.Time
-	iv       time.Duration
-	deadline time.Time     // the call's; zero: none
-	refused  *RefusedError // set when a later signal pushed its turn past deadline
+	ch      chan struct{}
+	granted bool
+	at      time.Time
+	iv      time.Duration
 }
 
 // roll starts a new bucket when the current one is full, and folds the
@@ -255,19 +253,12 @@ func (st *state) cut(granted, now time.Time) {
 	if st.rate > 0 && granted.Before(st.t0.Add(cutRound)) {
 		return
 	}
-	admitted, ok := st.admittedRate(now)
+	_, admitted := st.rates(now)
 	var base float64
 	first := st.rate == 0
 	switch {
-	case !first && ok && st.rate > overshoot*max(admitted, st.good) && st.throttledShare() >= overshootShare:
-		// What the server took, recently or over the last seconds (a
-		// spent fixed window admits nothing for a while), when the pace
-		// is far above it (a first pace read from a burst, a probe's
-		// overshoot, a release): cutting such a pace by β a round at a
-		// time would refuse calls for seconds, each then waiting its hint.
-		base = max(admitted, st.good)
 	case !first:
-		base = st.rate
+		base = st.rate // the pace that met the limit
 	case admitted > 0:
 		base = admitted // the first cut: what the server took
 	default:
@@ -286,31 +277,6 @@ func (st *state) cut(granted, now time.Time) {
 	// takes seconds to climb back.
 	st.rate = max(cubicBeta*base, floorShare*st.good, MinRate)
 	st.t0 = now
-}
-
-// overshoot: a cut starts from the admitted rate rather than from the
-// pace when the pace is more than this many times what was admitted: the
-// pace was never what the server took (a first pace read from a burst, a
-// release), and cutting it by β a round at a time would refuse calls for
-// seconds, each then waiting its hint. Near the limit the admitted rate,
-// which lags a growing pace, says less than the pace does.
-const overshoot = 1.5
-
-// overshootShare is the least share of throttled attempts over the last
-// buckets that shows a pace above the limit rather than one growing past
-// it: a pace ramping up outruns the admitted rate with few refusals.
-const overshootShare = 0.2
-
-// minEvidence is the fewest admitted responses an admitted rate is taken
-// from: below it (a key at a few turns a second) the count says too little.
-const minEvidence = 4
-
-// admittedRate returns the rate the key had admitted over the last buckets
-// and whether enough responses were admitted for it to be evidence.
-func (st *state) admittedRate(now time.Time) (float64, bool) {
-	_, admitted := st.rates(now)
-	n := st.cur.admitted + st.prev.admitted
-	return admitted, n >= minEvidence
 }
 
 // sentRate is the rate of turns reported over the last buckets.
@@ -339,7 +305,7 @@ func (st *state) grow(now time.Time) {
 		// has refused nothing for a while: its limit may be gone. Probe
 		// for it fast rather than along the curve. (Closed-loop callers,
 		// who ask again only when served, ask at the pace: they never
-		// trigger it, and a bursty limiter is not overshot every 2 s.)
+		// trigger it, and a bursty limiter is not overshot every 4 s.)
 		st.probe = true
 	}
 	var r float64

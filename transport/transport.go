@@ -158,11 +158,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				cfg.Observer.Observe(Event{Kind: EventHold, Request: req, Attempt: n, Delay: wait, FromServer: turn.Limit() != admission.LimitPace, Limit: turn.Limit()})
 			}
 			if err := turn.Wait(ctx); err != nil {
-				if errors.Is(err, admission.ErrNotAdmitted) {
-					// A throttle after the call queued pushed its turn
-					// past the deadline: refused now, not at the deadline.
-					return t.refuseHeld(req, prev, n, err)
-				}
 				release(prev, cfg.MaxResponseBytes)
 				return t.giveUp(req, outcome{err: err, verdict: classify.Verdict{Outcome: classify.Final, Reason: classify.ReasonCanceled}}, n-1, StopCanceled, nil)
 			}
