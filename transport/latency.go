@@ -288,13 +288,7 @@ func (l *latencies) recompute(h *hostLatency) {
 // recomputeLocked caches the learned hedge delay and attempt timeout of h.
 // h.mu must be held.
 func (l *latencies) recomputeLocked(h *hostLatency) {
-	var counts [latBuckets]uint32
-	var total uint64
-	for i := range counts {
-		c := h.win[0].counts[i].Load() + h.win[1].counts[i].Load()
-		counts[i] = c
-		total += uint64(c)
-	}
+	counts, total := h.counts()
 	ready := true
 	if c := l.hedge; c != nil && c.Delay == 0 {
 		var d int64
@@ -316,6 +310,17 @@ func (l *latencies) recomputeLocked(h *hostLatency) {
 		h.timeout.Store(d)
 	}
 	h.ready.Store(ready)
+}
+
+// counts returns h's two windows added up, bucket by bucket, and their
+// total.
+func (h *hostLatency) counts() (counts [latBuckets]uint32, total uint64) {
+	for i := range counts {
+		c := h.win[0].counts[i].Load() + h.win[1].counts[i].Load()
+		counts[i] = c
+		total += uint64(c)
+	}
+	return counts, total
 }
 
 // quantile returns the upper bound of the bucket holding the q-quantile of

@@ -43,13 +43,7 @@ func (t *Transport) Latencies() []Latency {
 	var out []Latency
 	t.lat.hosts.Range(func(k, v any) bool {
 		h := v.(*hostLatency)
-		var counts [latBuckets]uint32
-		var total uint64
-		for i := range counts {
-			c := h.win[0].counts[i].Load() + h.win[1].counts[i].Load()
-			counts[i] = c
-			total += uint64(c)
-		}
+		counts, total := h.counts()
 		l := Latency{Host: k.(string), Samples: total, Timeout: t.lat.learnedTimeout(h)}
 		if t.lat.hedge != nil {
 			l.Hedge = t.lat.learnedHedge(h)
