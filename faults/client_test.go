@@ -83,10 +83,10 @@ type client struct {
 	firstTrip string          // the reason of the first trip
 	early     []time.Duration // per early attempt (the first 1,000), how long before its call's hint ended it went out
 	latency   []time.Duration // per call recorded (see call), how long it took
-	// smooth is latency for the calls none of whose attempts the server
+	// unrefused is latency for the calls none of whose attempts the server
 	// asked to wait: what a chain that never paces or queues a call the
 	// server did not refuse adds to a call.
-	smooth []time.Duration
+	unrefused []time.Duration
 }
 
 // observer counts the breaker's trips.
@@ -440,7 +440,7 @@ func (c *client) call(parent context.Context, url string, l load, id string) boo
 			c.latency = append(c.latency, end.Sub(start))
 			hints.mu.Lock()
 			if hints.until.IsZero() {
-				c.smooth = append(c.smooth, end.Sub(start))
+				c.unrefused = append(c.unrefused, end.Sub(start))
 			}
 			hints.mu.Unlock()
 		}
@@ -501,11 +501,11 @@ func (c *client) latencyQuantile(q float64) time.Duration {
 	return quantile(ls, q)
 }
 
-// smoothQuantile is latencyQuantile over the calls the server never asked
-// to wait (see client.smooth).
-func (c *client) smoothQuantile(q float64) time.Duration {
+// unrefusedQuantile is latencyQuantile over the calls the server never asked
+// to wait (see client.unrefused).
+func (c *client) unrefusedQuantile(q float64) time.Duration {
 	c.mu.Lock()
-	ls := slices.Clone(c.smooth)
+	ls := slices.Clone(c.unrefused)
 	c.mu.Unlock()
 	return quantile(ls, q)
 }

@@ -249,20 +249,20 @@ func checkGoodput(t *testing.T, plain, def rlRow) {
 // REBOUND_FAULTS_RESULTS (one JSON object a line, appended) for
 // cmd/rlresults, which makes docs/backpressure-results.md's tables.
 type result struct {
-	Scenario string  `json:"scenario"`
-	Client   string  `json:"client"`
-	Lag      float64 `json:"lag_ms"`   // the machine's lag during the scenario
-	Goodput  float64 `json:"goodput"`  // admitted per second (closed loop)
-	OfLimit  float64 `json:"of_limit"` // goodput / limit
-	Attempts float64 `json:"attempts"` // attempts per second (closed loop), or calls (open loop)
-	Refused  float64 `json:"refused"`  // share of attempts refused
-	P50      float64 `json:"p50_ms"`
-	P99      float64 `json:"p99_ms"`
-	P99Calm  float64 `json:"p99_unrefused_ms,omitempty"` // open loop: p99 of the calls the server never refused
-	OK       float64 `json:"ok"`                         // share of calls that succeeded
-	Early    int64   `json:"early"`
-	Target   float64 `json:"target,omitempty"` // issue 19's goodput target, as a share of the limit
-	Quota    bool    `json:"quota,omitempty"`  // the target also asks ≤ 1 % of attempts refused
+	Scenario     string  `json:"scenario"`
+	Client       string  `json:"client"`
+	Lag          float64 `json:"lag_ms"`   // the machine's lag during the scenario
+	Goodput      float64 `json:"goodput"`  // admitted per second (closed loop)
+	OfLimit      float64 `json:"of_limit"` // goodput / limit
+	Attempts     float64 `json:"attempts"` // attempts per second (closed loop), or calls (open loop)
+	Refused      float64 `json:"refused"`  // share of attempts refused
+	P50          float64 `json:"p50_ms"`
+	P99          float64 `json:"p99_ms"`
+	P99Unrefused float64 `json:"p99_unrefused_ms,omitempty"` // open loop: p99 of the calls the server never refused
+	OK           float64 `json:"ok"`                         // share of calls that succeeded
+	Early        int64   `json:"early"`
+	Target       float64 `json:"target,omitempty"` // issue 19's goodput target, as a share of the limit
+	Quota        bool    `json:"quota,omitempty"`  // the target also asks ≤ 1 % of attempts refused
 }
 
 var resultsMu sync.Mutex
@@ -587,7 +587,7 @@ func TestRateLimitOpenLoop(t *testing.T) {
 		rate, limitRate, run, l.timeout, lag.Round(time.Millisecond))
 	fmt.Fprintf(&b, "  %-9s %-24s %7s %7s %9s %9s %9s %9s %14s\n", "arrivals", "client", "calls", "ok %", "refused", "p50", "p99", "max", "p99 unrefused")
 	p99 := map[string]map[string]time.Duration{}
-	calm := map[string]map[string]time.Duration{}
+	unrefused := map[string]map[string]time.Duration{}
 	for _, a := range arms {
 		adm, ref := read(a.c, start, start.Add(time.Hour))
 		refused := 0.0
@@ -599,22 +599,22 @@ func TestRateLimitOpenLoop(t *testing.T) {
 			p99[a.arrivals] = map[string]time.Duration{}
 		}
 		p99[a.arrivals][a.c.name] = q
-		if calm[a.arrivals] == nil {
-			calm[a.arrivals] = map[string]time.Duration{}
+		if unrefused[a.arrivals] == nil {
+			unrefused[a.arrivals] = map[string]time.Duration{}
 		}
-		cq := a.c.smoothQuantile(0.99)
-		calm[a.arrivals][a.c.name] = cq
+		cq := a.c.unrefusedQuantile(0.99)
+		unrefused[a.arrivals][a.c.name] = cq
 		fmt.Fprintf(&b, "  %-9s %-24s %7d %7.1f %8.1f%% %9s %9s %9s %14s\n", a.arrivals, a.c.name, a.c.calls.Load(), 100*a.c.okShare(), 100*refused,
 			fmtLatency(a.c.latencyQuantile(0.5)), fmtLatency(q), fmtLatency(a.c.latencyQuantile(1)), fmtLatency(cq))
 		n, _ := a.c.earlyAttempts()
 		record(t, result{Scenario: "open loop, " + a.arrivals + " arrivals, 40/s against a token bucket 50/s burst 5", Client: a.c.name, Lag: ms(lag),
-			Attempts: float64(a.c.calls.Load()), Refused: refused, P50: ms(a.c.latencyQuantile(0.5)), P99: ms(q), P99Calm: ms(cq), OK: a.c.okShare(), Early: n})
+			Attempts: float64(a.c.calls.Load()), Refused: refused, P50: ms(a.c.latencyQuantile(0.5)), P99: ms(q), P99Unrefused: ms(cq), OK: a.c.okShare(), Early: n})
 	}
 	for _, arrivals := range []string{"even", "Poisson"} {
 		pl, rb := p99[arrivals]["plain"], p99[arrivals]["rebound"]
 		fmt.Fprintf(&b, "  target (issue 19), %s arrivals: rebound's p99 %s within 2× plain's %s: %s\n", arrivals,
 			fmtLatency(rb), fmtLatency(pl), metWord(rb <= 2*pl))
-		pl, rb = calm[arrivals]["plain"], calm[arrivals]["rebound"]
+		pl, rb = unrefused[arrivals]["plain"], unrefused[arrivals]["rebound"]
 		fmt.Fprintf(&b, "  the same over the calls the server never refused: rebound's p99 %s within 2× plain's %s: %s\n",
 			fmtLatency(rb), fmtLatency(pl), metWord(rb <= 2*pl))
 	}
@@ -625,8 +625,8 @@ func TestRateLimitOpenLoop(t *testing.T) {
 				"%s: with calls evenly spaced under the limit, p99 call latency %s (a call waited for a hint or a pace)", a.c.name, fmtLatency(a.c.latencyQuantile(0.99)))
 		}
 		if isRebound(a.c) {
-			expect(t, rateLimitGoodput, a.c.smoothQuantile(1) < 500*time.Millisecond,
-				"%s, %s arrivals: a call the server never refused took %s (the chain paced or paused a host that admitted it)", a.c.name, a.arrivals, fmtLatency(a.c.smoothQuantile(1)))
+			expect(t, rateLimitGoodput, a.c.unrefusedQuantile(1) < 500*time.Millisecond,
+				"%s, %s arrivals: a call the server never refused took %s (the chain paced or paused a host that admitted it)", a.c.name, a.arrivals, fmtLatency(a.c.unrefusedQuantile(1)))
 		}
 		expect(t, always, !isRebound(a.c) || func() bool { n, _ := a.c.earlyAttempts(); return n == 0 }(),
 			"%s: attempts went before their own call's wait hint ended", a.c.name)

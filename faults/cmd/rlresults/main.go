@@ -16,20 +16,20 @@ import (
 )
 
 type result struct {
-	Scenario string  `json:"scenario"`
-	Client   string  `json:"client"`
-	Lag      float64 `json:"lag_ms"`
-	Goodput  float64 `json:"goodput"`
-	OfLimit  float64 `json:"of_limit"`
-	Attempts float64 `json:"attempts"`
-	Refused  float64 `json:"refused"`
-	P50      float64 `json:"p50_ms"`
-	P99      float64 `json:"p99_ms"`
-	P99Calm  float64 `json:"p99_unrefused_ms"`
-	OK       float64 `json:"ok"`
-	Early    int64   `json:"early"`
-	Target   float64 `json:"target"`
-	Quota    bool    `json:"quota"`
+	Scenario     string  `json:"scenario"`
+	Client       string  `json:"client"`
+	Lag          float64 `json:"lag_ms"`
+	Goodput      float64 `json:"goodput"`
+	OfLimit      float64 `json:"of_limit"`
+	Attempts     float64 `json:"attempts"`
+	Refused      float64 `json:"refused"`
+	P50          float64 `json:"p50_ms"`
+	P99          float64 `json:"p99_ms"`
+	P99Unrefused float64 `json:"p99_unrefused_ms"`
+	OK           float64 `json:"ok"`
+	Early        int64   `json:"early"`
+	Target       float64 `json:"target"`
+	Quota        bool    `json:"quota"`
 }
 
 func main() {
@@ -102,7 +102,7 @@ func main() {
 				fmt.Printf("| %s | %d | %.0f | %.1f %% | %.1f %% | %s | %s | %s | %d |\n", c, len(rs), col(func(r result) float64 { return r.Attempts }),
 					100*col(func(r result) float64 { return r.OK }), 100*col(func(r result) float64 { return r.Refused }),
 					msStr(col(func(r result) float64 { return r.P50 })), msStr(col(func(r result) float64 { return r.P99 })),
-					msStr(col(func(r result) float64 { return r.P99Calm })), early)
+					msStr(col(func(r result) float64 { return r.P99Unrefused })), early)
 				continue
 			}
 			fmt.Printf("| %s | %d | %.1f (%.1f–%.1f) | %.0f %% | %.1f | %.1f %% | %s | %s | %.1f %% | %d |\n", c, len(rs),
