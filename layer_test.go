@@ -124,3 +124,14 @@ func TestLayerMarksOnlyFailuresAfterSpentRetries(t *testing.T) {
 	rebound.Layer(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/no-such-path-registered", nil))
 	assert.Equal(t, http.StatusNotFound, rec.Code)
 }
+
+// What Layer costs a request: the mark, its context, the request's
+// shallow copy that carries it and the writer's wrapper.
+func TestLayerAllocations(t *testing.T) {
+	h := rebound.Layer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := httptest.NewRecorder()
+	assert.LessOrEqual(t, testing.AllocsPerRun(100, func() { h.ServeHTTP(w, req) }), 4.0)
+}
